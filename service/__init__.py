@@ -1,0 +1,1 @@
+"""latentserve: serve encoders and decoders over REST, score anomalies by reconstruction error."""

@@ -1,0 +1,200 @@
+"""The registry's contract: what `manifest.json` in every `MODELS_DIR/<name>/<version>/` holds.
+
+The service owns this schema; the training package imports it to write manifests. Every field is
+documented in `models/README.md`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+ModelKind = Literal[
+    "pca",
+    "sklearn-pca",
+    "incremental-pca",
+    "kernel-pca",
+    "dense",
+    "linear",
+    "conv",
+    "lstm",
+    "denoising",
+    "vae",
+]
+ArtifactFormat = Literal["onnx", "joblib"]
+# encoder: X -> Z; decoder: Z -> X_hat; scorer: X -> (X_hat, scores); estimator: a pickled
+# scikit-learn object with transform / inverse_transform.
+FileRole = Literal["encoder", "decoder", "scorer", "estimator", "picture", "card", "report"]
+
+
+def is_valid_name(name: str) -> bool:
+    """Return True when `name` may name a model (no path separators, no traversal)."""
+    return bool(_NAME_RE.fullmatch(name)) and name not in {".", ".."}
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileEntry(_Strict):
+    """One file of a version, relative to the version folder, with its checksum."""
+
+    role: FileRole
+    path: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="file name inside the version folder")
+    format: ArtifactFormat | Literal["png", "md", "json"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class InputSpec(_Strict):
+    """What one input row looks like. Rows may arrive flat (`size` values) or shaped."""
+
+    shape: list[int] = Field(min_length=1, description="shape of one row, e.g. [8, 8] or [30]")
+    dtype: Literal["float32"] = "float32"
+    value_range: tuple[float, float] | None = Field(
+        default=None, description="range the training data spanned, e.g. [0, 1] for images"
+    )
+    layout: Literal["features", "image", "sequence"] = "features"
+    channels: int = Field(default=1, ge=1, description="image channels (1 grey, 3 RGB); last axis if > 1")
+
+    @property
+    def size(self) -> int:
+        """Number of values in one flattened row."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class Preprocessing(_Strict):
+    """The preprocessing folded into the model graphs (clients send raw values)."""
+
+    kind: Literal["none", "scale", "standardize"]
+    description: str = ""
+
+
+class DataSummary(_Strict):
+    """What the model was trained on."""
+
+    dataset: str
+    rows_train: int = Field(ge=0)
+    rows_validation: int = Field(ge=0)
+    rows_calibration: int = Field(ge=0)
+    classes: list[int] | None = None
+    seed: int
+
+
+class EpochRecord(_Strict):
+    epoch: int
+    train_loss: float
+    validation_loss: float | None = None
+
+
+class Metrics(_Strict):
+    """Training metrics; errors are the anomaly score (see ScoreSpec) averaged over rows."""
+
+    train_error: float
+    validation_error: float
+    explained_variance: list[float] | None = None
+    explained_variance_ratio: list[float] | None = None
+    explained_variance_ratio_total: float | None = None
+    history: list[EpochRecord] = Field(default_factory=list)
+
+
+class ScoreSpec(_Strict):
+    """How a row's anomaly score is computed from input X and reconstruction X_hat (raw units)."""
+
+    metric: Literal["mse"] = "mse"
+    reduction: Literal["mean", "topk"] = "mean"
+    topk: int | None = Field(default=None, ge=1, description="with reduction=topk: mean of the k largest")
+    scale: list[float] | None = Field(
+        default=None, description="per-feature scale the error is divided by (the standardisation's std)"
+    )
+
+
+class Threshold(_Strict):
+    """The anomaly threshold and what it was calibrated on."""
+
+    value: float
+    quantile: float = Field(gt=0.0, lt=1.0)
+    method: str = "empirical quantile of scores on the held-out calibration split"
+    n_calibration: int = Field(ge=1)
+    calibration_scores: list[float] = Field(
+        min_length=1,
+        description="sorted calibration scores (all, or an evenly spaced quantile table of them)",
+    )
+
+    @field_validator("calibration_scores")
+    @classmethod
+    def _sorted(cls, v: list[float]) -> list[float]:
+        if any(b < a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("calibration_scores must be sorted ascending")
+        return v
+
+
+class Manifest(_Strict):
+    """Everything the service needs to load, check and describe one model version."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int = Field(ge=1)
+    kind: ModelKind
+    format: ArtifactFormat = Field(description="the format the service serves from")
+    files: list[FileEntry] = Field(min_length=1)
+    input: InputSpec
+    preprocessing: Preprocessing
+    latent_dim: int = Field(ge=1)
+    latent_distribution: Literal["none", "standard-normal"] = Field(
+        default="none", description="standard-normal: decoder maps N(0, I) samples to data (a VAE)"
+    )
+    data: DataSummary
+    metrics: Metrics
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+    threshold: Threshold
+    hyperparameters: dict[str, str | int | float | bool | list[int] | None] = Field(default_factory=dict)
+    frameworks: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime
+
+    def file(self, role: FileRole, format: ArtifactFormat | None = None) -> FileEntry | None:
+        """Return the file with this role (and format), or None."""
+        for entry in self.files:
+            if entry.role == role and (format is None or entry.format == format):
+                return entry
+        return None
+
+    @property
+    def formats(self) -> list[ArtifactFormat]:
+        """The artifact formats this version can be served from."""
+        out: list[ArtifactFormat] = []
+        for entry in self.files:
+            if entry.format == "onnx" and "onnx" not in out:
+                out.append("onnx")
+            if entry.format == "joblib" and "joblib" not in out:
+                out.append("joblib")
+        return out
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        return cls.model_validate_json((folder / MANIFEST_FILE).read_text(encoding="utf-8"))

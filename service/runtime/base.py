@@ -1,0 +1,182 @@
+"""The one interface every artifact format implements; scores and p-values are written once here."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from service.errors import IntegrityError, InvalidInput
+from service.manifest import FileEntry, Manifest, ScoreSpec, sha256_of
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """X_hat has the rows' shape (n, *input.shape); scores has shape (n,)."""
+
+    X_hat: FloatArray
+    scores: FloatArray
+
+
+@dataclass(frozen=True)
+class AnomalyResult:
+    scores: FloatArray
+    threshold: float
+    is_anomaly: npt.NDArray[np.bool_]
+    p_values: FloatArray
+    X_hat: FloatArray
+
+
+def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
+    """Per-row anomaly score: mean squared (scaled) error over features, or the mean of the k largest."""
+    diff = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
+    if spec.scale is not None:
+        diff = diff / np.asarray(spec.scale, dtype=np.float32)
+    sq = np.square(diff, dtype=np.float32)
+    if spec.reduction == "topk" and spec.topk is not None and spec.topk < sq.shape[1]:
+        k = spec.topk
+        part = np.partition(sq, sq.shape[1] - k, axis=1)[:, -k:]
+        return part.mean(axis=1, dtype=np.float32)
+    return sq.mean(axis=1, dtype=np.float32)
+
+
+def conformal_p_values(scores: FloatArray, calibration_sorted: FloatArray) -> FloatArray:
+    """p = (1 + #{calibration scores >= s}) / (n + 1): small p means unusual."""
+    n = len(calibration_sorted)
+    at_least = n - np.searchsorted(calibration_sorted, scores, side="left")
+    return ((1.0 + at_least) / (n + 1.0)).astype(np.float32)
+
+
+def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
+    """Return the file's path after checking its sha256 against the manifest."""
+    path = folder / entry.path
+    if not path.is_file():
+        raise IntegrityError(
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is missing",
+            field="files",
+        )
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise IntegrityError(
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} has sha256 "
+            f"{actual[:12]}…, the manifest says {entry.sha256[:12]}…; refusing to load it",
+            field="files",
+        )
+    return path
+
+
+class ModelRuntime(ABC):
+    """A loaded model version. Subclasses implement `_encode`, `_decode` and may fuse `_reconstruct`.
+
+    Public methods take float32 arrays whose rows are flat (n, size) or shaped (n, *input.shape)
+    and validate them; private ones compute on validated arrays.
+    """
+
+    format: str = ""
+
+    def __init__(self, manifest: Manifest, folder: Path) -> None:
+        self.manifest = manifest
+        self.folder = folder
+        self.row_shape: tuple[int, ...] = tuple(manifest.input.shape)
+        self.row_size = manifest.input.size
+        self._calibration = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
+
+    @classmethod
+    @abstractmethod
+    def load(cls, manifest: Manifest, folder: Path, *, threads: int = 1) -> ModelRuntime:
+        """Check every file's sha256, then load the artifacts."""
+
+    @abstractmethod
+    def _encode(self, X: FloatArray) -> FloatArray: ...
+
+    @abstractmethod
+    def _decode(self, Z: FloatArray) -> FloatArray: ...
+
+    def _reconstruct(self, X: FloatArray) -> Reconstruction:
+        X_hat = self._decode(self._encode(X)).reshape(X.shape)
+        return Reconstruction(X_hat=X_hat, scores=row_scores(X, X_hat, self.manifest.score))
+
+    # ---- validation -------------------------------------------------------------------------
+    def check_inputs(self, X: npt.NDArray[np.generic], field: str = "inputs") -> FloatArray:
+        """Return X as float32 (n, *input.shape), or raise InvalidInput naming what was expected."""
+        name = f"model {self.manifest.name!r} version {self.manifest.version}"
+        if X.ndim < 1 or X.shape[0] == 0:
+            raise InvalidInput(f"{field}: expected at least one row for {name}", field=field)
+        got = tuple(X.shape[1:])
+        if got != self.row_shape and got != (self.row_size,):
+            raise InvalidInput(
+                f"{field}: {name} expects rows of shape {list(self.row_shape)} "
+                f"(or {self.row_size} flat values), got rows of shape {list(got)}",
+                field=field,
+                details={"expected": list(self.row_shape), "got": list(got)},
+            )
+        X32 = np.ascontiguousarray(X, dtype=np.float32).reshape((X.shape[0], *self.row_shape))
+        _check_finite(X32, field)
+        return X32
+
+    def check_codes(self, Z: npt.NDArray[np.generic], field: str = "codes") -> FloatArray:
+        name = f"model {self.manifest.name!r} version {self.manifest.version}"
+        k = self.manifest.latent_dim
+        if Z.ndim != 2 or Z.shape[0] == 0 or Z.shape[1] != k:
+            got = list(Z.shape[1:]) if Z.ndim >= 1 else []
+            raise InvalidInput(
+                f"{field}: {name} expects rows of {k} latent values, got rows of shape {got}",
+                field=field,
+                details={"expected": [k], "got": got},
+            )
+        Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+        _check_finite(Z32, field)
+        return Z32
+
+    # ---- public API -------------------------------------------------------------------------
+    def encode(self, X: npt.NDArray[np.generic]) -> FloatArray:
+        """Map inputs (n, *shape) to codes Z (n, latent_dim)."""
+        return self._encode(self.check_inputs(X))
+
+    def decode(self, Z: npt.NDArray[np.generic]) -> FloatArray:
+        """Map codes (n, latent_dim) to outputs (n, *shape)."""
+        Z32 = self.check_codes(Z)
+        return self._decode(Z32).reshape((len(Z32), *self.row_shape))
+
+    def reconstruct(self, X: npt.NDArray[np.generic]) -> Reconstruction:
+        """Encode then decode; scores are the per-row reconstruction errors."""
+        return self._reconstruct(self.check_inputs(X))
+
+    def anomaly(self, X: npt.NDArray[np.generic], threshold: float | None = None) -> AnomalyResult:
+        """Score rows against the calibrated threshold (or the one given)."""
+        rec = self.reconstruct(X)
+        t = float(self.manifest.threshold.value if threshold is None else threshold)
+        return AnomalyResult(
+            scores=rec.scores,
+            threshold=t,
+            is_anomaly=rec.scores > t,
+            p_values=conformal_p_values(rec.scores, self._calibration),
+            X_hat=rec.X_hat,
+        )
+
+    @staticmethod
+    def feature_errors(X: FloatArray, X_hat: FloatArray) -> FloatArray:
+        """Squared error per feature, shape of X (for images, the per-pixel error map)."""
+        return np.square(X - X_hat, dtype=np.float32)
+
+    def sample(self, n: int, seed: int | None = None) -> FloatArray:
+        """Decode n draws from the latent prior (models with latent_distribution=standard-normal)."""
+        rng = np.random.default_rng(seed)
+        Z = rng.standard_normal((n, self.manifest.latent_dim)).astype(np.float32)
+        return self._decode(Z).reshape((n, *self.row_shape))
+
+
+def _check_finite(A: FloatArray, field: str) -> None:
+    bad = ~np.isfinite(A.reshape(len(A), -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:10].tolist()
+        raise InvalidInput(
+            f"{field}: row {rows[0]} contains NaN or infinity (bad rows: {rows})",
+            field=field,
+            details={"rows": rows},
+        )

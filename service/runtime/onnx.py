@@ -1,0 +1,83 @@
+"""ONNX artifacts served through onnxruntime: one shared session per graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.errors import RegistryError
+from service.manifest import Manifest
+from service.runtime.base import FloatArray, ModelRuntime, Reconstruction, verify_file
+
+
+def make_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntime(ModelRuntime):
+    """encoder.onnx (X -> Z), decoder.onnx (Z -> X_hat), and optionally scorer.onnx
+    (X -> X_hat, scores) that fuses reconstruction and the per-row error into one call."""
+
+    format = "onnx"
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        folder: Path,
+        encoder: ort.InferenceSession,
+        decoder: ort.InferenceSession,
+        scorer: ort.InferenceSession | None,
+    ) -> None:
+        super().__init__(manifest, folder)
+        self._enc = encoder
+        self._dec = decoder
+        self._scorer = scorer
+        self._enc_in = encoder.get_inputs()[0].name
+        self._dec_in = decoder.get_inputs()[0].name
+        self._scorer_in = scorer.get_inputs()[0].name if scorer is not None else ""
+
+    @classmethod
+    def load(cls, manifest: Manifest, folder: Path, *, threads: int = 1) -> OnnxRuntime:
+        sessions: dict[str, ort.InferenceSession] = {}
+        for role in ("encoder", "decoder", "scorer"):
+            entry = manifest.file(role, "onnx")  # type: ignore[arg-type]
+            if entry is None:
+                if role == "scorer":
+                    continue
+                raise RegistryError(
+                    f"model {manifest.name!r} version {manifest.version}: manifest lists no ONNX {role}",
+                    field="files",
+                )
+            path = verify_file(folder, entry, manifest)
+            try:
+                sessions[role] = make_session(path, threads)
+            except Exception as exc:  # onnxruntime raises several private types
+                raise RegistryError(
+                    f"model {manifest.name!r} version {manifest.version}: {entry.path} does not load: {exc}",
+                    field="files",
+                ) from exc
+        return cls(manifest, folder, sessions["encoder"], sessions["decoder"], sessions.get("scorer"))
+
+    def _encode(self, X: FloatArray) -> FloatArray:
+        out = self._enc.run(None, {self._enc_in: X})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def _decode(self, Z: FloatArray) -> FloatArray:
+        out = self._dec.run(None, {self._dec_in: Z})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def _reconstruct(self, X: FloatArray) -> Reconstruction:
+        if self._scorer is None:
+            return super()._reconstruct(X)
+        X_hat, scores = self._scorer.run(None, {self._scorer_in: X})
+        return Reconstruction(
+            X_hat=np.asarray(X_hat, dtype=np.float32).reshape(X.shape),
+            scores=np.asarray(scores, dtype=np.float32).reshape(len(X)),
+        )

@@ -1,0 +1,1 @@
+"""Offline training: the PCA family and PyTorch autoencoders, exported into the registry."""

@@ -1,0 +1,98 @@
+"""The estimator contract every training model follows (scikit-learn style).
+
+`__init__` stores hyper-parameters only; `fit(X)` returns self; learned state ends in `_`; every
+post-fit method checks the model is fitted and that rows have the shape seen at fit.
+`score_samples` returns the per-row anomaly score (reconstruction error: higher is more unusual),
+computed exactly as the service computes it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.manifest import ScoreSpec
+from service.runtime.base import row_scores
+
+F32 = npt.NDArray[np.float32]
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class ReconstructionEstimator(ABC):
+    """Base for every model: PCA family and autoencoders."""
+
+    kind: str = ""
+
+    input_shape_: tuple[int, ...]
+    n_features_in_: int
+    latent_dim_: int
+    score_spec_: ScoreSpec
+
+    # ---- contract ---------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, X: F32, X_val: F32 | None = None) -> ReconstructionEstimator:
+        """Learn from rows X (n, *shape); return self."""
+
+    @abstractmethod
+    def _encode(self, X2: F32) -> F32:
+        """Flat rows (n, d) -> codes (n, k)."""
+
+    @abstractmethod
+    def _decode(self, Z: F32) -> F32:
+        """Codes (n, k) -> flat rows (n, d)."""
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters given to __init__ (recorded in the manifest)."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    # ---- public API -------------------------------------------------------------------------
+    def encode(self, X: F32) -> F32:
+        """Map rows (n, *shape) to codes Z (n, latent_dim)."""
+        return self._encode(self._flat(X))
+
+    def decode(self, Z: F32) -> F32:
+        """Map codes (n, latent_dim) to rows (n, *shape)."""
+        self._check_fitted()
+        Z = np.asarray(Z, dtype=np.float32)
+        if Z.ndim != 2 or Z.shape[1] != self.latent_dim_:
+            raise ValueError(f"codes must have shape (n, {self.latent_dim_}), got {Z.shape}")
+        return self._decode(Z).reshape((len(Z), *self.input_shape_))
+
+    def reconstruct(self, X: F32) -> F32:
+        """Encode then decode rows (n, *shape); returns X_hat (n, *shape)."""
+        X2 = self._flat(X)
+        return self._decode(self._encode(X2)).reshape((len(X2), *self.input_shape_))
+
+    def score_samples(self, X: F32) -> F32:
+        """Per-row anomaly score (n,): the reconstruction error as the service computes it."""
+        X2 = self._flat(X)
+        X_hat = self._decode(self._encode(X2))
+        return row_scores(X2, X_hat, self.score_spec_)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "input_shape_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first")
+
+    def _remember_shape(self, X: F32) -> F32:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim < 2 or len(X) == 0:
+            raise ValueError(f"X must have shape (n, ...) with n >= 1, got {X.shape}")
+        self.input_shape_ = tuple(int(d) for d in X.shape[1:])
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        return X.reshape(len(X), -1)
+
+    def _flat(self, X: F32) -> F32:
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float32)
+        if tuple(X.shape[1:]) != self.input_shape_ and tuple(X.shape[1:]) != (self.n_features_in_,):
+            raise ValueError(
+                f"X has rows of shape {list(X.shape[1:])}; this model was fitted on {list(self.input_shape_)}"
+            )
+        return X.reshape(len(X), -1)

@@ -1,0 +1,226 @@
+"""Export a fitted model into the registry: write artifacts, describe them, verify, publish.
+
+Verification loads every written format through the service's own runtimes and compares their
+reconstructions and scores with the in-memory model; any mismatch aborts the export and nothing
+is published.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.errors import ExportError
+from service.manifest import (
+    DataSummary,
+    EpochRecord,
+    FileEntry,
+    InputSpec,
+    Manifest,
+    Metrics,
+    Preprocessing,
+)
+from service.runtime import RUNTIMES
+from training.base import F32, ReconstructionEstimator
+from training.calibration import calibrate
+from training.data import Dataset, Splits
+from training.publish import Staging
+
+# (role, file name, format) of each artifact a writer produced in the staging folder
+Written = list[tuple[str, str, str]]
+Writer = Callable[[ReconstructionEstimator, Path], Written]
+
+
+@dataclass
+class TrainingRun:
+    """What a model was trained on and how; becomes the manifest's data and metric fields."""
+
+    dataset: Dataset
+    splits: Splits
+    seed: int
+    classes: list[int] | None = None
+    quantile: float = 0.99
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    history: list[EpochRecord] = field(default_factory=list)
+    extra_writers: list[Writer] = field(default_factory=list)
+
+
+def framework_versions(*packages: str) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "onnx", "onnxruntime", "scikit-learn", *packages):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_joblib(est: ReconstructionEstimator, folder: Path) -> Written:
+    """Pickle the fitted scikit-learn estimator (transform / inverse_transform)."""
+    import joblib
+
+    to_sklearn = getattr(est, "to_sklearn", None)
+    if to_sklearn is None:
+        raise ExportError(f"{type(est).__name__} has no scikit-learn form to pickle")
+    joblib.dump(to_sklearn(), folder / "estimator.joblib")
+    return [("estimator", "estimator.joblib", "joblib")]
+
+
+def write_linear_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
+    """Encoder, decoder and fused scorer graphs of a linear codec (PCA family)."""
+    from training.onnx_linear import build_linear_graphs, save
+
+    graphs = build_linear_graphs(
+        est.center_, est.scale_, est.components_, est.input_shape_, est.score_spec_  # type: ignore[attr-defined]
+    )
+    out: Written = []
+    for role, model in graphs.items():
+        save(model, folder / f"{role}.onnx")
+        out.append((role, f"{role}.onnx", "onnx"))
+    return out
+
+
+def _tabulate(values: Any) -> list[float] | None:
+    if values is None:
+        return None
+    return [float(v) for v in np.asarray(values).ravel()]
+
+
+def _clean_params(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if v is None or isinstance(v, (str, int, float, bool)):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(i, int) for i in v):
+            out[k] = list(v)
+        else:
+            out[k] = str(v)
+    return out
+
+
+def build_manifest(
+    est: ReconstructionEstimator, run: TrainingRun, name: str, kind: str, files: list[FileEntry],
+    primary_format: str, extra_metrics: dict[str, Any] | None = None, **fields: Any,
+) -> Manifest:
+    """Describe the staged version (version 1 is a placeholder; publishing assigns the real one)."""
+    sp = run.splits
+    cal_scores = est.score_samples(sp.X_cal)
+    train_err = float(est.score_samples(sp.X_train).mean())
+    val_err = float(est.score_samples(sp.X_val).mean())
+    ds = run.dataset
+    standardized = est.score_spec_.scale is not None
+    ratios = getattr(est, "explained_variance_ratio_", None)
+    k = est.latent_dim_
+    metrics: dict[str, Any] = {
+        "train_error": train_err,
+        "validation_error": val_err,
+        "history": run.history,
+    }
+    if ratios is not None:
+        metrics["explained_variance"] = _tabulate(est.explained_variance_[:k])  # type: ignore[attr-defined]
+        metrics["explained_variance_ratio"] = _tabulate(ratios[:k])
+        metrics["explained_variance_ratio_total"] = float(np.sum(ratios[:k]))
+    metrics.update(extra_metrics or {})
+    lo = float(min(sp.X_train.min(), sp.X_val.min(), sp.X_cal.min()))
+    hi = float(max(sp.X_train.max(), sp.X_val.max(), sp.X_cal.max()))
+    return Manifest.model_validate(
+        {
+            "name": name,
+            "version": 1,
+            "kind": kind,
+            "format": primary_format,
+            "files": files,
+            "input": InputSpec(
+                shape=list(est.input_shape_), value_range=(lo, hi), layout=ds.layout, channels=ds.channels
+            ),
+            "preprocessing": Preprocessing(
+                kind="standardize" if standardized else "none",
+                description=(
+                    "per-feature standardisation (training mean and std) folded into the graphs; "
+                    "send raw values" if standardized else "none: send values in the training range"
+                ),
+            ),
+            "latent_dim": k,
+            "data": DataSummary(
+                dataset=ds.name,
+                rows_train=len(sp.X_train),
+                rows_validation=len(sp.X_val),
+                rows_calibration=len(sp.X_cal),
+                classes=run.classes,
+                seed=run.seed,
+            ),
+            "metrics": Metrics.model_validate(metrics),
+            "score": est.score_spec_,
+            "threshold": calibrate(cal_scores, run.quantile),
+            "hyperparameters": _clean_params({**est.get_params(), **run.hyperparameters}),
+            "frameworks": framework_versions("torch"),
+            "created_at": datetime.now(timezone.utc),
+            **fields,
+        }
+    )
+
+
+def verify(manifest: Manifest, folder: Path, est: ReconstructionEstimator, X: F32, *,
+           rtol: float = 1e-5, atol: float = 0.0) -> dict[str, float]:
+    """Load each format through the service runtimes and compare with the in-memory model.
+
+    Passes when max |runtime - model| <= atol + rtol * max |model| for reconstructions and scores.
+    Returns the max abs differences per format.
+    """
+    ref_hat = est.reconstruct(X)
+    ref_scores = est.score_samples(X)
+    diffs: dict[str, float] = {}
+    for fmt in manifest.formats:
+        runtime = RUNTIMES[fmt].load(manifest, folder)
+        rec = runtime.reconstruct(X)
+        for what, got, ref in (("reconstruction", rec.X_hat, ref_hat), ("scores", rec.scores, ref_scores)):
+            diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+            bound = atol + rtol * float(np.max(np.abs(ref)))
+            if not diff <= bound:
+                raise ExportError(
+                    f"export of {manifest.name!r}: the {fmt} {what} differs from the trained model by "
+                    f"{diff:.3g} (allowed {bound:.3g}); nothing was published"
+                )
+            diffs[f"{fmt}_{what}_max_abs_diff"] = max(diff, diffs.get(f"{fmt}_{what}_max_abs_diff", 0.0))
+    return diffs
+
+
+def export(
+    est: ReconstructionEstimator,
+    run: TrainingRun,
+    models_dir: Path,
+    name: str,
+    writers: list[Writer],
+    *,
+    primary_format: str,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    check_rows: F32 | None = None,
+    **manifest_fields: Any,
+) -> Path:
+    """Write, describe, verify and publish; return the new version folder."""
+    with Staging(models_dir, name) as stage:
+        written: Written = []
+        for writer in [*writers, *run.extra_writers]:
+            written += writer(est, stage.path)
+        files = [stage.file_entry(role, fname, fmt) for role, fname, fmt in written]
+        manifest = build_manifest(est, run, name, est.kind, files, primary_format, **manifest_fields)
+        X_check = check_rows if check_rows is not None else run.splits.X_val[:256]
+        verify(manifest, stage.path, est, X_check, rtol=rtol, atol=atol)
+        return stage.publish(manifest)
+
+
+def export_pca_family(est: ReconstructionEstimator, run: TrainingRun, models_dir: Path, name: str) -> Path:
+    """Linear PCA models: ONNX graphs and the scikit-learn joblib; kernel PCA: joblib only."""
+    if est.kind == "kernel-pca":
+        return export(est, run, models_dir, name, [write_joblib], primary_format="joblib")
+    return export(est, run, models_dir, name, [write_linear_onnx, write_joblib], primary_format="onnx")

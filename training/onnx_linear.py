@@ -1,0 +1,106 @@
+"""ONNX graphs for linear codecs: Z = ((X - c) / s) @ W.T and X_hat = (Z @ W) * s + c.
+
+The graphs take rows in the manifest's shape (N, *shape) with a dynamic batch axis, so clients
+never flatten or standardise by hand. The scorer fuses reconstruction and the per-row error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from service.manifest import ScoreSpec
+
+OPSET = 17
+
+
+def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.ascontiguousarray(value), name=name)
+
+
+def _encoder_nodes(prefix: str, x: str, z: str) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("Reshape", [x, "flat_shape"], [f"{prefix}x2"]),
+        helper.make_node("Sub", [f"{prefix}x2", "center"], [f"{prefix}xc"]),
+        helper.make_node("Div", [f"{prefix}xc", "scale"], [f"{prefix}xs"]),
+        helper.make_node("MatMul", [f"{prefix}xs", "components_T"], [z]),
+    ]
+
+
+def _decoder_nodes(prefix: str, z: str, x_hat: str) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("MatMul", [z, "components"], [f"{prefix}y"]),
+        helper.make_node("Mul", [f"{prefix}y", "scale"], [f"{prefix}ys"]),
+        helper.make_node("Add", [f"{prefix}ys", "center"], [f"{prefix}flat_hat"]),
+        helper.make_node("Reshape", [f"{prefix}flat_hat", "row_shape"], [x_hat]),
+    ]
+
+
+def score_nodes(x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int) -> tuple[
+    list[onnx.NodeProto], list[onnx.TensorProto]
+]:
+    """Nodes computing the per-row score exactly as `service.runtime.base.row_scores` does."""
+    nodes = [helper.make_node("Sub", [x_flat, x_hat_flat], ["err"])]
+    inits: list[onnx.TensorProto] = []
+    src = "err"
+    if spec.scale is not None:
+        inits.append(_const("score_scale", np.asarray(spec.scale, dtype=np.float32)))
+        nodes.append(helper.make_node("Div", ["err", "score_scale"], ["err_scaled"]))
+        src = "err_scaled"
+    nodes.append(helper.make_node("Mul", [src, src], ["sq"]))
+    if spec.reduction == "topk" and spec.topk is not None and spec.topk < d:
+        inits.append(_const("topk_k", np.asarray([spec.topk], dtype=np.int64)))
+        nodes.append(helper.make_node("TopK", ["sq", "topk_k"], ["sq_top", "sq_idx"], axis=1))
+        src = "sq_top"
+    else:
+        src = "sq"
+    nodes.append(helper.make_node("ReduceMean", [src], [scores], axes=[1], keepdims=0))
+    return nodes, inits
+
+
+def build_linear_graphs(
+    center: np.ndarray, scale: np.ndarray, components: np.ndarray, row_shape: tuple[int, ...], spec: ScoreSpec
+) -> dict[str, onnx.ModelProto]:
+    """Return encoder, decoder and scorer models for a linear codec (float32)."""
+    k, d = components.shape
+    inits = [
+        _const("center", center.astype(np.float32)),
+        _const("scale", scale.astype(np.float32)),
+        _const("components_T", components.T.astype(np.float32)),
+        _const("components", components.astype(np.float32)),
+        _const("flat_shape", np.asarray([-1, d], dtype=np.int64)),
+        _const("row_shape", np.asarray([-1, *row_shape], dtype=np.int64)),
+    ]
+    X = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", *row_shape])
+    Z = helper.make_tensor_value_info("Z", TensorProto.FLOAT, ["batch", k])
+    X_hat = helper.make_tensor_value_info("X_hat", TensorProto.FLOAT, ["batch", *row_shape])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch"])
+
+    def model(graph: onnx.GraphProto) -> onnx.ModelProto:
+        used = {i for n in graph.node for i in n.input}
+        kept = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="latentserve")
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m
+
+    enc = helper.make_graph(_encoder_nodes("e_", "X", "Z"), "encoder", [X], [Z], list(inits))
+    dec = helper.make_graph(_decoder_nodes("d_", "Z", "X_hat"), "decoder", [Z], [X_hat], list(inits))
+    s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", "scores", spec, d)
+    scorer = helper.make_graph(
+        _encoder_nodes("e_", "X", "Zs") + _decoder_nodes("d_", "Zs", "X_hat") + s_nodes,
+        "scorer",
+        [X],
+        [X_hat, scores],
+        list(inits) + s_inits,
+    )
+    return {"encoder": model(enc), "decoder": model(dec), "scorer": model(scorer)}
+
+
+def save(model: onnx.ModelProto, path: Path) -> None:
+    onnx.save_model(model, str(path))

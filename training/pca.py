@@ -1,0 +1,303 @@
+"""The PCA family: our own eigen-decomposition PCA, and scikit-learn's full / randomized /
+incremental / kernel PCA, all behind the same estimator contract.
+
+Linear models expose `center_` (d,), `scale_` (d,) and `components_` (k, d) so that
+    Z = ((X - center_) / scale_) @ components_.T        X_hat = (Z @ components_) * scale_ + center_
+with any standardisation folded in; `training.onnx_linear` turns these into ONNX graphs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from service.manifest import ScoreSpec
+from training.base import F32, ReconstructionEstimator
+from training.device import resolve_device
+
+F64 = npt.NDArray[np.float64]
+
+
+def resolve_n_components(n_components: float, ratios: F64) -> int:
+    """An int keeps that many; a float in (0, 1) keeps the fewest reaching that variance share."""
+    if isinstance(n_components, int) or float(n_components).is_integer() and n_components >= 1:
+        k = int(n_components)
+        if not 1 <= k <= len(ratios):
+            raise ValueError(f"n_components={k} must be between 1 and {len(ratios)}")
+        return k
+    if not 0.0 < n_components < 1.0:
+        raise ValueError(f"n_components={n_components} must be an integer >= 1 or a fraction in (0, 1)")
+    return int(min(np.searchsorted(np.cumsum(ratios), n_components - 1e-12) + 1, len(ratios)))
+
+
+def _deterministic_signs(components: F64) -> F64:
+    """Flip each component so that its largest-magnitude entry is positive."""
+    idx = np.argmax(np.abs(components), axis=1)
+    signs = np.sign(components[np.arange(len(components)), idx])
+    signs[signs == 0] = 1.0
+    return components * signs[:, None]
+
+
+class LinearCodec(ReconstructionEstimator):
+    """Shared maths of the linear models (ours and scikit-learn's PCA / IncrementalPCA)."""
+
+    center_: F64
+    scale_: F64
+    components_: F64
+    explained_variance_: F64
+    explained_variance_ratio_: F64
+    mean_std_: F64  # the standardisation's mean (the plain mean when not standardising)
+
+    standardize: bool
+
+    def _standardisation(self, X2: F32) -> tuple[F64, F64]:
+        mean = X2.mean(axis=0, dtype=np.float64)
+        if not self.standardize:
+            return mean, np.ones(X2.shape[1])
+        std = X2.std(axis=0, dtype=np.float64)
+        return mean, np.where(std > 1e-12, std, 1.0)
+
+    def _finish(self, mean_std: F64, pca_mean: F64, scale: F64, components: F64) -> None:
+        # fold the standardisation and PCA's centring into one centre
+        self.scale_ = scale
+        self.center_ = mean_std + scale * pca_mean
+        self.components_ = components
+        self.latent_dim_ = len(components)
+        self.score_spec_ = ScoreSpec(scale=scale.tolist() if self.standardize else None)
+
+    def _encode(self, X2: F32) -> F32:
+        Z = ((X2.astype(np.float64) - self.center_) / self.scale_) @ self.components_.T
+        return Z.astype(np.float32)
+
+    def _decode(self, Z: F32) -> F32:
+        X_hat = (Z.astype(np.float64) @ self.components_) * self.scale_ + self.center_
+        return X_hat.astype(np.float32)
+
+    def to_sklearn(self) -> Any:
+        """A fitted scikit-learn PCA (in a Pipeline after a StandardScaler when standardised)."""
+        from sklearn.decomposition import PCA as SkPCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        k, d = self.components_.shape
+        pca = SkPCA(n_components=k)
+        pca.components_ = self.components_.copy()
+        # with a scaler in front, PCA sees standardised rows; alone, it sees raw rows
+        pca.mean_ = (self.center_ - self.mean_std_) / self.scale_ if self.standardize else self.center_.copy()
+        pca.n_components_ = k
+        pca.n_features_in_ = d
+        pca.explained_variance_ = self.explained_variance_[:k].copy()
+        pca.explained_variance_ratio_ = self.explained_variance_ratio_[:k].copy()
+        pca.singular_values_ = np.sqrt(np.maximum(pca.explained_variance_, 0.0))
+        pca.noise_variance_ = 0.0
+        pca.n_samples_ = 0
+        if not self.standardize:
+            return pca
+        scaler = StandardScaler()
+        scaler.mean_ = self.mean_std_.copy()
+        scaler.scale_ = self.scale_.copy()
+        scaler.var_ = self.scale_**2
+        scaler.n_features_in_ = d
+        scaler.n_samples_seen_ = 0
+        return make_pipeline(scaler, pca)
+
+
+
+class PCA(LinearCodec):
+    """PCA as the theorem derives it: centre, covariance, symmetric eigen-decomposition.
+
+    Eigenpairs are sorted by decreasing eigenvalue; `n_components` keeps k of them (int) or the
+    fewest reaching that explained-variance share (float). Runs through torch on CUDA when
+    `device` resolves to a GPU, numpy otherwise.
+    """
+
+    kind = "pca"
+
+    def __init__(self, n_components: float = 0.95, *, standardize: bool = False, device: str = "auto") -> None:
+        self.n_components = n_components
+        self.standardize = standardize
+        self.device = device
+
+    def fit(self, X: F32, X_val: F32 | None = None) -> PCA:
+        """X: (n, *shape). Learns center_, scale_, components_ (k, d), explained variance."""
+        X2 = self._remember_shape(X)
+        if len(X2) < 2:
+            raise ValueError("PCA needs at least 2 rows")
+        mean, scale = self._standardisation(X2)
+        Xs = (X2 - mean) / scale
+        eigvals, eigvecs = self._eigh(Xs)
+        order = np.argsort(eigvals)[::-1]
+        eigvals = np.clip(eigvals[order], 0.0, None)
+        eigvecs = eigvecs[:, order]
+        total = eigvals.sum()
+        ratios = eigvals / total if total > 0 else np.zeros_like(eigvals)
+        k = resolve_n_components(self.n_components, ratios)
+        self.explained_variance_ = eigvals
+        self.explained_variance_ratio_ = ratios
+        self.mean_std_ = mean
+        self._finish(mean, Xs.mean(axis=0), scale, _deterministic_signs(eigvecs[:, :k].T))
+        return self
+
+    def _eigh(self, Xs: F64) -> tuple[F64, F64]:
+        device = resolve_device(self.device)
+        if device == "cuda":
+            import torch
+
+            T = torch.as_tensor(Xs, dtype=torch.float64, device="cuda")
+            T = T - T.mean(dim=0)
+            cov = T.T @ T / (len(T) - 1)
+            vals, vecs = torch.linalg.eigh(cov)
+            return vals.cpu().numpy(), vecs.cpu().numpy()
+        Xc = Xs - Xs.mean(axis=0)
+        cov = Xc.T @ Xc / (len(Xc) - 1)
+        vals, vecs = np.linalg.eigh(cov)
+        return vals, vecs
+
+
+class SklearnPCA(LinearCodec):
+    """scikit-learn's PCA with the `full` or `randomized` SVD solver."""
+
+    kind = "sklearn-pca"
+
+    def __init__(
+        self,
+        n_components: float = 0.95,
+        *,
+        solver: Literal["full", "randomized"] = "full",
+        standardize: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.solver = solver
+        self.standardize = standardize
+        self.seed = seed
+
+    def fit(self, X: F32, X_val: F32 | None = None) -> SklearnPCA:
+        from sklearn.decomposition import PCA as SkPCA
+
+        X2 = self._remember_shape(X)
+        mean, scale = self._standardisation(X2)
+        Xs = (X2 - mean) / scale
+        n_comp: Any = self.n_components
+        if self.solver == "randomized":
+            if not float(n_comp).is_integer():
+                raise ValueError("the randomized solver needs an integer n_components, not a fraction")
+            n_comp = int(n_comp)
+        elif float(n_comp).is_integer():
+            n_comp = int(n_comp)
+        est = SkPCA(n_components=n_comp, svd_solver=self.solver, random_state=self.seed).fit(Xs)
+        self.explained_variance_ = est.explained_variance_
+        self.explained_variance_ratio_ = est.explained_variance_ratio_
+        self.mean_std_ = mean
+        self._finish(mean, est.mean_, scale, est.components_.astype(np.float64))
+        return self
+
+
+class IncrementalPCA(LinearCodec):
+    """scikit-learn's IncrementalPCA, fed in mini-batches: a memory-mapped .npy larger than memory
+    streams through it, `batch_size` rows at a time (two passes when standardising)."""
+
+    kind = "incremental-pca"
+
+    def __init__(self, n_components: float = 0.95, *, batch_size: int = 1024, standardize: bool = False) -> None:
+        self.n_components = n_components
+        self.batch_size = batch_size
+        self.standardize = standardize
+
+    def fit(self, X: F32, X_val: F32 | None = None) -> IncrementalPCA:
+        from sklearn.decomposition import IncrementalPCA as SkIPCA
+
+        n = len(X)
+        self.input_shape_ = tuple(int(d) for d in X.shape[1:])
+        self.n_features_in_ = d = int(np.prod(self.input_shape_))
+        batch = max(self.batch_size, d) if float(self.n_components) < 1 else max(self.batch_size, int(self.n_components))
+
+        def chunks() -> Any:
+            for i in range(0, n, batch):
+                yield np.asarray(X[i : i + batch], dtype=np.float64).reshape(-1, d)
+
+        total = np.zeros(d)
+        total_sq = np.zeros(d)
+        for C in chunks():
+            total += C.sum(axis=0)
+            total_sq += (C**2).sum(axis=0)
+        mean = total / n
+        std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
+        scale = np.where(std > 1e-12, std, 1.0) if self.standardize else np.ones(d)
+        k_fit = None if float(self.n_components) < 1 else int(self.n_components)
+        est = SkIPCA(n_components=k_fit)
+        for C in chunks():
+            if len(C) < (k_fit or d):  # a short last chunk: IncrementalPCA needs >= k rows
+                continue
+            est.partial_fit((C - mean) / scale)
+        ratios = est.explained_variance_ratio_
+        k = resolve_n_components(self.n_components, ratios) if k_fit is None else k_fit
+        self.explained_variance_ = est.explained_variance_
+        self.explained_variance_ratio_ = ratios
+        self.mean_std_ = mean
+        self._finish(mean, est.mean_, scale, est.components_[:k].astype(np.float64))
+        return self
+
+
+class KernelPCA(ReconstructionEstimator):
+    """scikit-learn's KernelPCA (rbf by default) with a learned inverse transform so decode works.
+
+    The kernel matrix is n x n: at most `max_rows` training rows are used (a seeded subset).
+    """
+
+    kind = "kernel-pca"
+
+    def __init__(
+        self,
+        n_components: int = 16,
+        *,
+        kernel: str = "rbf",
+        gamma: float | None = None,
+        alpha: float = 1e-3,
+        standardize: bool = False,
+        max_rows: int = 3000,
+        seed: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.kernel = kernel
+        self.gamma = gamma
+        self.alpha = alpha
+        self.standardize = standardize
+        self.max_rows = max_rows
+        self.seed = seed
+
+    def fit(self, X: F32, X_val: F32 | None = None) -> KernelPCA:
+        from sklearn.decomposition import KernelPCA as SkKPCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if not float(self.n_components).is_integer() or self.n_components < 1:
+            raise ValueError("kernel-pca needs an integer n_components >= 1")
+        X2 = self._remember_shape(X)
+        if len(X2) > self.max_rows:
+            X2 = X2[np.random.default_rng(self.seed).choice(len(X2), self.max_rows, replace=False)]
+        kpca = SkKPCA(
+            n_components=int(self.n_components),
+            kernel=self.kernel,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            fit_inverse_transform=True,
+            random_state=self.seed,
+        )
+        steps = [StandardScaler(), kpca] if self.standardize else [kpca]
+        self.estimator_ = make_pipeline(*steps).fit(X2.astype(np.float64))
+        self.latent_dim_ = int(self.n_components)
+        scale = X2.std(axis=0, dtype=np.float64)
+        self.score_spec_ = ScoreSpec(scale=np.where(scale > 1e-12, scale, 1.0).tolist() if self.standardize else None)
+        return self
+
+    def _encode(self, X2: F32) -> F32:
+        return np.asarray(self.estimator_.transform(X2.astype(np.float64)), dtype=np.float32)
+
+    def _decode(self, Z: F32) -> F32:
+        return np.asarray(self.estimator_.inverse_transform(Z.astype(np.float64)), dtype=np.float32)
+
+    def to_sklearn(self) -> Any:
+        return self.estimator_

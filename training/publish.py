@@ -1,0 +1,93 @@
+"""The only writer of the registry: stage a version in a hidden folder, verify it, rename it in.
+
+A version folder appears by one atomic `os.rename`, so readers never see a half-written version;
+a crash or Ctrl-C mid-export leaves only a hidden `.staging/` folder, which readers ignore and the
+next export sweeps. Two exports of the same name race on the rename: the loser retries with the
+next version number, so versions are distinct and never mixed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from service.manifest import MANIFEST_FILE, FileEntry, Manifest, is_valid_name, sha256_of
+from service.registry import versions_of
+
+log = logging.getLogger("latentserve.publish")
+STAGING = ".staging"
+STALE_AFTER_S = 24 * 3600
+
+
+class Staging:
+    """`with Staging(models_dir, name) as stage:` write files into `stage.path`, then `stage.publish(m)`."""
+
+    def __init__(self, models_dir: Path, name: str) -> None:
+        if not is_valid_name(name):
+            raise ValueError(
+                f"name {name!r} is not a valid model name: 1-64 characters of a-z, 0-9, '.', '_', '-', "
+                "starting with a letter or digit"
+            )
+        self.models_dir = models_dir
+        self.name = name
+        self.path = models_dir / STAGING / f"{name}-{uuid.uuid4().hex}"
+        self.published: Path | None = None
+
+    def __enter__(self) -> Staging:
+        (self.models_dir / STAGING).mkdir(parents=True, exist_ok=True)
+        _sweep_stale(self.models_dir / STAGING)
+        self.path.mkdir()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.published is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def file_entry(self, role: str, filename: str, fmt: str) -> FileEntry:
+        """Describe a file written into the staging folder (sha256 and size)."""
+        path = self.path / filename
+        return FileEntry.model_validate(
+            {"role": role, "path": filename, "format": fmt, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+        )
+
+    def publish(self, manifest: Manifest) -> Path:
+        """Give the staged folder the next free version and rename it into place; return its path."""
+        target_parent = self.models_dir / self.name
+        target_parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            existing = versions_of(self.models_dir, self.name)
+            taken = {int(p.name) for p in target_parent.iterdir() if p.name.isdigit()}
+            version = max([*existing, *taken, 0]) + 1
+            final = manifest.model_copy(update={"version": version})
+            tmp = self.path / (MANIFEST_FILE + ".tmp")
+            tmp.write_text(final.to_json(), encoding="utf-8")
+            os.replace(tmp, self.path / MANIFEST_FILE)
+            target = target_parent / str(version)
+            try:
+                os.rename(self.path, target)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue  # another export took this version first
+                raise
+            self.published = target
+            log.info("published %s version %d at %s", self.name, version, target)
+            return target
+        raise RuntimeError(f"could not find a free version for {self.name!r} after 100 tries")
+
+
+def _sweep_stale(staging_root: Path) -> None:
+    now = time.time()
+    for p in staging_root.iterdir():
+        try:
+            if now - p.stat().st_mtime > STALE_AFTER_S:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            continue
