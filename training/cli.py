@@ -103,6 +103,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", choices=["rbf", "poly", "sigmoid", "cosine", "linear"], default="rbf")
     p.add_argument("--gamma", type=float, default=None, help="kernel-pca kernel coefficient")
     p.add_argument("--max-rows", type=int, default=3000, help="kernel-pca: at most this many training rows")
+    p.add_argument("--no-download", dest="download", action="store_false",
+                   help="never download mnist / fashion-mnist; fail if the files are missing")
     p.add_argument("--mmap", action="store_true", help="memory-map a .npy dataset (streams through incremental-pca)")
 
 
@@ -137,7 +139,7 @@ def fit_config(args: argparse.Namespace) -> FitConfig:
 
 
 def _load_rows(cfg: FitConfig, args: argparse.Namespace) -> tuple[Dataset, TrainingRun]:
-    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed)
+    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, download=args.download)
     if getattr(args, "mmap", False) and cfg.dataset.endswith(".npy"):
         mm = np.load(cfg.dataset, mmap_mode="r")
         ds = Dataset(ds.name, mm, None, ds.layout, source=ds.source)  # type: ignore[arg-type]

@@ -212,7 +212,11 @@ class IncrementalPCA(LinearCodec):
         n = len(X)
         self.input_shape_ = tuple(int(d) for d in X.shape[1:])
         self.n_features_in_ = d = int(np.prod(self.input_shape_))
-        batch = max(self.batch_size, d) if float(self.n_components) < 1 else max(self.batch_size, int(self.n_components))
+        frac = float(self.n_components) < 1
+        # IncrementalPCA carries only its components from batch to batch; tracking more than k
+        # (then truncating) keeps the top-k subspace close to the exact one.
+        k_fit = d if frac else min(d, max(2 * int(self.n_components), int(self.n_components) + 10))
+        batch = max(self.batch_size, k_fit)
 
         def chunks() -> Any:
             for i in range(0, n, batch):
@@ -226,14 +230,13 @@ class IncrementalPCA(LinearCodec):
         mean = total / n
         std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
         scale = np.where(std > 1e-12, std, 1.0) if self.standardize else np.ones(d)
-        k_fit = None if float(self.n_components) < 1 else int(self.n_components)
         est = SkIPCA(n_components=k_fit)
         for C in chunks():
-            if len(C) < (k_fit or d):  # a short last chunk: IncrementalPCA needs >= k rows
+            if len(C) < k_fit:  # a short last chunk: IncrementalPCA needs >= n_components rows
                 continue
             est.partial_fit((C - mean) / scale)
         ratios = est.explained_variance_ratio_
-        k = resolve_n_components(self.n_components, ratios) if k_fit is None else k_fit
+        k = resolve_n_components(self.n_components, ratios)
         self.explained_variance_ = est.explained_variance_
         self.explained_variance_ratio_ = ratios
         self.mean_std_ = mean

@@ -1,0 +1,103 @@
+"""`python -m training`: fit / list / show / bootstrap, and one clear line for every bad argument."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.manifest import Manifest
+from service.registry import model_names, versions_of
+from training.cli import DEFAULT_MODELS, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if ".staging" not in p.parts)
+
+
+def test_fit_prints_the_new_version_folder(tmp_path: Path) -> None:
+    argv = ["-m", "training", "fit", "--model", "sklearn-pca", "--dataset", "digits", "--name", "d",
+            "--models-dir", str(tmp_path), "--n-components", "0.8", "--classes", "3", "--seed", "4"]
+    out = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(tmp_path / "d" / "1")
+    m = Manifest.read(tmp_path / "d" / "1")
+    assert m.data.classes == [3] and m.data.seed == 4 and m.kind == "sklearn-pca"
+    assert m.metrics.explained_variance_ratio_total is not None and m.metrics.explained_variance_ratio_total >= 0.8
+    assert m.input.shape == [8, 8] and m.input.value_range == (0.0, 1.0)
+    assert m.data.rows_train + m.data.rows_validation + m.data.rows_calibration == 183  # the 3s in digits
+
+
+def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for _ in range(2):
+        assert main(["fit", "--model", "pca", "--dataset", "breast-cancer", "--name", "bc",
+                     "--models-dir", str(tmp_path), "--n-components", "5"]) == 0
+    capsys.readouterr()
+    assert main(["list", "--models-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["bc:1", "bc:2"]
+    assert main(["show", "bc", "--models-dir", str(tmp_path)]) == 0
+    shown = Manifest.model_validate_json(capsys.readouterr().out)
+    assert shown.version == 2 and shown.preprocessing.kind == "standardize"
+    assert main(["show", "bc:1", "--models-dir", str(tmp_path)]) == 0
+    assert Manifest.model_validate_json(capsys.readouterr().out).version == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--model", "pca", "--dataset", "digits", "--name", "../evil"], "is not a valid model name"),
+        (["fit", "--model", "pca", "--dataset", "digits", "--name", "Upper"], "is not a valid model name"),
+        (["fit", "--model", "nope", "--dataset", "digits", "--name", "x"], "--model: unknown kind 'nope'"),
+        (["fit", "--model", "pca", "--dataset", "nope", "--name", "x"], "unknown dataset 'nope'"),
+        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--n-components", "65"],
+         "--n-components 65 is larger than the input size 64"),
+        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--n-components", "1.5"],
+         "expected an integer k >= 1 or a fraction in (0, 1)"),
+        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--classes", "3,a"],
+         "expected comma-separated integers"),
+        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--classes", "12"],
+         "classes [12] do not occur"),
+        (["fit", "--model", "sklearn-pca", "--dataset", "digits", "--name", "x", "--solver", "randomized",
+          "--n-components", "0.5"], "randomized solver needs an integer"),
+        (["fit", "--model", "pca", "--dataset", "mnist", "--name", "x", "--data-dir", "{empty}",
+          "--no-download"], "missing ['train-images-idx3-ubyte.gz'"),
+        (["show", "ghost"], "no model 'ghost'"),
+        (["show", "x:zero"], "version: expected a positive integer"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_clear_line_and_touch_nothing(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    models = tmp_path / "models"
+    assert main(["fit", "--model", "pca", "--dataset", "digits", "--name", "x",
+                 "--models-dir", str(models), "--n-components", "3"]) == 0
+    before = _tree(models)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = [a.replace("{empty}", str(empty)) for a in argv]
+    env_block = ["--models-dir", str(models)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", *argv, *env_block],
+        cwd=ROOT, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LATENTSERVE_DATA_DIR": str(empty)},
+    )
+    assert proc.returncode == 2
+    err_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err_lines) == 1 and message in err_lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _tree(models) == before
+
+
+def test_bootstrap_trains_every_default_into_an_empty_registry_once(tmp_path: Path) -> None:
+    assert main(["bootstrap", "--models-dir", str(tmp_path)]) == 0
+    names = model_names(tmp_path)
+    for name, kind, dataset, _ in DEFAULT_MODELS:
+        assert name in names
+        m = Manifest.read(tmp_path / name / "1")
+        assert (m.kind, m.data.dataset) == (kind, dataset)
+    assert main(["bootstrap", "--models-dir", str(tmp_path)]) == 0  # not empty: trains nothing
+    assert all(versions_of(tmp_path, n) == [1] for n in names)

@@ -1,0 +1,115 @@
+"""Data loading: embedded sets, IDX files, user files and their error messages."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data import DataError, filter_classes, load_dataset, split
+
+
+def test_embedded_sets_have_the_documented_shapes_and_ranges() -> None:
+    digits = load_dataset("digits")
+    assert digits.X.shape == (1797, 8, 8) and digits.layout == "image"
+    assert digits.X.min() == 0.0 and digits.X.max() == 1.0
+    bc = load_dataset("breast-cancer")
+    assert bc.X.shape == (569, 30) and bc.layout == "features"
+    assert load_dataset("gaussian-2d").X.shape == (10_000, 2)
+
+
+@pytest.mark.mnist
+def test_mnist_idx_files_load(mnist_dir: Path) -> None:
+    ds = load_dataset("mnist", data_dir=mnist_dir)
+    assert ds.X.shape == (60_000, 28, 28) and ds.X_test is not None and ds.X_test.shape == (10_000, 28, 28)
+    assert ds.y is not None and sorted(set(ds.y.tolist())) == list(range(10))
+    assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0
+
+
+def test_missing_idx_files_name_the_files_and_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"missing \[.*train-images-idx3-ubyte.gz.*\] in " + str(tmp_path)):
+        load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+
+
+def test_corrupt_idx_file_is_refused_by_checksum(tmp_path: Path) -> None:
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        with gzip.open(tmp_path / name, "wb") as fh:
+            fh.write(b"\x00\x00\x08\x01" + b"\x00\x00\x00\x01" + b"\x07")
+    with pytest.raises(DataError, match="md5 does not match"):
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+
+
+def test_user_files_load(tmp_path: Path) -> None:
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "x.csv").write_text("a,b,c\n" + "\n".join(",".join(map(str, r)) for r in X.tolist()))
+    for f in ("x.npy", "x.csv"):
+        np.testing.assert_array_equal(load_dataset(str(tmp_path / f)).X, X)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}), tmp_path / "x.parquet")
+    np.testing.assert_array_equal(load_dataset(str(tmp_path / "x.parquet")).X, X)
+
+
+def test_image_folder_loads(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((5, 4), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    ds = load_dataset(str(tmp_path))
+    assert ds.X.shape == (3, 5, 4) and ds.layout == "image"
+    assert ds.X[2].max() == pytest.approx(120 / 255)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,2,3\n4,5\n", r"line 2 has 2 columns, expected 3"),
+        ("1,2,3\n4,x,6\n", r"line 2: 'x' is not a number"),
+        ("1,2,3\n4,nan,6\n", r"line 2 contains NaN or infinity"),
+        ("", r"no rows"),
+    ],
+)
+def test_malformed_csv_names_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=str(path) + ".*" + message):
+        load_dataset(str(path))
+
+
+def test_malformed_npy_and_images(tmp_path: Path) -> None:
+    X = np.ones((3, 2), np.float32)
+    X[1, 1] = np.inf
+    np.save(tmp_path / "inf.npy", X)
+    with pytest.raises(DataError, match="row 1 contains NaN or infinity"):
+        load_dataset(str(tmp_path / "inf.npy"))
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(DataError, match="not a readable .npy file"):
+        load_dataset(str(tmp_path / "junk.npy"))
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="a.png: not a readable image"):
+        load_dataset(str(tmp_path / "imgs"))
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        load_dataset("nope")
+    with pytest.raises(DataError, match="unsupported file type '.txt'"):
+        (tmp_path / "a.txt").write_text("1")
+        load_dataset(str(tmp_path / "a.txt"))
+
+
+def test_class_filter_and_seeded_split() -> None:
+    ds = load_dataset("digits")
+    X, y = filter_classes(ds, [3])
+    assert y is not None and set(y.tolist()) == {3} and len(X) == int((ds.y == 3).sum())
+    a, b = split(X, y, seed=1), split(X, y, seed=1)
+    np.testing.assert_array_equal(a.X_cal, b.X_cal)
+    assert len(a.X_train) + len(a.X_val) + len(a.X_cal) == len(X)
+    assert not np.array_equal(split(X, y, seed=2).X_cal, a.X_cal)
+    with pytest.raises(DataError, match=r"classes \[11\] do not occur"):
+        filter_classes(ds, [11])
+    with pytest.raises(DataError, match="needs a labelled data set"):
+        filter_classes(load_dataset("gaussian-2d"), [1])

@@ -1,0 +1,121 @@
+"""Our PCA against the theorem and against scikit-learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA as SkPCA
+
+from training.data import gaussian_2d, load_dataset
+from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA, resolve_n_components
+
+
+def _compare_with_sklearn(X: np.ndarray, k: int) -> None:
+    ours = PCA(k, device="cpu").fit(X)
+    ref = SkPCA(n_components=X.reshape(len(X), -1).shape[1], svd_solver="full").fit(X.reshape(len(X), -1))
+    # same explained-variance ratios, all of them
+    np.testing.assert_allclose(ours.explained_variance_ratio_, ref.explained_variance_ratio_, atol=1e-6)
+    # same components up to sign where the eigenvalue is well separated from its neighbours
+    ev = ref.explained_variance_
+    for i in range(k):
+        gap = min(abs(ev[i] - ev[j]) for j in (i - 1, i + 1) if 0 <= j < len(ev)) / ev[i]
+        if gap < 0.05:
+            continue
+        cos = abs(float(ours.components_[i] @ ref.components_[i]))
+        assert cos > 0.999, f"component {i}: |cos| = {cos}"
+
+
+def test_pca_matches_sklearn_on_digits() -> None:
+    _compare_with_sklearn(load_dataset("digits").X, k=20)
+
+
+@pytest.mark.mnist
+def test_pca_matches_sklearn_on_mnist(mnist_dir: Path) -> None:
+    X = load_dataset("mnist", data_dir=mnist_dir).X[:10000]
+    _compare_with_sklearn(X, k=30)
+
+
+def test_explained_variance_ratios_sum_to_one_and_decrease() -> None:
+    ours = PCA(5, device="cpu").fit(load_dataset("digits").X)
+    assert ours.explained_variance_ratio_.sum() == pytest.approx(1.0, abs=1e-9)
+    assert np.all(np.diff(ours.explained_variance_) <= 1e-12)
+    # the eigenvalues are the variances of the data along the components
+    Z = ours.encode(load_dataset("digits").X)
+    np.testing.assert_allclose(Z.var(axis=0, ddof=1), ours.explained_variance_[:5], rtol=1e-4)
+
+
+def test_lecture_gaussian_example() -> None:
+    X = gaussian_2d(n=10_000, seed=0)
+    mu, sigma = np.array([-1.0, 2.0]), np.array([[4.0, 2.0], [2.0, 2.0]])
+    assert np.allclose(X.mean(axis=0), mu, atol=0.06)
+    assert np.allclose(np.cov(X.T), sigma, atol=0.15)
+    pca = PCA(2, device="cpu").fit(X)
+    vals, vecs = np.linalg.eigh(sigma)
+    analytic = vecs[:, np.argmax(vals)]
+    angle = np.degrees(np.arccos(min(1.0, abs(float(pca.components_[0] @ analytic)))))
+    share = pca.explained_variance_ratio_[0]
+    print(f"first principal direction {pca.components_[0]}, {angle:.3f} deg from analytic; "
+          f"variance share {share:.4f} (analytic {vals.max() / vals.sum():.4f})")
+    assert angle < 1.0
+    assert share == pytest.approx(vals.max() / vals.sum(), abs=0.01)
+
+
+def test_full_rank_round_trip_returns_the_input() -> None:
+    X = load_dataset("breast-cancer").X
+    for est in (PCA(30, standardize=True, device="cpu"), SklearnPCA(30, standardize=True)):
+        est.fit(X)
+        np.testing.assert_allclose(est.reconstruct(X), X, rtol=1e-4, atol=1e-2 * float(np.abs(X).mean()))
+        assert est.score_samples(X).max() < 1e-8
+
+
+def test_fraction_keeps_fewest_components_reaching_the_share() -> None:
+    ratios = np.array([0.5, 0.3, 0.15, 0.05])
+    assert resolve_n_components(0.8, ratios) == 2
+    assert resolve_n_components(0.81, ratios) == 3
+    assert resolve_n_components(2, ratios) == 2
+    est = PCA(0.9, device="cpu").fit(load_dataset("digits").X)
+    total = est.explained_variance_ratio_
+    assert total[: est.latent_dim_].sum() >= 0.9 > total[: est.latent_dim_ - 1].sum()
+    with pytest.raises(ValueError, match="between 1 and 64"):
+        PCA(65, device="cpu").fit(load_dataset("digits").X)
+
+
+def test_sklearn_variants_span_the_same_subspace_as_ours() -> None:
+    X = load_dataset("digits").X
+    ours = PCA(8, device="cpu").fit(X).components_
+    for est in (SklearnPCA(8), SklearnPCA(8, solver="randomized"), IncrementalPCA(8, batch_size=300)):
+        W = est.fit(X).components_
+        cosines = np.linalg.svd(ours @ W.T, compute_uv=False)
+        assert cosines.min() > 0.99, (type(est).__name__, cosines)
+
+
+def test_incremental_pca_streams_a_memory_mapped_file(tmp_path: Path) -> None:
+    X = load_dataset("digits").X.reshape(-1, 64)
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    est = IncrementalPCA(10, batch_size=200).fit(mm)
+    ref = SklearnPCA(10).fit(X)
+    assert np.linalg.svd(est.components_ @ ref.components_.T, compute_uv=False).min() > 0.99
+
+
+def test_kernel_pca_decodes_better_than_the_mean() -> None:
+    ds = load_dataset("digits")
+    X_train, X_test = ds.X[:1200], ds.X[1200:]
+    est = KernelPCA(16, seed=0).fit(X_train)
+    err = est.score_samples(X_test).mean()
+    baseline = np.square(X_test - X_train.mean(axis=0)).mean()
+    assert err < 0.5 * baseline
+    assert est.decode(est.encode(X_test[:3])).shape == (3, 8, 8)
+
+
+def test_post_fit_methods_check_fit_and_width() -> None:
+    est = PCA(4, device="cpu")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        est.encode(np.zeros((2, 64), np.float32))
+    est.fit(load_dataset("digits").X)
+    with pytest.raises(ValueError, match=r"fitted on \[8, 8\]"):
+        est.encode(np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError, match=r"codes must have shape \(n, 4\)"):
+        est.decode(np.zeros((2, 3), np.float32))
