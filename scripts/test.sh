@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: set up .venv with the train and dev extras, lint, type-check, run the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh train,dev
+echo "== ruff" && .venv/bin/ruff check service training tests benchmarks
+echo "== mypy --strict" && .venv/bin/mypy
+echo "== pytest" && .venv/bin/python -m pytest "$@"
