@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -146,7 +147,7 @@ class Threshold(_Strict):
     @field_validator("calibration_scores")
     @classmethod
     def _sorted(cls, v: list[float]) -> list[float]:
-        if any(b < a for a, b in zip(v, v[1:], strict=False)):
+        if any(b < a for a, b in pairwise(v)):
             raise ValueError("calibration_scores must be sorted ascending")
         return v
 
@@ -154,7 +155,7 @@ class Threshold(_Strict):
 class Manifest(_Strict):
     """Everything the service needs to load, check and describe one model version."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     name: str = Field(pattern=NAME_PATTERN)
     version: int = Field(ge=1)
     kind: ModelKind

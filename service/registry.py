@@ -150,8 +150,9 @@ class Registry:
         try:
             record.manifest = read_manifest(self.models_dir, name, version)
             record.runtime = self._runtime_for(record.manifest, folder)
-            log.info("loaded %s version %d (%s, %s)", name, version, record.manifest.kind,
-                     record.runtime.format)
+            log.info(
+                "loaded %s version %d (%s, %s)", name, version, record.manifest.kind, record.runtime.format
+            )
         except LatentServeError as exc:
             record.error = exc.message
             self.load_failures_total += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,7 +51,9 @@ def _n_components(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer k >= 1 or a fraction in (0, 1), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an integer k >= 1 or a fraction in (0, 1), got {text!r}"
+        ) from None
     if value <= 0 or (value >= 1 and not value.is_integer()):
         raise argparse.ArgumentTypeError(f"expected an integer k >= 1 or a fraction in (0, 1), got {text!r}")
     return int(value) if value >= 1 else value
@@ -60,7 +63,9 @@ def _classes(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3 or 0,8, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 3 or 0,8, got {text!r}"
+        ) from None
 
 
 def _name(text: str) -> str:
@@ -86,26 +91,63 @@ class _Parser(argparse.ArgumentParser):
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help=f"model kind: {', '.join(sorted(FITTERS) or PCA_KINDS)}")
-    p.add_argument("--dataset", required=True, help="digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path")
+    p.add_argument(
+        "--dataset", required=True, help="digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path"
+    )
     p.add_argument("--name", required=True, type=_name, help="registry name of the model")
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--data-dir", type=Path, default=None, help="folder with the IDX .gz files")
     p.add_argument("--classes", type=_classes, default=None, help="keep only these labels, e.g. 3 or 0,8")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--quantile", type=_fraction, default=0.99, help="threshold quantile of calibration errors")
-    p.add_argument("--n-components", type=_n_components, default=None, help="PCA: k, or a variance share like 0.95")
-    p.add_argument("--latent-dim", type=int, default=None, help="size of the code (PCA: same as an integer k)")
-    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
-                   help="standardise features (default: yes for feature data, no for images)")
+    p.add_argument(
+        "--quantile", type=_fraction, default=0.99, help="threshold quantile of calibration errors"
+    )
+    p.add_argument(
+        "--n-components", type=_n_components, default=None, help="PCA: k, or a variance share like 0.95"
+    )
+    p.add_argument(
+        "--latent-dim", type=int, default=None, help="size of the code (PCA: same as an integer k)"
+    )
+    p.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="standardise features (default: yes for feature data, no for images)",
+    )
     p.add_argument("--solver", choices=["full", "randomized"], default="full", help="sklearn-pca solver")
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (incremental-pca, networks)")
     p.add_argument("--kernel", choices=["rbf", "poly", "sigmoid", "cosine", "linear"], default="rbf")
     p.add_argument("--gamma", type=float, default=None, help="kernel-pca kernel coefficient")
     p.add_argument("--max-rows", type=int, default=3000, help="kernel-pca: at most this many training rows")
-    p.add_argument("--no-download", dest="download", action="store_false",
-                   help="never download mnist / fashion-mnist; fail if the files are missing")
-    p.add_argument("--mmap", action="store_true", help="memory-map a .npy dataset (streams through incremental-pca)")
+    p.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="never download mnist / fashion-mnist; fail if the files are missing",
+    )
+    p.add_argument(
+        "--mmap", action="store_true", help="memory-map a .npy dataset (streams through incremental-pca)"
+    )
+    # networks (training.nn): dense, linear, conv, lstm, denoising, vae
+    p.add_argument("--hidden", default=None, help="network hidden widths, e.g. 100 or 256,64 (lstm: units)")
+    p.add_argument("--channels", default=None, help="conv channels per level, e.g. 16,32,64")
+    p.add_argument("--activation", choices=["selu", "relu", "leaky-relu", "tanh"], default=None)
+    p.add_argument("--loss", choices=["mse", "bce"], default=None, help="default: bce for [0, 1] data, else mse")
+    p.add_argument("--base", choices=["dense", "linear", "conv", "lstm"], default=None, help="denoising: base net")
+    p.add_argument("--noise", type=float, default=None, help="input corruption (denoising default 0.2)")
+    p.add_argument("--noise-kind", choices=["gaussian", "dropout"], default=None)
+    p.add_argument("--sparsity", type=float, default=None, help="weight of the L1 code penalty mean |z|")
+    p.add_argument("--beta", type=float, default=None, help="vae: weight of the KL term")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile (CUDA graphs on GPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--score-reduction", choices=["mean", "topk"], default=None)
+    p.add_argument("--score-topk", type=int, default=None, help="with --score-reduction topk: k")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,8 +210,14 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
     if float(k) >= 1 and k > d:
         raise UsageError(f"--n-components {k} is larger than the input size {d}")
     std = cfg.standardize if cfg.standardize is not None else ds.layout == "features"
-    pcfg = PCAConfig(n_components=k, solver=args.solver, batch_size=args.batch_size or 1024,
-                     kernel=args.kernel, gamma=args.gamma, max_rows=args.max_rows)
+    pcfg = PCAConfig(
+        n_components=k,
+        solver=args.solver,
+        batch_size=args.batch_size or 1024,
+        kernel=args.kernel,
+        gamma=args.gamma,
+        max_rows=args.max_rows,
+    )
     est: ReconstructionEstimator
     if cfg.model == "pca":
         est = PCA(pcfg.n_components, standardize=std, device=cfg.device)
@@ -178,8 +226,15 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
     elif cfg.model == "incremental-pca":
         est = IncrementalPCA(pcfg.n_components, batch_size=pcfg.batch_size, standardize=std)
     else:
-        est = KernelPCA(int(pcfg.n_components), kernel=pcfg.kernel, gamma=pcfg.gamma, alpha=pcfg.alpha,
-                        standardize=std, max_rows=pcfg.max_rows, seed=cfg.seed)
+        est = KernelPCA(
+            int(pcfg.n_components),
+            kernel=pcfg.kernel,
+            gamma=pcfg.gamma,
+            alpha=pcfg.alpha,
+            standardize=std,
+            max_rows=pcfg.max_rows,
+            seed=cfg.seed,
+        )
     est.fit(run.splits.X_train)
     return export_pca_family(est, run, cfg.models_dir, cfg.name)
 
@@ -215,8 +270,10 @@ def cmd_list(models_dir: Path) -> None:
         for v in versions_of(models_dir, name):
             try:
                 m = read_manifest(models_dir, name, v)
-                print(f"{name}:{v}\t{m.kind}\t{m.format}\tinput={m.input.shape}\tlatent={m.latent_dim}\t"
-                      f"threshold={m.threshold.value:.4g}\tval_error={m.metrics.validation_error:.4g}")
+                print(
+                    f"{name}:{v}\t{m.kind}\t{m.format}\tinput={m.input.shape}\tlatent={m.latent_dim}\t"
+                    f"threshold={m.threshold.value:.4g}\tval_error={m.metrics.validation_error:.4g}"
+                )
             except LatentServeError as exc:
                 print(f"{name}:{v}\tUNREADABLE\t{exc.message}")
 
@@ -239,7 +296,18 @@ def cmd_bootstrap(models_dir: Path, force: bool) -> None:
         return
     parser = build_parser()
     for name, kind, dataset, extra in default_models():
-        argv = ["fit", "--model", kind, "--dataset", dataset, "--name", name, "--models-dir", str(models_dir), *extra]
+        argv = [
+            "fit",
+            "--model",
+            kind,
+            "--dataset",
+            dataset,
+            "--name",
+            name,
+            "--models-dir",
+            str(models_dir),
+            *extra,
+        ]
         folder = run_fit(parser.parse_args(argv))
         print(folder)
 
@@ -259,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "fit":
-            print(run_fit(args))
+            folder = run_fit(args)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints
+                print(folder)
         elif args.command == "list":
             cmd_list(args.models_dir)
         elif args.command == "show":

@@ -112,8 +112,9 @@ def _embedded(name: str, seed: int) -> Dataset:
         return Dataset(name, X, digits.target.astype(np.int64), "image", source="scikit-learn")
     bc = load_breast_cancer()
     # label 1 = benign in scikit-learn; keep it as the class id
-    return Dataset(name, bc.data.astype(np.float32), bc.target.astype(np.int64), "features",
-                   source="scikit-learn")
+    return Dataset(
+        name, bc.data.astype(np.float32), bc.target.astype(np.int64), "features", source="scikit-learn"
+    )
 
 
 # ---- IDX (MNIST, Fashion-MNIST) ---------------------------------------------------------------
@@ -262,7 +263,9 @@ def _read_parquet(path: Path) -> F32:
 def _read_images(folder: Path) -> F32:
     from PIL import Image, UnidentifiedImageError
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+    )
     if not files:
         raise DataError(f"{folder}: no image files (.png, .jpg, .jpeg, .bmp, .gif)")
     arrays = []
@@ -302,10 +305,14 @@ def _user_file(path: Path, layout: Layout | None) -> Dataset:
     elif suffix == ".parquet":
         X = _read_parquet(path)
     else:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; expected .npy, .csv, .parquet or a folder of images")
+        raise DataError(
+            f"{path}: unsupported file type {suffix!r}; expected .npy, .csv, .parquet or a folder of images"
+        )
     if X.ndim == 1:
         X = X.reshape(-1, 1)
-    guess: Layout = "features" if X.ndim == 2 else ("sequence" if X.ndim == 3 and layout == "sequence" else "image")
+    guess: Layout = (
+        "features" if X.ndim == 2 else ("sequence" if X.ndim == 3 and layout == "sequence" else "image")
+    )
     return Dataset(path.stem, X, None, layout or guess, source=str(path))
 
 

@@ -77,9 +77,11 @@ def write_linear_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     """Encoder, decoder and fused scorer graphs of a linear codec (PCA family)."""
     from training.onnx_linear import build_linear_graphs, save
 
-    graphs = build_linear_graphs(
-        est.center_, est.scale_, est.components_, est.input_shape_, est.score_spec_  # type: ignore[attr-defined]
-    )
+    from training.pca import LinearCodec
+
+    if not isinstance(est, LinearCodec):
+        raise ExportError(f"{type(est).__name__} is not a linear codec; it has no linear ONNX form")
+    graphs = build_linear_graphs(est.center_, est.scale_, est.components_, est.input_shape_, est.score_spec_)
     out: Written = []
     for role, model in graphs.items():
         save(model, folder / f"{role}.onnx")
@@ -108,8 +110,14 @@ def _clean_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_manifest(
-    est: ReconstructionEstimator, run: TrainingRun, name: str, kind: str, files: list[FileEntry],
-    primary_format: str, extra_metrics: dict[str, Any] | None = None, **fields: Any,
+    est: ReconstructionEstimator,
+    run: TrainingRun,
+    name: str,
+    kind: str,
+    files: list[FileEntry],
+    primary_format: str,
+    extra_metrics: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> Manifest:
     """Describe the staged version (version 1 is a placeholder; publishing assigns the real one)."""
     sp = run.splits
@@ -146,7 +154,9 @@ def build_manifest(
                 kind="standardize" if standardized else "none",
                 description=(
                     "per-feature standardisation (training mean and std) folded into the graphs; "
-                    "send raw values" if standardized else "none: send values in the training range"
+                    "send raw values"
+                    if standardized
+                    else "none: send values in the training range"
                 ),
             ),
             "latent_dim": k,
@@ -169,8 +179,15 @@ def build_manifest(
     )
 
 
-def verify(manifest: Manifest, folder: Path, est: ReconstructionEstimator, X: F32, *,
-           rtol: float = 1e-5, atol: float = 0.0) -> dict[str, float]:
+def verify(
+    manifest: Manifest,
+    folder: Path,
+    est: ReconstructionEstimator,
+    X: F32,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+) -> dict[str, float]:
     """Load each format through the service runtimes and compare with the in-memory model.
 
     Passes when max |runtime - model| <= atol + rtol * max |model| for reconstructions and scores.

@@ -39,9 +39,9 @@ def _decoder_nodes(prefix: str, z: str, x_hat: str) -> list[onnx.NodeProto]:
     ]
 
 
-def score_nodes(x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int) -> tuple[
-    list[onnx.NodeProto], list[onnx.TensorProto]
-]:
+def score_nodes(
+    x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes computing the per-row score exactly as `service.runtime.base.row_scores` does."""
     nodes = [helper.make_node("Sub", [x_flat, x_hat_flat], ["err"])]
     inits: list[onnx.TensorProto] = []
@@ -84,7 +84,9 @@ def build_linear_graphs(
         kept = [t for t in graph.initializer if t.name in used]
         del graph.initializer[:]
         graph.initializer.extend(kept)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="latentserve")
+        m = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="latentserve"
+        )
         m.ir_version = 8
         onnx.checker.check_model(m)
         return m

@@ -22,14 +22,15 @@ F64 = npt.NDArray[np.float64]
 
 def resolve_n_components(n_components: float, ratios: F64) -> int:
     """An int keeps that many; a float in (0, 1) keeps the fewest reaching that variance share."""
-    if isinstance(n_components, int) or float(n_components).is_integer() and n_components >= 1:
+    if isinstance(n_components, int) or (float(n_components).is_integer() and n_components >= 1):
         k = int(n_components)
         if not 1 <= k <= len(ratios):
             raise ValueError(f"n_components={k} must be between 1 and {len(ratios)}")
         return k
     if not 0.0 < n_components < 1.0:
         raise ValueError(f"n_components={n_components} must be an integer >= 1 or a fraction in (0, 1)")
-    return int(min(np.searchsorted(np.cumsum(ratios), n_components - 1e-12) + 1, len(ratios)))
+    reached = int(np.searchsorted(np.cumsum(ratios), n_components - 1e-12)) + 1
+    return min(reached, len(ratios))
 
 
 def _deterministic_signs(components: F64) -> F64:
@@ -37,7 +38,8 @@ def _deterministic_signs(components: F64) -> F64:
     idx = np.argmax(np.abs(components), axis=1)
     signs = np.sign(components[np.arange(len(components)), idx])
     signs[signs == 0] = 1.0
-    return components * signs[:, None]
+    out: F64 = components * signs[:, None]
+    return out
 
 
 class LinearCodec(ReconstructionEstimator):
@@ -104,7 +106,6 @@ class LinearCodec(ReconstructionEstimator):
         return make_pipeline(scaler, pca)
 
 
-
 class PCA(LinearCodec):
     """PCA as the theorem derives it: centre, covariance, symmetric eigen-decomposition.
 
@@ -115,7 +116,9 @@ class PCA(LinearCodec):
 
     kind = "pca"
 
-    def __init__(self, n_components: float = 0.95, *, standardize: bool = False, device: str = "auto") -> None:
+    def __init__(
+        self, n_components: float = 0.95, *, standardize: bool = False, device: str = "auto"
+    ) -> None:
         self.n_components = n_components
         self.standardize = standardize
         self.device = device
@@ -201,7 +204,9 @@ class IncrementalPCA(LinearCodec):
 
     kind = "incremental-pca"
 
-    def __init__(self, n_components: float = 0.95, *, batch_size: int = 1024, standardize: bool = False) -> None:
+    def __init__(
+        self, n_components: float = 0.95, *, batch_size: int = 1024, standardize: bool = False
+    ) -> None:
         self.n_components = n_components
         self.batch_size = batch_size
         self.standardize = standardize
@@ -293,7 +298,9 @@ class KernelPCA(ReconstructionEstimator):
         self.estimator_ = make_pipeline(*steps).fit(X2.astype(np.float64))
         self.latent_dim_ = int(self.n_components)
         scale = X2.std(axis=0, dtype=np.float64)
-        self.score_spec_ = ScoreSpec(scale=np.where(scale > 1e-12, scale, 1.0).tolist() if self.standardize else None)
+        self.score_spec_ = ScoreSpec(
+            scale=np.where(scale > 1e-12, scale, 1.0).tolist() if self.standardize else None
+        )
         return self
 
     def _encode(self, X2: F32) -> F32:

@@ -55,7 +55,13 @@ class Staging:
         """Describe a file written into the staging folder (sha256 and size)."""
         path = self.path / filename
         return FileEntry.model_validate(
-            {"role": role, "path": filename, "format": fmt, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+            {
+                "role": role,
+                "path": filename,
+                "format": fmt,
+                "sha256": sha256_of(path),
+                "bytes": path.stat().st_size,
+            }
         )
 
     def publish(self, manifest: Manifest) -> Path:

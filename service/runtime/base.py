@@ -34,15 +34,15 @@ class AnomalyResult:
 
 def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
     """Per-row anomaly score: mean squared (scaled) error over features, or the mean of the k largest."""
-    diff = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
+    diff: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
-        diff = diff / np.asarray(spec.scale, dtype=np.float32)
-    sq = np.square(diff, dtype=np.float32)
+        diff = np.divide(diff, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
+    sq: FloatArray = np.square(diff, dtype=np.float32)
     if spec.reduction == "topk" and spec.topk is not None and spec.topk < sq.shape[1]:
         k = spec.topk
-        part = np.partition(sq, sq.shape[1] - k, axis=1)[:, -k:]
-        return part.mean(axis=1, dtype=np.float32)
-    return sq.mean(axis=1, dtype=np.float32)
+        sq = np.partition(sq, sq.shape[1] - k, axis=1)[:, -k:]
+    out: FloatArray = sq.mean(axis=1, dtype=np.float32)
+    return out
 
 
 def conformal_p_values(scores: FloatArray, calibration_sorted: FloatArray) -> FloatArray:
@@ -162,7 +162,8 @@ class ModelRuntime(ABC):
     @staticmethod
     def feature_errors(X: FloatArray, X_hat: FloatArray) -> FloatArray:
         """Squared error per feature, shape of X (for images, the per-pixel error map)."""
-        return np.square(X - X_hat, dtype=np.float32)
+        out: FloatArray = np.square(X - X_hat, dtype=np.float32)
+        return out
 
     def sample(self, n: int, seed: int | None = None) -> FloatArray:
         """Decode n draws from the latent prior (models with latent_distribution=standard-normal)."""

@@ -20,21 +20,57 @@ def _tree(path: Path) -> list[str]:
 
 
 def test_fit_prints_the_new_version_folder(tmp_path: Path) -> None:
-    argv = ["-m", "training", "fit", "--model", "sklearn-pca", "--dataset", "digits", "--name", "d",
-            "--models-dir", str(tmp_path), "--n-components", "0.8", "--classes", "3", "--seed", "4"]
+    argv = [
+        "-m",
+        "training",
+        "fit",
+        "--model",
+        "sklearn-pca",
+        "--dataset",
+        "digits",
+        "--name",
+        "d",
+        "--models-dir",
+        str(tmp_path),
+        "--n-components",
+        "0.8",
+        "--classes",
+        "3",
+        "--seed",
+        "4",
+    ]
     out = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(tmp_path / "d" / "1")
     m = Manifest.read(tmp_path / "d" / "1")
     assert m.data.classes == [3] and m.data.seed == 4 and m.kind == "sklearn-pca"
-    assert m.metrics.explained_variance_ratio_total is not None and m.metrics.explained_variance_ratio_total >= 0.8
+    assert (
+        m.metrics.explained_variance_ratio_total is not None
+        and m.metrics.explained_variance_ratio_total >= 0.8
+    )
     assert m.input.shape == [8, 8] and m.input.value_range == (0.0, 1.0)
     assert m.data.rows_train + m.data.rows_validation + m.data.rows_calibration == 183  # the 3s in digits
 
 
 def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(2):
-        assert main(["fit", "--model", "pca", "--dataset", "breast-cancer", "--name", "bc",
-                     "--models-dir", str(tmp_path), "--n-components", "5"]) == 0
+        assert (
+            main(
+                [
+                    "fit",
+                    "--model",
+                    "pca",
+                    "--dataset",
+                    "breast-cancer",
+                    "--name",
+                    "bc",
+                    "--models-dir",
+                    str(tmp_path),
+                    "--n-components",
+                    "5",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["list", "--models-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -53,18 +89,53 @@ def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["fit", "--model", "pca", "--dataset", "digits", "--name", "Upper"], "is not a valid model name"),
         (["fit", "--model", "nope", "--dataset", "digits", "--name", "x"], "--model: unknown kind 'nope'"),
         (["fit", "--model", "pca", "--dataset", "nope", "--name", "x"], "unknown dataset 'nope'"),
-        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--n-components", "65"],
-         "--n-components 65 is larger than the input size 64"),
-        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--n-components", "1.5"],
-         "expected an integer k >= 1 or a fraction in (0, 1)"),
-        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--classes", "3,a"],
-         "expected comma-separated integers"),
-        (["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--classes", "12"],
-         "classes [12] do not occur"),
-        (["fit", "--model", "sklearn-pca", "--dataset", "digits", "--name", "x", "--solver", "randomized",
-          "--n-components", "0.5"], "randomized solver needs an integer"),
-        (["fit", "--model", "pca", "--dataset", "mnist", "--name", "x", "--data-dir", "{empty}",
-          "--no-download"], "missing ['train-images-idx3-ubyte.gz'"),
+        (
+            ["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--n-components", "65"],
+            "--n-components 65 is larger than the input size 64",
+        ),
+        (
+            ["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--n-components", "1.5"],
+            "expected an integer k >= 1 or a fraction in (0, 1)",
+        ),
+        (
+            ["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--classes", "3,a"],
+            "expected comma-separated integers",
+        ),
+        (
+            ["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--classes", "12"],
+            "classes [12] do not occur",
+        ),
+        (
+            [
+                "fit",
+                "--model",
+                "sklearn-pca",
+                "--dataset",
+                "digits",
+                "--name",
+                "x",
+                "--solver",
+                "randomized",
+                "--n-components",
+                "0.5",
+            ],
+            "randomized solver needs an integer",
+        ),
+        (
+            [
+                "fit",
+                "--model",
+                "pca",
+                "--dataset",
+                "mnist",
+                "--name",
+                "x",
+                "--data-dir",
+                "{empty}",
+                "--no-download",
+            ],
+            "missing ['train-images-idx3-ubyte.gz'",
+        ),
         (["show", "ghost"], "no model 'ghost'"),
         (["show", "x:zero"], "version: expected a positive integer"),
     ],
@@ -73,8 +144,24 @@ def test_bad_arguments_exit_2_with_one_clear_line_and_touch_nothing(
     tmp_path: Path, argv: list[str], message: str
 ) -> None:
     models = tmp_path / "models"
-    assert main(["fit", "--model", "pca", "--dataset", "digits", "--name", "x",
-                 "--models-dir", str(models), "--n-components", "3"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--model",
+                "pca",
+                "--dataset",
+                "digits",
+                "--name",
+                "x",
+                "--models-dir",
+                str(models),
+                "--n-components",
+                "3",
+            ]
+        )
+        == 0
+    )
     before = _tree(models)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -82,7 +169,9 @@ def test_bad_arguments_exit_2_with_one_clear_line_and_touch_nothing(
     env_block = ["--models-dir", str(models)]
     proc = subprocess.run(
         [sys.executable, "-m", "training", *argv, *env_block],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LATENTSERVE_DATA_DIR": str(empty)},
     )
     assert proc.returncode == 2

@@ -56,8 +56,10 @@ def test_lecture_gaussian_example() -> None:
     analytic = vecs[:, np.argmax(vals)]
     angle = np.degrees(np.arccos(min(1.0, abs(float(pca.components_[0] @ analytic)))))
     share = pca.explained_variance_ratio_[0]
-    print(f"first principal direction {pca.components_[0]}, {angle:.3f} deg from analytic; "
-          f"variance share {share:.4f} (analytic {vals.max() / vals.sum():.4f})")
+    print(
+        f"first principal direction {pca.components_[0]}, {angle:.3f} deg from analytic; "
+        f"variance share {share:.4f} (analytic {vals.max() / vals.sum():.4f})"
+    )
     assert angle < 1.0
     assert share == pytest.approx(vals.max() / vals.sum(), abs=0.01)
 
