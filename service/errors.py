@@ -1,3 +1,4 @@
+# ruff: noqa: N818  (the exception names are the API's error types)
 """Typed errors, each carrying its HTTP status; one handler in `service.app` maps them to JSON.
 
     LatentServeError                 500  (base; never raised bare)
@@ -10,13 +11,19 @@
     ├── NotAcceptable                406  an Accept we cannot produce
     ├── RegistryError                500  the registry is inconsistent (bad manifest, checksum)
     │   └── IntegrityError           500  a file does not match its manifest sha256
-    └── ExportError                  500  (training side) an export failed verification
+    ├── ExportError                  500  (training side) an export failed verification
+    ├── NotReady                     503  the registry has not finished its first load
+    ├── Timeout                      504  a model call ran past REQUEST_TIMEOUT_S
+    ├── RouteNotFound                404  no route at this path
+    ├── MethodNotAllowed             405  the route exists, the method does not
+    └── InternalError                500  anything unexpected (no stack trace in the body)
 
 The JSON body is always `{"error": {"type": ..., "message": ..., "field": ..., "details": ...}}`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -40,6 +47,26 @@ class LatentServeError(Exception):
 
 class InvalidInput(LatentServeError):
     status_code = 422
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[Mapping[str, Any]], source: str = "body") -> InvalidInput:
+        """One 422 from a list of pydantic-style errors (`loc`, `msg`, `type`), the first in the message."""
+        details = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in errors
+        ]
+        if not details:
+            return cls(f"{source}: invalid request", field=source)
+        first = details[0]
+        # FastAPI prefixes locations with body/query/path; our fields are named without it
+        loc = [p for p in first["loc"] if p not in ("body", "query", "path", "header")] or [source]
+        where = ".".join(loc)
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        return cls(f"{where}: {first['msg']}{more}", field=where, details=details)
 
 
 class ModelNotFound(LatentServeError):
@@ -76,3 +103,29 @@ class IntegrityError(RegistryError):
 
 class ExportError(LatentServeError):
     pass
+
+
+class NotReady(LatentServeError):
+    """The registry has not finished its first load."""
+
+    status_code = 503
+
+
+class Timeout(LatentServeError):
+    """A model call ran past REQUEST_TIMEOUT_S."""
+
+    status_code = 504
+
+
+class RouteNotFound(LatentServeError):
+    """No route at this path."""
+
+    status_code = 404
+
+
+class MethodNotAllowed(LatentServeError):
+    status_code = 405
+
+
+class InternalError(LatentServeError):
+    """Anything unexpected; the message never carries a stack trace."""

@@ -115,7 +115,8 @@ class ModelRuntime(ABC):
                 field=field,
                 details={"expected": list(self.row_shape), "got": list(got)},
             )
-        X32 = np.ascontiguousarray(X, dtype=np.float32).reshape((X.shape[0], *self.row_shape))
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf, refused below
+            X32 = np.ascontiguousarray(X, dtype=np.float32).reshape((X.shape[0], *self.row_shape))
         _check_finite(X32, field)
         return X32
 
@@ -129,7 +130,8 @@ class ModelRuntime(ABC):
                 field=field,
                 details={"expected": [k], "got": got},
             )
-        Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z32 = np.ascontiguousarray(Z, dtype=np.float32)
         _check_finite(Z32, field)
         return Z32
 

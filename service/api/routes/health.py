@@ -1,0 +1,23 @@
+"""Liveness and readiness (never behind the API key)."""
+
+from fastapi import APIRouter
+
+from service.api.deps import RegistryDep
+from service.errors import NotReady
+from service.schemas import ErrorResponse, HealthResponse
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", response_model=HealthResponse)
+def live() -> HealthResponse:
+    """Answer while the process runs."""
+    return HealthResponse(status="ok")
+
+
+@router.get("/ready", response_model=HealthResponse, responses={503: {"model": ErrorResponse}})
+def ready(registry: RegistryDep) -> HealthResponse:
+    """Answer 200 once the registry has loaded, 503 before."""
+    if not registry.loaded:
+        raise NotReady("the model registry is still loading")
+    return HealthResponse(status="ready", models=len(registry.records()))

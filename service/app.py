@@ -1,0 +1,137 @@
+"""The ASGI app: `create_app(settings)`; `uvicorn --factory service.app:create_app` reads the env.
+
+Start-up loads the registry in a worker thread (liveness answers at once, readiness once loaded)
+and starts the reload poller; one exception handler maps every error to the one JSON shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+import anyio.to_thread
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.api.main import api_router
+from service.errors import (
+    InternalError,
+    InvalidInput,
+    LatentServeError,
+    MethodNotAllowed,
+    RouteNotFound,
+)
+from service.inference import InferenceService
+from service.metrics import Metrics
+from service.registry import Registry
+from service.settings import Settings
+
+log = logging.getLogger("latentserve.app")
+
+DESCRIPTION = """Serve trained encoders and decoders; score anomalies by reconstruction error.
+
+Inference endpoints read JSON (`inputs` / `codes`), `.npy` (`Content-Type: application/x-npy`, model
+and version as query parameters) and, for image models, `multipart/form-data` files under `files`.
+They answer JSON, or with `Accept: application/x-npy` the primary array (codes, outputs,
+reconstructions or scores), `application/x-npz` every array by name, `image/png` one image; binary
+answers name the model in the `X-Model` and `X-Model-Version` headers. Every error is
+`{"error": {"type", "message", "field", "details"}}`.
+"""
+
+
+def error_response(exc: LatentServeError) -> Response:
+    """The one JSON error shape, with the error's own status code."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return Response(
+        orjson.dumps(exc.to_dict()),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, LatentServeError):
+        return error_response(exc)
+    if isinstance(exc, RequestValidationError):
+        return error_response(InvalidInput.from_errors(exc.errors()))
+    if isinstance(exc, StarletteHTTPException):
+        return error_response(_from_http(request, exc))
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(InternalError("internal error; the server log has the details"))
+
+
+def _from_http(request: Request, exc: StarletteHTTPException) -> LatentServeError:
+    if exc.status_code == 404:
+        return RouteNotFound(f"no route {request.url.path!r}; see /docs for the API", field="path")
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path!r}; allowed: {allowed}", field="method"
+        )
+    err = LatentServeError(str(exc.detail) or HTTPStatus(exc.status_code).phrase)
+    err.status_code = exc.status_code
+    return err
+
+
+async def _poll(registry: Registry, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            added = await anyio.to_thread.run_sync(registry.reload)
+            if added:
+                log.info("reload: new or changed versions %s", added)
+        except Exception:
+            log.exception("registry reload failed; keeping the previous snapshot")
+
+
+async def _initial_load(registry: Registry) -> None:
+    try:
+        await anyio.to_thread.run_sync(registry.reload)
+        log.info("registry loaded: %d models from %s", len(registry.records()), registry.models_dir)
+    except Exception:
+        log.exception("initial registry load failed")
+        registry.loaded = True  # serve what is there (nothing); the poller retries
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; with no settings, read them from the environment (uvicorn --factory)."""
+    settings = settings if settings is not None else Settings()
+    registry = Registry(
+        settings.models_dir,
+        allow_pickle=settings.allow_pickle,
+        trusted_models=frozenset(settings.trusted_models),
+        threads=settings.threads,
+    )
+    metrics = Metrics(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_initial_load(registry))]
+        if settings.reload_interval_s > 0:
+            tasks.append(asyncio.create_task(_poll(registry, settings.reload_interval_s)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="latentserve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.service = InferenceService(registry, settings, metrics)
+    for exc_type in (LatentServeError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, _on_error)
+    app.include_router(api_router)
+    return app

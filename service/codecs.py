@@ -1,0 +1,368 @@
+"""Bodies in and out: JSON (orjson), .npy, multipart images; JSON, .npy, .npz and PNG responses.
+
+Request bodies are read once, with the size limit enforced on Content-Length and while streaming.
+JSON arrays become numpy arrays in one `np.asarray` call; only when that fails (ragged rows,
+strings, nulls) are the rows walked to name the first bad one.
+
+Binary responses (`Accept: application/x-npy | application/x-npz | image/png`) carry the model and
+version in the `X-Model` / `X-Model-Version` headers:
+  - `application/x-npy`: the endpoint's primary array: codes (/encode), outputs (/decode, /sample),
+    reconstructions (/reconstruct), scores (/anomaly-score; the threshold in `X-Threshold`).
+  - `application/x-npz`: every array of the JSON response, under the same names.
+  - `image/png`: one image row (/reconstruct, /decode, /sample of an image model, exactly one row).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.errors import InvalidInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from service.manifest import InputSpec
+
+JSON = "application/json"
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+PNG = "image/png"
+MULTIPART = "multipart/form-data"
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+# ---- request bodies ---------------------------------------------------------------------------
+async def read_body(request: Request, limit: int) -> bytes:
+    """Return the whole body, or raise PayloadTooLarge (413) once it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"body: {declared} bytes is over the limit of {limit} bytes",
+            field="body",
+            details={"limit": limit, "got": int(declared)},
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"body: more than the limit of {limit} bytes", field="body", details={"limit": limit}
+            )
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # later readers (the multipart parser) get the cached bytes
+    return body
+
+
+def media_type(header: str | None) -> str:
+    """The bare media type of a Content-Type header, lower case ("" when absent)."""
+    if not header:
+        return ""
+    return header.split(";", 1)[0].strip().lower()
+
+
+def check_content_type(ctype: str, accepted: tuple[str, ...]) -> str:
+    """Map a Content-Type onto one we read (JSON when absent), or raise 415."""
+    if ctype in ("", JSON) or (ctype.startswith("application/") and ctype.endswith("+json")):
+        ctype = JSON
+    if ctype not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype!r} is not supported here; send one of {list(accepted)}",
+            field="content-type",
+            details={"supported": list(accepted)},
+        )
+    return ctype
+
+
+def validate_options(model: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:
+    """Validate the small envelope of a request; pydantic errors become one 422 in our shape."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput.from_errors(exc.errors(include_url=False, include_input=False), source) from None
+
+
+def load_json(body: bytes) -> dict[str, Any]:
+    """Parse a JSON object body with orjson; malformed JSON is a 422 that says where."""
+    if not body:
+        raise InvalidInput("body: empty; expected a JSON object", field="body")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"body: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", field="body"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"body: expected a JSON object, got {_json_type(data)}", field="body")
+    return data
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return "an object"
+
+
+def rows_to_array(values: object, field: str) -> npt.NDArray[Any]:
+    """Turn a JSON list of rows into one numeric array, or raise InvalidInput naming the bad row."""
+    if not isinstance(values, list) or not values:
+        raise InvalidInput(
+            f"{field}: expected a non-empty list of rows, got {_json_type(values)}", field=field
+        )
+    try:
+        A = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        raise _bad_row(values, field) from None
+    if A.dtype.kind not in "fiu":
+        raise _bad_row(values, field)
+    if A.ndim == 1:
+        raise InvalidInput(
+            f"{field}: expected a list of rows (lists of numbers), got a list of numbers; "
+            "wrap a single row in a list",
+            field=field,
+        )
+    return A
+
+
+def _bad_row(rows: list[Any], field: str) -> InvalidInput:
+    shape0: tuple[int, ...] | None = None
+    for i, row in enumerate(rows):
+        bad = _first_non_number(row)
+        if bad is not _OK:
+            return InvalidInput(
+                f"{field}: row {i} contains a non-numeric value {_show(bad)}; rows hold numbers only",
+                field=field,
+                details={"row": i},
+            )
+        try:
+            shape = np.asarray(row, dtype=np.float64).shape
+        except ValueError:
+            return InvalidInput(
+                f"{field}: row {i} is ragged (its nested lists have different lengths)",
+                field=field,
+                details={"row": i},
+            )
+        if shape0 is None:
+            shape0 = shape
+        elif shape != shape0:
+            return InvalidInput(
+                f"{field}: row {i} has shape {list(shape)} but row 0 has shape {list(shape0)}; "
+                "all rows must have the same shape",
+                field=field,
+                details={"row": i, "expected": list(shape0), "got": list(shape)},
+            )
+    return InvalidInput(f"{field}: rows are not a rectangular array of numbers", field=field)
+
+
+_OK = object()
+
+
+def _first_non_number(value: object) -> object:
+    if isinstance(value, list):
+        for item in value:
+            bad = _first_non_number(item)
+            if bad is not _OK:
+                return bad
+        return _OK
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _OK
+    return value
+
+
+def _show(value: object) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, (set, bytes)) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def load_npy(body: bytes, field: str) -> npt.NDArray[Any]:
+    """Read a .npy body (no pickles); rows are the first axis."""
+    try:
+        A = np.load(io.BytesIO(body), allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError... on bad bytes
+        raise InvalidInput(f"body: not a readable .npy array: {exc}", field=field) from None
+    if not isinstance(A, np.ndarray):
+        raise InvalidInput("body: expected one .npy array, got an .npz archive", field=field)
+    if A.dtype.kind not in "fiu":
+        raise InvalidInput(f"body: expected a numeric .npy array, got dtype {A.dtype}", field=field)
+    if A.ndim < 2:
+        raise InvalidInput(
+            f"body: expected an array of rows (at least 2 dimensions), got shape {list(A.shape)}", field=field
+        )
+    return A
+
+
+@dataclass
+class ImageFile:
+    name: str
+    data: bytes
+
+
+async def read_images(request: Request, max_files: int) -> list[ImageFile]:
+    """The files under the `files` form field of a multipart body (already read by `read_body`)."""
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+
+    try:
+        form = await request.form(max_files=max_files, max_fields=16)
+    except HTTPException as exc:
+        raise InvalidInput(f"body: malformed multipart form: {exc.detail}", field="files") from None
+    try:
+        files: list[ImageFile] = []
+        for item in form.getlist("files"):
+            if not isinstance(item, UploadFile):
+                raise InvalidInput("files: expected image files, got a text field", field="files")
+            files.append(ImageFile(item.filename or f"files[{len(files)}]", await item.read()))
+    finally:
+        await form.close()
+    if not files:
+        raise InvalidInput(
+            "files: expected one or more image files under the form field 'files'", field="files"
+        )
+    return files
+
+
+def images_to_array(files: list[ImageFile], spec: InputSpec, resize: bool) -> npt.NDArray[np.float32]:
+    """Decode PNG/JPEG files to rows in [value_range] shaped like the manifest's input."""
+    from PIL import Image
+
+    if spec.layout != "image":
+        raise InvalidInput(
+            f"files: this model takes {spec.layout} rows of shape {spec.shape}, not images; "
+            "send JSON or .npy",
+            field="files",
+        )
+    height, width = spec.shape[0], spec.shape[1] if len(spec.shape) > 1 else 1
+    mode = "L" if spec.channels == 1 else "RGB"
+    lo, hi = spec.value_range if spec.value_range is not None else (0.0, 1.0)
+    rows = []
+    for i, f in enumerate(files):
+        where = f"files[{i}] ({f.name})"
+        try:
+            with Image.open(io.BytesIO(f.data)) as img:
+                if img.format not in ("PNG", "JPEG"):
+                    raise InvalidInput(
+                        f"{where}: expected a PNG or JPEG image, got {img.format}", field="files"
+                    )
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise InvalidInput(
+                        f"{where}: image of {img.width}x{img.height} is too large", field="files"
+                    )
+                img.load()
+                pic = img.convert(mode)
+        except InvalidInput:
+            raise
+        except Exception as exc:  # PIL raises many types on corrupt data
+            raise InvalidInput(f"{where}: not a readable image: {exc}", field="files") from None
+        if pic.size != (width, height):
+            if not resize:
+                raise InvalidInput(
+                    f"{where}: image is {pic.width}x{pic.height}, the model expects {width}x{height}; "
+                    "pass resize=true to resize it",
+                    field="files",
+                    details={"expected": [width, height], "got": [pic.width, pic.height]},
+                )
+            pic = pic.resize((width, height), Image.Resampling.BILINEAR)
+        a = np.asarray(pic, dtype=np.float32) / 255.0
+        rows.append(lo + (hi - lo) * a)
+    return np.stack(rows).reshape((len(rows), *spec.shape))
+
+
+# ---- responses --------------------------------------------------------------------------------
+@dataclass
+class Result:
+    """What an inference verb produced; `arrays` keeps the JSON field order, the first is primary."""
+
+    model: str
+    version: int
+    arrays: dict[str, npt.NDArray[Any]]
+    scalars: dict[str, float] = field(default_factory=dict)
+    images: npt.NDArray[np.float32] | None = None
+    image_spec: InputSpec | None = None
+
+
+def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
+    """Pick the response type from the Accept header (by q, then order); JSON when absent."""
+    if not accept or accept == "*/*" or accept == JSON:
+        return JSON
+    prefs: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            prefs.append((-q, i, media.lower()))
+    for _, _, media in sorted(prefs):
+        if media in offered:
+            return media
+        if media in ("*/*", "application/*"):
+            return offered[0]
+        if media == "image/*" and PNG in offered:
+            return PNG
+    raise NotAcceptable(
+        f"Accept: cannot produce {accept!r}; this endpoint produces {list(offered)}",
+        field="accept",
+        details={"produces": list(offered)},
+    )
+
+
+def encode_response(result: Result, media: str) -> Response:
+    if media == JSON:
+        doc: dict[str, Any] = {"model": result.model, "version": result.version}
+        for name, A in result.arrays.items():
+            doc[name] = np.ascontiguousarray(A)
+        doc.update(result.scalars)
+        return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+    headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
+    for name, value in result.scalars.items():
+        headers["X-" + name.replace("_", "-").title()] = repr(float(value))
+    buf = io.BytesIO()
+    if media == NPY:
+        np.save(buf, next(iter(result.arrays.values())), allow_pickle=False)
+    elif media == NPZ:
+        savez: Any = np.savez  # numpy's stub types **kwds as its own options
+        savez(buf, **result.arrays)
+    else:
+        buf.write(png_bytes(result))
+    return Response(buf.getvalue(), media_type=media, headers=headers)
+
+
+def png_bytes(result: Result) -> bytes:
+    from PIL import Image
+
+    spec = result.image_spec
+    if result.images is None or spec is None or spec.layout != "image":
+        raise NotAcceptable("Accept: image/png is only produced for image models", field="accept")
+    if len(result.images) != 1:
+        raise NotAcceptable(
+            f"Accept: image/png needs exactly one row, got {len(result.images)}; "
+            "ask for application/x-npy for several",
+            field="accept",
+        )
+    lo, hi = spec.value_range if spec.value_range is not None else (0.0, 1.0)
+    a = (result.images[0].reshape(spec.shape) - lo) / ((hi - lo) or 1.0)
+    pixels = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    if spec.channels == 1 and pixels.ndim == 3:
+        pixels = pixels[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,86 @@
+"""Prometheus metrics, one collector registry per app (so several apps in one process stay apart).
+
+Labels carry only endpoint names and names of models that exist, so clients cannot grow them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from service.registry import Registry
+
+UNKNOWN_MODEL = "<unknown>"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _RegistryCollector(Collector):
+    """Read at scrape time: load failures so far, and versions by status."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        failures = CounterMetricFamily(
+            "latentserve_model_load_failures", "Model versions that failed to load (checksum, pickle, format)"
+        )
+        failures.add_metric([], float(self._registry.load_failures_total))
+        yield failures
+        versions = GaugeMetricFamily(
+            "latentserve_model_versions",
+            "Model versions in the registry by status",
+            labels=["model", "status"],
+        )
+        for name, records in self._registry.records().items():
+            counts: dict[str, int] = {}
+            for record in records.values():
+                counts[record.status] = counts.get(record.status, 0) + 1
+            for status, count in counts.items():
+                versions.add_metric([name, status], float(count))
+        yield versions
+
+
+class Metrics:
+    """The service's counters and histograms."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.collectors = CollectorRegistry()
+        self.requests = Counter(
+            "latentserve_requests",
+            "Inference requests",
+            ["endpoint", "model", "status"],
+            registry=self.collectors,
+        )
+        self.latency = Histogram(
+            "latentserve_request_duration_seconds",
+            "Inference request latency",
+            ["endpoint", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.collectors,
+        )
+        self.rows = Counter(
+            "latentserve_rows", "Rows processed", ["endpoint", "model"], registry=self.collectors
+        )
+        self.errors = Counter(
+            "latentserve_errors",
+            "Failed inference requests by error type",
+            ["endpoint", "model", "type"],
+            registry=self.collectors,
+        )
+        self.collectors.register(_RegistryCollector(registry))
+
+    def observe(
+        self, endpoint: str, model: str, status: int, seconds: float, rows: int, error: str | None = None
+    ) -> None:
+        self.requests.labels(endpoint, model, str(status)).inc()
+        self.latency.labels(endpoint, model).observe(seconds)
+        if rows:
+            self.rows.labels(endpoint, model).inc(rows)
+        if error is not None:
+            self.errors.labels(endpoint, model, error).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.collectors)

@@ -1,0 +1,191 @@
+"""Wire models: `<Verb>Request` / `<Verb>Response`. Requests forbid unknown fields.
+
+Inference requests are split in two: `<Verb>Options` holds the small envelope (model, version,
+options) that pydantic validates, also read from the query string for .npy and image bodies; the
+`<Verb>Request` adds the array field (`inputs` or `codes`), which numpy converts in one pass. The
+`<Verb>Request` classes describe the JSON body in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from service.manifest import NAME_PATTERN, Metrics
+
+# One row: flat values, or nested lists in the manifest's input shape (e.g. 8x8 for an image).
+Row = list[float] | list[list[float]] | list[list[list[float]]]
+
+_DIGIT_ROW: list[JsonValue] = [0.0, 0.2, 0.8, 1.0, 0.9, 0.3, 0.0, 0.0] * 8
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model: str = Field(description="the model that answered")
+    version: int = Field(description="the version that answered")
+
+
+class InferenceOptions(_Request):
+    """Which model answers; in the JSON body, or as query parameters for .npy and image bodies."""
+
+    model: str = Field(pattern=NAME_PATTERN, description="model name", examples=["digits-pca"])
+    version: int | None = Field(default=None, ge=1, description="version (default: the newest that loaded)")
+
+
+class EncodeOptions(InferenceOptions):
+    pass
+
+
+class DecodeOptions(InferenceOptions):
+    pass
+
+
+class ReconstructOptions(InferenceOptions):
+    pass
+
+
+class AnomalyScoreOptions(InferenceOptions):
+    threshold: float | None = Field(
+        default=None, allow_inf_nan=False, description="override the calibrated threshold"
+    )
+    return_feature_errors: bool = Field(
+        default=False, description="add the squared error per feature (per pixel for images)"
+    )
+
+
+class EncodeRequest(EncodeOptions):
+    """Rows to encode; each row flat (input size values) or shaped like the manifest's input."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "digits-pca", "inputs": [_DIGIT_ROW]}]}
+    )
+    inputs: list[Row] = Field(min_length=1, description="rows, flat or shaped")
+
+
+class EncodeResponse(_Response):
+    codes: list[list[float]] = Field(description="latent codes, one row per input row")
+
+
+class DecodeRequest(DecodeOptions):
+    """Latent codes to map back to input space; each row has latent_dim values."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "digits-pca", "codes": [[0.0] * 28]}]}
+    )
+    codes: list[list[float]] = Field(min_length=1, description="codes, latent_dim values per row")
+
+
+class DecodeResponse(_Response):
+    outputs: list[Row] = Field(description="rows in the manifest's input shape")
+
+
+class ReconstructRequest(ReconstructOptions):
+    """Rows to encode then decode."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "breast-cancer-pca", "inputs": [[14.0] * 30]}]}
+    )
+    inputs: list[Row] = Field(min_length=1, description="rows, flat or shaped")
+
+
+class ReconstructResponse(_Response):
+    reconstructions: list[Row] = Field(description="reconstructed rows, shaped as the rows were sent")
+    errors: list[float] = Field(description="per-row reconstruction error (the anomaly score)")
+
+
+class AnomalyScoreRequest(AnomalyScoreOptions):
+    """Rows to score against the model's calibrated threshold."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "digits-pca", "inputs": [_DIGIT_ROW], "return_feature_errors": True}]
+        }
+    )
+    inputs: list[Row] = Field(min_length=1, description="rows, flat or shaped")
+
+
+class AnomalyScoreResponse(_Response):
+    scores: list[float] = Field(description="per-row reconstruction error")
+    threshold: float = Field(description="the threshold the scores were compared with")
+    is_anomaly: list[bool] = Field(description="score > threshold")
+    p_values: list[float] = Field(description="conformal p-value against the calibration scores")
+    feature_errors: list[Row] | None = Field(
+        default=None, description="squared error per feature, with return_feature_errors"
+    )
+
+
+class SampleRequest(InferenceOptions):
+    """Draw codes from N(0, I) and decode them (models with a standard-normal latent, e.g. a VAE)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"model": "digits-vae", "n": 4, "seed": 0}]})
+    n: int = Field(default=1, ge=1, description="how many samples")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="random seed")
+
+
+class SampleResponse(_Response):
+    outputs: list[Row] = Field(description="decoded samples in the manifest's input shape")
+
+
+class VersionSummary(BaseModel):
+    version: int
+    status: str = Field(description="ready, or failed (see error)")
+    error: str | None = None
+    kind: str | None = None
+    format: str | None = Field(default=None, description="the format it is served from")
+    input_shape: list[int] | None = None
+    layout: str | None = None
+    latent_dim: int | None = None
+    latent_distribution: str | None = None
+    threshold: float | None = None
+    metrics: Metrics | None = None
+    created_at: datetime | None = None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest: int | None = Field(description="the version served by default (newest that loaded)")
+    versions: list[VersionSummary]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelSummary]
+
+
+class VersionDetail(BaseModel):
+    version: int
+    status: str
+    error: str | None = None
+    manifest: dict[str, Any] | None = Field(description="the version's manifest.json, when readable")
+
+
+class ModelDetailResponse(BaseModel):
+    name: str
+    latest: int | None
+    versions: list[VersionDetail]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    models: int | None = None
+
+
+class ReloadResponse(BaseModel):
+    added: dict[str, list[int]] = Field(description="versions that appeared or changed")
+    models: dict[str, list[int]] = Field(description="every model's versions after the reload")
+    failed: dict[str, list[int]] = Field(description="versions that failed to load")
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

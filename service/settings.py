@@ -1,0 +1,73 @@
+"""The service's settings: one class, read from `LATENTSERVE_*` environment variables or arguments.
+
+Built by `python -m service` or by `create_app()` when uvicorn calls the factory; never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `LATENTSERVE_<FIELD>` sets each one."""
+
+    model_config = SettingsConfigDict(env_prefix="LATENTSERVE_", extra="ignore", frozen=True)
+
+    models_dir: Path = Field(default=Path("models"), description="the registry folder: <name>/<version>/")
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on (0: any free port)")
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
+    api_key: SecretStr | None = Field(
+        default=None, description="when set, every route but health needs X-API-Key or Authorization: Bearer"
+    )
+    allow_pickle: bool = Field(default=False, description="load joblib (pickle) artifacts of any model")
+    trusted_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models whose joblib artifacts may load (comma-separated or JSON)"
+    )
+    max_body_bytes: int = Field(default=64 * MiB, ge=1, description="largest request body; larger: 413")
+    max_rows: int = Field(default=100_000, ge=1, description="most rows in one request; more: 413")
+    reload_interval_s: float = Field(default=10.0, ge=0, description="registry poll period; 0 disables")
+    threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="longest a model call may take; then 504"
+    )
+    inline_bytes: int = Field(
+        default=16384, ge=0, description="bodies up to this size run on the event loop (no thread hop)"
+    )
+    access_log: bool = Field(default=True, description="uvicorn access log")
+    log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug|trace)$")
+
+    @field_validator("trusted_models", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return orjson.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return v
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as `LATENTSERVE_*` variables (for worker processes that rebuild them)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, list):
+                text = orjson.dumps(value).decode()
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"LATENTSERVE_{name.upper()}"] = text
+        return env

@@ -1,0 +1,153 @@
+"""A tiny real registry, trained once per session through the training package, and app clients."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.app import create_app
+from service.settings import Settings
+
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # starlette asks for the httpx2 fork; the installed httpx works and is not ours to change
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (name, kind, dataset, extra flags): fast PCA models, plus a joblib-only kernel PCA
+PCA_MODELS = [
+    ("digits-pca", "pca", "digits", ["--n-components", "16"]),
+    ("breast-cancer-pca", "pca", "breast-cancer", ["--n-components", "0.9"]),
+    ("digits-kernel-pca", "kernel-pca", "digits", ["--n-components", "8", "--max-rows", "300"]),
+]
+VAE = ("digits-vae", ["--model", "vae", "--dataset", "digits", "--epochs", "2", "--hidden", "32",
+                      "--latent-dim", "4", "--quiet"])
+
+
+def _fit(models_dir: Path, name: str, kind: str, dataset: str, extra: list[str]) -> None:
+    from training.cli import main
+
+    argv = ["fit", "--model", kind, "--dataset", dataset, "--name", name, "--models-dir", str(models_dir)]
+    assert main([*argv, *extra]) == 0, f"training {name} failed"
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """digits-pca, breast-cancer-pca (ONNX), digits-kernel-pca (joblib), digits-vae when training.nn works."""
+    root = tmp_path_factory.mktemp("registry")
+    vae = None
+    if (ROOT / "training" / "nn" / "fit.py").is_file():
+        # the autoencoder trains in its own process, alongside the PCA models
+        cmd = [sys.executable, "-m", "training", "fit", "--name", VAE[0], "--models-dir", str(root), *VAE[1]]
+        vae = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for name, kind, dataset, extra in PCA_MODELS:
+        _fit(root, name, kind, dataset, extra)
+    if vae is not None:
+        try:
+            _, err = vae.communicate(timeout=90)
+            if vae.returncode != 0:
+                warnings.warn(f"digits-vae did not train: {err.decode()[-500:]}", stacklevel=1)
+                shutil.rmtree(root / VAE[0], ignore_errors=True)
+        except subprocess.TimeoutExpired:
+            vae.kill()
+            vae.communicate()
+            shutil.rmtree(root / VAE[0], ignore_errors=True)
+    shutil.rmtree(root / ".staging", ignore_errors=True)
+    return root
+
+
+@pytest.fixture
+def registry_copy(models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the session registry that a test may change."""
+    target = tmp_path / "models"
+    shutil.copytree(models_dir, target)
+    return target
+
+
+def wait_ready(client: TestClient, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the registry never became ready"
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
+    """A TestClient over a fresh app (lifespan runs), once the registry has loaded."""
+    settings = Settings(models_dir=models_dir, reload_interval_s=0, **overrides)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(models_dir: Path) -> Iterator[TestClient]:
+    with serve(models_dir) as c:
+        yield c
+
+
+@pytest.fixture
+def make_client(models_dir: Path) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
+    def make(directory: Path | None = None, **overrides: Any) -> contextlib.AbstractContextManager[TestClient]:
+        return serve(directory or models_dir, **overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def digits() -> np.ndarray:
+    """A few real digits images, (n, 8, 8) in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    return (load_digits().images[:12] / 16.0).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def cancer() -> np.ndarray:
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer().data[:12].astype(np.float32)
+
+
+def npy(A: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, A)
+    return buf.getvalue()
+
+
+def from_npy(body: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(body), allow_pickle=False)  # type: ignore[no-any-return]
+
+
+def png(pixels: np.ndarray, mode: str | None = None) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels * 255, 0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    """Assert the status and the one error shape; return the error object."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"type", "message"} <= set(body["error"]), body
+    return body["error"]  # type: ignore[no-any-return]
+
+
+NPY_HEADERS = {"content-type": "application/x-npy"}
