@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from starlette.exceptions import StarletteDeprecationWarning
 
 from service.app import create_app
 from service.settings import Settings
-
-from starlette.exceptions import StarletteDeprecationWarning
 
 with warnings.catch_warnings():
     # starlette asks for the httpx2 fork; the installed httpx works and is not ours to change
@@ -34,8 +33,22 @@ PCA_MODELS = [
     ("breast-cancer-pca", "pca", "breast-cancer", ["--n-components", "0.9"]),
     ("digits-kernel-pca", "kernel-pca", "digits", ["--n-components", "8", "--max-rows", "300"]),
 ]
-VAE = ("digits-vae", ["--model", "vae", "--dataset", "digits", "--epochs", "2", "--hidden", "32",
-                      "--latent-dim", "4", "--quiet"])
+VAE = (
+    "digits-vae",
+    [
+        "--model",
+        "vae",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "4",
+        "--quiet",
+    ],
+)
 
 
 def _fit(models_dir: Path, name: str, kind: str, dataset: str, extra: list[str]) -> None:
@@ -88,7 +101,7 @@ def wait_ready(client: TestClient, timeout: float = 20.0) -> None:
 @contextlib.contextmanager
 def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
     """A TestClient over a fresh app (lifespan runs), once the registry has loaded."""
-    settings = Settings(models_dir=models_dir, reload_interval_s=0, **overrides)
+    settings = Settings(**{"models_dir": models_dir, "reload_interval_s": 0, **overrides})
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         yield client
@@ -102,7 +115,9 @@ def client(models_dir: Path) -> Iterator[TestClient]:
 
 @pytest.fixture
 def make_client(models_dir: Path) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
-    def make(directory: Path | None = None, **overrides: Any) -> contextlib.AbstractContextManager[TestClient]:
+    def make(
+        directory: Path | None = None, **overrides: Any
+    ) -> contextlib.AbstractContextManager[TestClient]:
         return serve(directory or models_dir, **overrides)
 
     return make

@@ -31,7 +31,9 @@ def test_decode_json_returns_shaped_outputs(client):
 
 
 def test_reconstruct_json_mirrors_the_row_layout(client, digits):
-    flat = client.post("/reconstruct", json={"model": "digits-pca", "inputs": digits[:2].reshape(2, -1).tolist()})
+    flat = client.post(
+        "/reconstruct", json={"model": "digits-pca", "inputs": digits[:2].reshape(2, -1).tolist()}
+    )
     shaped = client.post("/reconstruct", json={"model": "digits-pca", "inputs": digits[:2].tolist()})
     assert np.asarray(flat.json()["reconstructions"]).shape == (2, 64)
     assert np.asarray(shaped.json()["reconstructions"]).shape == (2, 8, 8)
@@ -44,7 +46,9 @@ def test_reconstruct_matches_the_models_own_error(client, digits):
     X = digits[:4]
     r = client.post("/reconstruct", json={"model": "digits-pca", "inputs": X.tolist()}).json()
     X_hat = np.asarray(r["reconstructions"], dtype=np.float32)
-    np.testing.assert_allclose(((X - X_hat) ** 2).reshape(4, -1).mean(axis=1), r["errors"], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(
+        ((X - X_hat) ** 2).reshape(4, -1).mean(axis=1), r["errors"], rtol=1e-3, atol=1e-6
+    )
 
 
 def test_anomaly_score_json(client, cancer):
@@ -61,7 +65,12 @@ def test_anomaly_score_json(client, cancer):
 def test_anomaly_score_threshold_override_and_feature_errors(client, digits):
     body = client.post(
         "/anomaly-score",
-        json={"model": "digits-pca", "inputs": digits[:2].tolist(), "threshold": 0.0, "return_feature_errors": True},
+        json={
+            "model": "digits-pca",
+            "inputs": digits[:2].tolist(),
+            "threshold": 0.0,
+            "return_feature_errors": True,
+        },
     ).json()
     assert body["threshold"] == 0.0 and body["is_anomaly"] == [True, True]
     fe = np.asarray(body["feature_errors"])
@@ -70,8 +79,11 @@ def test_anomaly_score_threshold_override_and_feature_errors(client, digits):
 
 
 def test_npy_in_npy_out(client, digits):
-    r = client.post("/encode?model=digits-pca", content=npy(digits[:5]),
-                    headers={**NPY_HEADERS, "accept": "application/x-npy"})
+    r = client.post(
+        "/encode?model=digits-pca",
+        content=npy(digits[:5]),
+        headers={**NPY_HEADERS, "accept": "application/x-npy"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/x-npy"
     assert r.headers["x-model"] == "digits-pca" and r.headers["x-model-version"] == "1"
@@ -82,8 +94,11 @@ def test_npy_in_npy_out(client, digits):
 
 
 def test_npy_in_json_out_with_version_query(client, cancer):
-    r = client.post("/reconstruct?model=breast-cancer-pca&version=1", content=npy(cancer[:3].astype(np.float64)),
-                    headers=NPY_HEADERS)
+    r = client.post(
+        "/reconstruct?model=breast-cancer-pca&version=1",
+        content=npy(cancer[:3].astype(np.float64)),
+        headers=NPY_HEADERS,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 1 and np.asarray(r.json()["reconstructions"]).shape == (3, 30)
 
@@ -102,8 +117,11 @@ def test_anomaly_score_npy_and_npz(client, digits):
 
 
 def test_decode_npy(client):
-    r = client.post("/decode?model=digits-pca", content=npy(np.zeros((2, 16), np.float32)),
-                    headers={**NPY_HEADERS, "accept": "application/x-npy"})
+    r = client.post(
+        "/decode?model=digits-pca",
+        content=npy(np.zeros((2, 16), np.float32)),
+        headers={**NPY_HEADERS, "accept": "application/x-npy"},
+    )
     assert r.status_code == 200, r.text
     assert from_npy(r.content).shape == (2, 8, 8)
 
@@ -143,26 +161,50 @@ def test_multipart_jpeg(client, digits):
 
 
 def test_reconstruct_png_out(client, digits):
-    r = client.post("/reconstruct", json={"model": "digits-pca", "inputs": digits[:1].tolist()},
-                    headers={"accept": "image/png"})
+    r = client.post(
+        "/reconstruct",
+        json={"model": "digits-pca", "inputs": digits[:1].tolist()},
+        headers={"accept": "image/png"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png" and r.headers["x-model"] == "digits-pca"
     img = Image.open(io.BytesIO(r.content))
     assert img.size == (8, 8) and img.mode == "L"
-    r = client.post("/reconstruct?model=digits-pca", files=[("files", ("a.png", png(digits[0]), "image/png"))],
-                    headers={"accept": "image/png"})
+    r = client.post(
+        "/reconstruct?model=digits-pca",
+        files=[("files", ("a.png", png(digits[0]), "image/png"))],
+        headers={"accept": "image/png"},
+    )
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
 
 
 def test_png_out_needs_one_image_row(client, digits, cancer):
-    err = error_of(client.post("/reconstruct", json={"model": "digits-pca", "inputs": digits[:2].tolist()},
-                               headers={"accept": "image/png"}), 406)
+    err = error_of(
+        client.post(
+            "/reconstruct",
+            json={"model": "digits-pca", "inputs": digits[:2].tolist()},
+            headers={"accept": "image/png"},
+        ),
+        406,
+    )
     assert "exactly one row" in err["message"]
-    err = error_of(client.post("/reconstruct", json={"model": "breast-cancer-pca", "inputs": cancer[:1].tolist()},
-                               headers={"accept": "image/png"}), 406)
+    err = error_of(
+        client.post(
+            "/reconstruct",
+            json={"model": "breast-cancer-pca", "inputs": cancer[:1].tolist()},
+            headers={"accept": "image/png"},
+        ),
+        406,
+    )
     assert "image models" in err["message"]
-    err = error_of(client.post("/encode", json={"model": "digits-pca", "inputs": digits[:1].tolist()},
-                               headers={"accept": "text/csv"}), 406)
+    err = error_of(
+        client.post(
+            "/encode",
+            json={"model": "digits-pca", "inputs": digits[:1].tolist()},
+            headers={"accept": "text/csv"},
+        ),
+        406,
+    )
     assert "text/csv" in err["message"]
 
 
@@ -189,7 +231,9 @@ def test_autoencoder_serves_every_verb(client, models_dir: Path, digits):
     for path in ("/encode", "/reconstruct", "/anomaly-score"):
         r = client.post(path, json={"model": "digits-vae", "inputs": digits[:2].tolist()})
         assert r.status_code == 200, (path, r.text)
-    codes = client.post("/encode", json={"model": "digits-vae", "inputs": digits[:2].tolist()}).json()["codes"]
+    codes = client.post("/encode", json={"model": "digits-vae", "inputs": digits[:2].tolist()}).json()[
+        "codes"
+    ]
     assert client.post("/decode", json={"model": "digits-vae", "codes": codes}).status_code == 200
 
 
@@ -199,11 +243,23 @@ def test_autoencoder_serves_every_verb(client, models_dir: Path, digits):
     [
         ({"model": "nope", "inputs": [[0.0] * 64]}, 404, "available models"),
         ({"model": "digits-pca", "version": 9, "inputs": [[0.0] * 64]}, 404, "available versions: [1]"),
-        ({"model": "digits-pca", "inputs": [[0.0] * 63]}, 422, "expects rows of shape [8, 8] (or 64 flat values)"),
+        (
+            {"model": "digits-pca", "inputs": [[0.0] * 63]},
+            422,
+            "expects rows of shape [8, 8] (or 64 flat values)",
+        ),
         ({"model": "digits-pca", "inputs": [[[0.0] * 8] * 7]}, 422, "got rows of shape [7, 8]"),
         ({"model": "digits-pca", "inputs": [[0.0] * 64, [0.0] * 63]}, 422, "row 1 has shape [63]"),
-        ({"model": "digits-pca", "inputs": [[0.0] * 64, [0.0] * 63 + ["x"]]}, 422, "row 1 contains a non-numeric"),
-        ({"model": "digits-pca", "inputs": [[0.0] * 64, [None] * 64]}, 422, "row 1 contains a non-numeric value null"),
+        (
+            {"model": "digits-pca", "inputs": [[0.0] * 64, [0.0] * 63 + ["x"]]},
+            422,
+            "row 1 contains a non-numeric",
+        ),
+        (
+            {"model": "digits-pca", "inputs": [[0.0] * 64, [None] * 64]},
+            422,
+            "row 1 contains a non-numeric value null",
+        ),
         ({"model": "digits-pca", "inputs": [[0.0] * 64, [[0.0] * 8] * 8]}, 422, "row 1"),
         ({"model": "digits-pca", "inputs": [[1e39] * 64]}, 422, "row 0 contains NaN or infinity"),
         ({"model": "digits-pca", "inputs": [0.0] * 64}, 422, "wrap a single row"),
@@ -212,7 +268,11 @@ def test_autoencoder_serves_every_verb(client, models_dir: Path, digits):
         ({"model": "digits-pca"}, 422, "inputs: field required"),
         ({"inputs": [[0.0] * 64]}, 422, "model: Field required"),
         ({"model": "digits-pca", "version": "two", "inputs": [[0.0] * 64]}, 422, "version: "),
-        ({"model": "digits-pca", "version": 0, "inputs": [[0.0] * 64]}, 422, "version: Input should be greater"),
+        (
+            {"model": "digits-pca", "version": 0, "inputs": [[0.0] * 64]},
+            422,
+            "version: Input should be greater",
+        ),
         ({"model": "../etc", "inputs": [[0.0] * 64]}, 422, "model: String should match pattern"),
         ({"model": "digits-pca", "inputs": [[0.0] * 64], "colour": 1}, 422, "colour: Extra inputs"),
         ({"model": "digits-kernel-pca", "inputs": [[0.0] * 64]}, 503, "LATENTSERVE_ALLOW_PICKLE"),
@@ -236,8 +296,12 @@ def test_wrong_codes_width(client):
 
 
 def test_anomaly_threshold_must_be_a_number(client):
-    err = error_of(client.post("/anomaly-score", json={"model": "digits-pca", "inputs": [[0.0] * 64],
-                                                       "threshold": "high"}), 422)
+    err = error_of(
+        client.post(
+            "/anomaly-score", json={"model": "digits-pca", "inputs": [[0.0] * 64], "threshold": "high"}
+        ),
+        422,
+    )
     assert err["field"] == "threshold"
 
 
@@ -292,17 +356,33 @@ def test_npy_needs_the_model_in_the_query(client, digits):
 
 
 def test_corrupt_and_wrong_images(client, cancer, digits):
-    err = error_of(client.post("/encode?model=digits-pca",
-                               files=[("files", ("x.png", b"\x89PNG garbage", "image/png"))]), 422)
+    err = error_of(
+        client.post(
+            "/encode?model=digits-pca", files=[("files", ("x.png", b"\x89PNG garbage", "image/png"))]
+        ),
+        422,
+    )
     assert "files[0] (x.png): not a readable image" in err["message"]
     truncated = png(digits[0])[:40]
-    err = error_of(client.post("/encode?model=digits-pca", files=[("files", ("t.png", truncated, "image/png"))]), 422)
+    err = error_of(
+        client.post("/encode?model=digits-pca", files=[("files", ("t.png", truncated, "image/png"))]), 422
+    )
     assert "not a readable image" in err["message"]
-    err = error_of(client.post("/encode?model=breast-cancer-pca",
-                               files=[("files", ("a.png", png(digits[0]), "image/png"))]), 422)
+    err = error_of(
+        client.post(
+            "/encode?model=breast-cancer-pca", files=[("files", ("a.png", png(digits[0]), "image/png"))]
+        ),
+        422,
+    )
     assert "not images" in err["message"]
-    err = error_of(client.post("/encode?model=digits-pca", data={"other": "x"},
-                               files=[("notfiles", ("a.png", png(digits[0]), "image/png"))]), 422)
+    err = error_of(
+        client.post(
+            "/encode?model=digits-pca",
+            data={"other": "x"},
+            files=[("notfiles", ("a.png", png(digits[0]), "image/png"))],
+        ),
+        422,
+    )
     assert "under the form field 'files'" in err["message"]
 
 
@@ -310,10 +390,13 @@ def test_rows_and_body_limits(make_client, digits):
     with make_client(max_rows=4, max_body_bytes=20_000) as c:
         err = error_of(c.post("/encode", json={"model": "digits-pca", "inputs": [[0.0] * 64] * 5}), 413)
         assert "5 rows is over the limit of 4" in err["message"]
-        err = error_of(c.post("/encode?model=digits-pca", content=npy(np.zeros((5, 64))), headers=NPY_HEADERS), 413)
+        err = error_of(
+            c.post("/encode?model=digits-pca", content=npy(np.zeros((5, 64))), headers=NPY_HEADERS), 413
+        )
         assert "limit of 4 rows" in err["message"]
-        err = error_of(c.post("/encode?model=digits-pca", content=npy(np.zeros((40, 64))), headers=NPY_HEADERS),
-                       413)
+        err = error_of(
+            c.post("/encode?model=digits-pca", content=npy(np.zeros((40, 64))), headers=NPY_HEADERS), 413
+        )
         assert "over the limit of 20000 bytes" in err["message"]
 
         def chunks():  # no Content-Length: the limit holds while streaming
@@ -324,7 +407,9 @@ def test_rows_and_body_limits(make_client, digits):
         assert "more than the limit of 20000 bytes" in err["message"]
         err = error_of(c.post("/sample", json={"model": "digits-pca", "n": 5}), 413)
         assert "limit of 4 rows" in err["message"]
-        assert c.post("/encode", json={"model": "digits-pca", "inputs": digits[:4].tolist()}).status_code == 200
+        assert (
+            c.post("/encode", json={"model": "digits-pca", "inputs": digits[:4].tolist()}).status_code == 200
+        )
 
 
 def test_timeout_is_a_504(make_client, digits):
@@ -336,5 +421,7 @@ def test_timeout_is_a_504(make_client, digits):
 
 def test_large_batches_run_in_a_thread(make_client, digits):
     with make_client(inline_bytes=0) as c:
-        r = c.post("/anomaly-score", json={"model": "digits-pca", "inputs": np.tile(digits, (20, 1, 1)).tolist()})
+        r = c.post(
+            "/anomaly-score", json={"model": "digits-pca", "inputs": np.tile(digits, (20, 1, 1)).tolist()}
+        )
         assert r.status_code == 200 and len(r.json()["scores"]) == 240

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import TestClient, error_of
+
+
+def test_live_and_ready(client):
+    assert client.get("/health/live").json() == {"status": "ok", "models": None}
+    body = client.get("/health/ready").json()
+    assert body["status"] == "ready" and body["models"] >= 3
+
+
+def test_not_ready_before_the_registry_loads(models_dir):
+    app = create_app(Settings(models_dir=models_dir, reload_interval_s=0))
+    c = TestClient(app)  # no `with`: the lifespan (and so the first load) never runs
+    assert c.get("/health/live").status_code == 200
+    err = error_of(c.get("/health/ready"), 503)
+    assert "still loading" in err["message"]
+    err = error_of(c.post("/encode", json={"model": "digits-pca", "inputs": [[0.0] * 64]}), 503)
+    assert err["type"] == "NotReady"
+
+
+def test_health_needs_no_key(make_client):
+    with make_client(api_key="s3cret") as c:
+        assert c.get("/health/live").status_code == 200
+        assert c.get("/health/ready").status_code == 200

@@ -1,0 +1,71 @@
+"""The app factory: one error shape for everything, OpenAPI docs, and no torch in the service."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import ROOT, TestClient, error_of
+
+
+def test_service_never_imports_torch_or_training():
+    code = (
+        "import sys, service.app, service.__main__; "
+        "app = service.app.create_app(service.settings.Settings(models_dir='/nonexistent')); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_unknown_path_and_wrong_method_use_the_error_shape(client):
+    err = error_of(client.get("/nowhere"), 404)
+    assert err["type"] == "RouteNotFound" and "/nowhere" in err["message"]
+    err = error_of(client.get("/encode"), 405)
+    assert err["type"] == "MethodNotAllowed" and "allowed: POST" in err["message"]
+
+
+def test_unexpected_errors_leak_no_stack_trace(models_dir):
+    app = create_app(Settings(models_dir=models_dir, reload_interval_s=0))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    err = error_of(r, 500)
+    assert err["type"] == "InternalError" and "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_request_validation_errors_use_the_error_shape(models_dir):
+    app = create_app(Settings(models_dir=models_dir, reload_interval_s=0))
+
+    @app.get("/typed/{n}")
+    def typed(n: int) -> int:
+        return n
+
+    with TestClient(app) as c:
+        err = error_of(c.get("/typed/abc"), 422)
+    assert err["type"] == "InvalidInput" and err["field"] == "n" and "valid integer" in err["message"]
+
+
+def test_openapi_documents_every_endpoint_with_examples(client):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    for path in ("/encode", "/decode", "/reconstruct", "/anomaly-score", "/sample"):
+        content = paths[path]["post"]["requestBody"]["content"]
+        assert content["application/json"]["example"]["model"], path
+        assert "inputs" in content["application/json"]["schema"]["properties"] or path in (
+            "/decode",
+            "/sample",
+        )
+    assert "application/x-npy" in paths["/encode"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in paths["/anomaly-score"]["post"]["requestBody"]["content"]
+    assert "image/png" in paths["/reconstruct"]["post"]["responses"]["200"]["content"]
+    for path in ("/models", "/models/{name}", "/health/live", "/health/ready", "/metrics", "/admin/reload"):
+        assert path in paths
+    assert client.get("/docs").status_code == 200
