@@ -1,0 +1,54 @@
+"""Hyper-parameters of the autoencoders, as frozen dataclasses the CLI maps its flags onto."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+NN_KINDS = ("dense", "linear", "conv", "lstm", "denoising", "vae")
+BASE_KINDS = ("dense", "linear", "conv", "lstm")  # what a denoising AE may wrap
+ACTIVATIONS = ("selu", "relu", "leaky-relu", "tanh")
+
+Layout = Literal["features", "image", "sequence"]
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """The network: what it looks like and what it is trained to reconstruct."""
+
+    kind: str = "dense"  # dense | linear | conv | lstm | denoising | vae
+    latent_dim: int = 30  # size of the code z
+    hidden: tuple[int, ...] = (100,)  # dense / vae hidden widths (decoder mirrored); lstm: hidden[0] units
+    channels: tuple[int, ...] = (16, 32, 64)  # conv: channels per level (fewer levels on small images)
+    activation: str = "selu"  # hidden activation: selu | relu | leaky-relu | tanh
+    loss: str | None = None  # mse | bce; None: bce for data in [0, 1], mse otherwise
+    base: str = "dense"  # denoising: the architecture trained on corrupted inputs
+    noise: float | None = None  # corruption strength (std, or drop probability); None: 0.2 for denoising
+    noise_kind: str = "gaussian"  # gaussian (std in units of each feature's scale) | dropout
+    sparsity: float = 0.0  # weight of the L1 penalty mean |z| on the code
+    beta: float = 1.0  # vae: weight of the KL term
+    standardize: bool | None = None  # None: standardise feature data, leave images in [0, 1]
+    layout: Layout | None = None  # features | image | sequence; None: 1-D rows features, else image
+    score_reduction: str = "mean"  # per-row score: mean | topk of the squared (scaled) errors
+    score_topk: int | None = None  # with score_reduction=topk: how many of the largest errors
+
+    @property
+    def architecture(self) -> str:
+        """The layer family: the base for denoising, the kind otherwise."""
+        return self.base if self.kind == "denoising" else self.kind
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = 20  # passes over the training rows (fewer with early stopping)
+    batch_size: int = 128  # rows per step (per process under DDP)
+    lr: float = 1e-3  # Adam learning rate
+    optimizer: str = "adam"  # adam | sgd
+    patience: int = 10  # stop after this many epochs without a better validation loss
+    seed: int = 0  # seeds initialisation, shuffling and noise
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False  # autocast the forward pass to bfloat16
+    compile: bool = False  # torch.compile the network (CUDA: mode reduce-overhead, i.e. CUDA graphs)
+    quiet: bool = False  # no progress bar

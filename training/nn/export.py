@@ -1,0 +1,232 @@
+"""Writers for `training.export.export`: the ONNX graphs, the pictures and the model card.
+
+encoder.onnx X (batch, *shape) -> Z (batch, k); decoder.onnx Z -> X_hat (batch, *shape);
+scorer.onnx X -> (X_hat, scores) with scores exactly as `service.runtime.base.row_scores`.
+The ONNX writer also checks the graphs against PyTorch on random inputs (validation rows are
+checked by `training.export.verify`); a difference above 1e-4 raises and nothing is published.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from service.errors import ExportError
+from service.manifest import ScoreSpec
+from service.runtime.onnx import make_session
+from training.base import F32, ReconstructionEstimator
+from training.calibration import calibrate
+from training.export import TrainingRun, Writer, Written
+from training.nn.estimator import Autoencoder
+from training.nn.models import Autoencoder as Network
+
+OPSET = 17
+ATOL = 1e-4
+
+
+class _Encoder(nn.Module):
+    def __init__(self, net: Network) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.net.encode(X)
+
+
+class _Decoder(_Encoder):
+    def forward(self, Z: Tensor) -> Tensor:
+        return self.net.decode(Z)
+
+
+class _Scorer(nn.Module):
+    """X -> (X_hat, scores): the per-row mean of the (scaled) squared error, or of its k largest."""
+
+    score_scale: Tensor
+
+    def __init__(self, net: Network, spec: ScoreSpec) -> None:
+        super().__init__()
+        self.net = net
+        self.topk = spec.topk if spec.reduction == "topk" and spec.topk and spec.topk < net.d else None
+        scale = torch.tensor(spec.scale if spec.scale is not None else [], dtype=torch.float32)
+        self.scaled = spec.scale is not None
+        self.register_buffer("score_scale", scale)
+
+    def forward(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        X_hat = self.net.decode(self.net.encode(X))
+        err = X.reshape(-1, self.net.d) - X_hat.reshape(-1, self.net.d)
+        if self.scaled:
+            err = err / self.score_scale
+        sq = err * err
+        if self.topk is not None:
+            sq = torch.topk(sq, self.topk, dim=1).values
+        return X_hat, sq.mean(dim=1)
+
+
+def _to_onnx(module: nn.Module, example: Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
+    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+    with warnings.catch_warnings():
+        # the tracer's notes on LSTM shapes and python-bool conversions: the batch axis stays dynamic
+        warnings.filterwarnings("ignore", module=r"torch\.")
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
+                                DeprecationWarning)
+        try:
+            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
+                              input_names=inputs, output_names=outputs, dynamic_axes=axes)
+        except (TypeError, NotImplementedError):  # a torch without the legacy exporter
+            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET,
+                              input_names=inputs, output_names=outputs,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+
+
+def random_rows(est: Autoencoder, n: int, seed: int) -> F32:
+    """Random inputs in the training range: uniform [0, 1] images, mean + std * N(0, 1) features."""
+    rng = np.random.default_rng(seed)
+    shape = (n, *est.input_shape_)
+    if not est.standardized_:
+        return rng.random(shape, dtype=np.float32)
+    center = est.net_.center.numpy().reshape(est.input_shape_)
+    scale = est.net_.scale.numpy().reshape(est.input_shape_)
+    return (center + scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
+    """encoder.onnx, decoder.onnx, scorer.onnx; raise ExportError when random inputs disagree."""
+    assert isinstance(est, Autoencoder)
+    net = est.net_.cpu().eval()
+    X = torch.from_numpy(random_rows(est, 3, seed=0))
+    Z = torch.randn(3, est.latent_dim_)
+    _to_onnx(_Encoder(net), X, folder / "encoder.onnx", ["X"], ["Z"])
+    _to_onnx(_Decoder(net), Z, folder / "decoder.onnx", ["Z"], ["X_hat"])
+    _to_onnx(_Scorer(net, est.score_spec_), X, folder / "scorer.onnx", ["X"], ["X_hat", "scores"])
+    est.parity_ = check_parity(est, folder)
+    return [("encoder", "encoder.onnx", "onnx"), ("decoder", "decoder.onnx", "onnx"),
+            ("scorer", "scorer.onnx", "onnx")]
+
+
+def check_parity(est: Autoencoder, folder: Path, n: int = 64, seed: int = 1) -> dict[str, float]:
+    """Max |onnxruntime - PyTorch| of each graph on random rows and random codes.
+
+    Rows are compared in normalised units (divided by the standardisation's std): raw values of
+    standardised features reach the thousands, where one float32 ulp alone exceeds 1e-4.
+    """
+    X = random_rows(est, n, seed)
+    Z = np.random.default_rng(seed).standard_normal((n, est.latent_dim_)).astype(np.float32)
+    unit = est.net_.scale.numpy().astype(np.float64).reshape(est.input_shape_)
+    # role -> (input, [(reference, divisor)])
+    expected: dict[str, tuple[F32, list[tuple[F32, Any]]]] = {
+        "encoder": (X, [(est.encode(X), 1.0)]),
+        "decoder": (Z, [(est.decode(Z), unit)]),
+        "scorer": (X, [(est.reconstruct(X), unit), (est.score_samples(X), 1.0)]),
+    }
+    diffs: dict[str, float] = {}
+    for role, (inputs, refs) in expected.items():
+        session = make_session(folder / f"{role}.onnx")
+        got = session.run(None, {session.get_inputs()[0].name: inputs})
+        diff = max(float(np.max(np.abs(np.asarray(g, np.float64) - ref) / div))
+                   for g, (ref, div) in zip(got, refs, strict=True))
+        if not diff <= ATOL:
+            raise ExportError(f"{role}.onnx differs from the PyTorch model by {diff:.3g} on random inputs "
+                              f"(allowed {ATOL}); nothing was published")
+        diffs[f"random_{role}_max_abs_diff"] = diff
+    return diffs
+
+
+def picture_writer(run: TrainingRun) -> Writer:
+    """A writer of the pictures and the model card; it needs the run for labels and calibration rows."""
+
+    def write(est: ReconstructionEstimator, folder: Path) -> Written:
+        assert isinstance(est, Autoencoder)
+        return write_pictures(est, run, folder)
+
+    return write
+
+
+def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
+    """loss.png, reconstructions.png (images), scores.png, codes.png and README.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = time.perf_counter()
+    sp = run.splits
+    out: Written = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.savefig(folder / name, dpi=72)
+        plt.close(fig)
+        out.append(("picture", name, "png"))
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    epochs = [h.epoch for h in est.history_]
+    ax.plot(epochs, [h.train_loss for h in est.history_], label="train")
+    if est.history_ and est.history_[0].validation_loss is not None:
+        ax.plot(epochs, [h.validation_loss or np.nan for h in est.history_], label="validation")
+    ax.set(xlabel="epoch", ylabel=f"loss ({est.loss_})", title=f"{est.kind}: training")
+    ax.legend()
+    fig.tight_layout()
+    save(fig, "loss.png")
+
+    rows = sp.X_val[:8]
+    if run.dataset.layout == "image":
+        X_hat = est.reconstruct(rows)
+        fig, axes = plt.subplots(2, len(rows), figsize=(len(rows), 2.2), squeeze=False)
+        for j in range(len(rows)):
+            for i, img in enumerate((rows[j], X_hat[j])):
+                axes[i, j].imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+                axes[i, j].axis("off")
+        fig.suptitle("input (top) vs reconstruction (bottom)", fontsize=8)
+        save(fig, "reconstructions.png")
+
+    cal = est.score_samples(sp.X_cal)
+    threshold = calibrate(cal, run.quantile).value
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.hist(cal, bins=40)
+    ax.axvline(threshold, color="red", label=f"threshold (q={run.quantile}) {threshold:.3g}")
+    ax.set(xlabel="anomaly score", ylabel="calibration rows")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, "scores.png")
+
+    Z = est.encode(sp.X_val).astype(np.float64)
+    if Z.shape[1] >= 2:
+        Zc = Z - Z.mean(axis=0)
+        _, _, Vt = np.linalg.svd(Zc, full_matrices=False)
+        P = Zc @ Vt[:2].T
+        fig, ax = plt.subplots(figsize=(4, 3.4))
+        sc = ax.scatter(P[:, 0], P[:, 1], c=sp.y_val if sp.y_val is not None else None, s=6, cmap="tab10")
+        if sp.y_val is not None:
+            fig.colorbar(sc, ax=ax, label="label")
+        ax.set(xlabel="code PC 1", ylabel="code PC 2", title="validation codes")
+        fig.tight_layout()
+        save(fig, "codes.png")
+
+    val_err = float(est.score_samples(sp.X_val).mean())
+    last = est.history_[-1] if est.history_ else None
+    parity = getattr(est, "parity_", {})
+    lines = [
+        f"# {run.dataset.name} {est.kind} autoencoder",
+        "",
+        f"- architecture: {est.net.architecture}, hidden {list(est.net.hidden)}, latent {est.latent_dim_}, "
+        f"activation {est.net.activation}, output {est.output_}, loss {est.loss_}",
+        f"- data: {run.dataset.name}, rows {list(est.input_shape_)}, train {len(sp.X_train)}, "
+        f"validation {len(sp.X_val)}, calibration {len(sp.X_cal)}; standardised: {est.standardized_}",
+        f"- epochs run: {len(est.history_)}; last train loss {last.train_loss:.4g}"
+        if last else "- not trained",
+        f"- validation anomaly score (mean): {val_err:.4g}; threshold at q={run.quantile}: {threshold:.4g}",
+        "- ONNX parity on random inputs (max abs diff): "
+        + ", ".join(f"{k.split('_')[1]} {v:.2g}" for k, v in parity.items()),
+        "",
+        *(f"![{name}]({name})" for _, name, _ in out),
+        "",
+    ]
+    (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    out.append(("card", "README.md", "md"))
+    est.picture_seconds_ = time.perf_counter() - t0
+    return out

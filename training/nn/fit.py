@@ -1,0 +1,94 @@
+"""CLI glue: map `python -m training fit` flags onto the configs, train, export (rank 0 only)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.config import FitConfig
+from training.data import Dataset
+from training.export import TrainingRun, export
+from training.nn.config import NN_KINDS, NetConfig, TrainConfig
+from training.nn.estimator import Autoencoder
+from training.nn.export import ATOL, picture_writer, write_onnx
+
+# Validation rows are compared in raw units: standardised features reach the thousands, where
+# float32 resolves only ~1e-7 of the value, so those models also allow 1e-6 of the largest value.
+ULPS = 1e-6
+
+# What the README's main command trains after the PCA defaults: (name, kind, dataset, extra flags)
+DEFAULT_NETWORKS: list[tuple[str, str, str, list[str]]] = [
+    ("digits-dense", "dense", "digits",
+     ["--hidden", "64", "--latent-dim", "16", "--epochs", "60", "--batch-size", "64", "--quiet"]),
+    ("breast-cancer-dense", "dense", "breast-cancer",
+     ["--hidden", "16", "--latent-dim", "6", "--epochs", "100", "--batch-size", "32", "--activation", "tanh",
+      "--quiet"]),
+]
+
+
+def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers like 256,64, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag}: expected positive integers like 256,64, got {text!r}")
+    return values
+
+
+def net_config(kind: str, args: argparse.Namespace, ds: Dataset, standardize: bool | None) -> NetConfig:
+    """The network flags of `args` (missing ones take the defaults)."""
+    names = ("activation", "loss", "base", "noise", "noise_kind", "sparsity", "beta", "score_reduction",
+             "score_topk")
+    opt: dict[str, Any] = {k: getattr(args, k, None) for k in names}
+    opt["hidden"] = _ints("--hidden", getattr(args, "hidden", None))
+    opt["channels"] = _ints("--channels", getattr(args, "channels", None))
+    d = int(np.prod(ds.row_shape))
+    latent = getattr(args, "latent_dim", None) or min(30, max(1, d // 2))
+    given = {k: v for k, v in opt.items() if v is not None}
+    return NetConfig(kind=kind, latent_dim=latent, standardize=standardize, layout=ds.layout, **given)
+
+
+def train_config(cfg: FitConfig, args: argparse.Namespace) -> TrainConfig:
+    opt: dict[str, Any] = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "patience",
+                                                                "optimizer")}
+    for k in ("epochs", "batch_size", "patience"):
+        if opt[k] is not None and opt[k] < 1:
+            raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {opt[k]}")
+    opt.update({k: bool(getattr(args, k, False)) for k in ("bf16", "compile", "quiet")})
+    return TrainConfig(seed=cfg.seed, device=cfg.device, **{k: v for k, v in opt.items() if v is not None})
+
+
+def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: TrainingRun) -> Path:
+    """Train an autoencoder on run.splits and publish it; under torchrun only rank 0 exports."""
+    import torch.distributed as dist
+
+    est = Autoencoder(net_config(cfg.model, args, ds, cfg.standardize), train_config(cfg, args))
+    est.fit(run.splits.X_train, run.splits.X_val)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    folder: list[Path | None] = [None]
+    try:
+        if rank == 0:
+            run.history = est.history_
+            extra: dict[str, Any] = {"latent_distribution": "standard-normal"} if cfg.model == "vae" else {}
+            folder[0] = export(est, run, cfg.models_dir, cfg.name, [write_onnx, picture_writer(run)],
+                               primary_format="onnx", atol=ATOL, rtol=ULPS if est.standardized_ else 0.0,
+                               **extra)
+    finally:
+        if dist.is_initialized():  # the other ranks wait for rank 0's folder (None when it failed)
+            dist.broadcast_object_list(folder, src=0)
+            dist.destroy_process_group()
+    if folder[0] is None:
+        raise RuntimeError(f"rank 0 failed to export {cfg.name!r}; see its error")
+    return folder[0]
+
+
+def register(fitters: dict[str, Any]) -> None:
+    """Add every autoencoder kind to the CLI's FITTERS."""
+    for kind in NN_KINDS:
+        fitters[kind] = fit_network
