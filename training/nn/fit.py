@@ -75,6 +75,7 @@ def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trai
     try:
         if rank == 0:
             run.history = est.history_
+            run.hyperparameters["world_size"] = dist.get_world_size() if dist.is_initialized() else 1
             extra: dict[str, Any] = {"latent_distribution": "standard-normal"} if cfg.model == "vae" else {}
             folder[0] = export(est, run, cfg.models_dir, cfg.name, [write_onnx, picture_writer(run)],
                                primary_format="onnx", atol=ATOL, rtol=ULPS if est.standardized_ else 0.0,
