@@ -98,8 +98,9 @@ def main() -> None:
     ds = load_dataset("mnist", data_dir=args.data_dir, download=False)
     X_all = torch.from_numpy(ds.X)
     X, X_val = X_all[: args.rows], X_all[55_000:60_000]
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-          f"{len(X)} training rows, {len(X_val)} validation rows, {args.epochs} epochs, batch {args.batch_size}")
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {device} ({card}), {len(X)} training rows, {len(X_val)} validation rows, "
+          f"{args.epochs} epochs, batch {args.batch_size}")
     rows = [("tutorial loop (DataLoader, .to per batch, .item per step)",
              *tutorial_loop(X, X_val, args.epochs, args.batch_size, device, args.seed))]
     rows.append(("training.nn.trainer (resident, 1 sync/epoch)",
