@@ -159,7 +159,7 @@ class Client:
             scores=arrays["scores"],
             p_values=arrays["p_values"],
             is_anomaly=arrays["is_anomaly"].astype(np.bool_, copy=False),
-            threshold=float(response.headers["x-threshold"]),
+            threshold=float(response.headers.get("x-threshold", "nan")),
             model=response.headers.get("x-model", model),
             version=int(response.headers.get("x-model-version", "0")),
         )

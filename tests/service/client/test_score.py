@@ -7,6 +7,7 @@ import csv
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +165,8 @@ def test_headerless_csv(live_url: str, noisy_rows: np.ndarray, tmp_path: Path) -
 
 
 # ---- failures -----------------------------------------------------------------------------------------
-BAD_ROWS = {  # how a line is spoiled (field 5 is column f4), and the message that names it
+# how a line is spoiled (field 5 is column f4), and the message that names it
+BAD_ROWS: dict[str, tuple[Callable[[list[str]], list[str]], str]] = {
     "non-numeric": (lambda fields: [*fields[:5], "abc", *fields[6:]], "column 'f4': 'abc' is not a number"),
     "ragged": (lambda fields: fields[:-1], "30 fields, the header has 31"),
     "nan": (
