@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +15,7 @@ import numpy as np
 import pytest
 
 from service.client import AnomalyScores, Client, ClientError, ServiceUnreachable
-from tests.deploy.live import free_port
+from tests.deploy.live import clean_env, free_port, running
 from tests.service.client.conftest import Reply, Stub, error_reply, scores_reply
 
 
@@ -195,9 +198,6 @@ def test_context_manager_closes_the_connection_pool() -> None:
 
 
 def test_the_package_needs_only_httpx_and_numpy() -> None:
-    import subprocess
-    import sys
-
     code = (
         "import sys; import service.client; "
         "bad = [m for m in ('fastapi', 'onnxruntime', 'training', 'starlette', 'pydantic', 'torch') "
@@ -205,3 +205,16 @@ def test_the_package_needs_only_httpx_and_numpy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_api_key_against_a_service_that_demands_one(client_registry: Path, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "service", "--models-dir", str(client_registry), "--port", str(port)]
+    with running(argv, clean_env(LATENTSERVE_API_KEY="s3cret"), url, tmp_path / "service.log"):
+        with Client(url, retries=0) as client, pytest.raises(ClientError) as caught:
+            client.models()
+        assert caught.value.status == 401 and "API key" in caught.value.message
+        with Client(url, api_key="s3cret") as client:
+            assert [m["name"] for m in client.models()] == ["breast-cancer-pca", "digits-pca"]
+            assert client.encode("digits-pca", np.zeros((1, 64))).shape == (1, 8)

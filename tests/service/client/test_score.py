@@ -17,7 +17,9 @@ import pytest
 
 from service.client import Client
 from service.client.__main__ import main
+from service.client._scoring import score_file
 from tests.deploy.live import ROOT, clean_env, free_port
+from tests.service.client.conftest import Reply, Stub
 
 MODEL = "breast-cancer-pca"
 N = 100_000
@@ -259,3 +261,23 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["score", "--url", "http://x", "--model", "m", "in.csv", "--chunk-rows", "0"])
     assert caught.value.code == 2
     assert "error: argument --chunk-rows: expected a positive integer" in capsys.readouterr().err
+
+
+def test_plain_progress_lines_without_tqdm(
+    live_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` now raises ImportError
+    np.save(tmp_path / "x.npy", np.ones((50, 30)))
+    with Client(live_url) as client:
+        summary = score_file(client, MODEL, tmp_path / "x.npy", chunk_rows=20, concurrency=2)
+    assert summary.rows == 50 and summary.output == tmp_path / "x.scores.csv"
+    assert summary.version == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "x.npy: 50 rows"
+
+
+def test_models_command_sends_the_api_key(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.replies = [Reply(200, b'{"models": [{"name": "m"}]}')]
+    assert main(["models", "--url", stub.url, "--api-key", "k"]) == 0
+    assert stub.seen[0].headers["X-API-Key"] == "k" and stub.seen[0].path == "/models"
+    assert '"name": "m"' in capsys.readouterr().out
