@@ -52,3 +52,4 @@ class TrainConfig:
     bf16: bool = False  # autocast the forward pass to bfloat16
     compile: bool = False  # torch.compile the network (CUDA: mode reduce-overhead, i.e. CUDA graphs)
     quiet: bool = False  # no progress bar
+    cpu_threads: int = 0  # CPU intra-op threads; 0: 1 for small networks (< 100k weights), else the default

@@ -73,15 +73,20 @@ def process_group(device: torch.device) -> tuple[int, int, torch.device]:
 
 
 @contextlib.contextmanager
-def deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels on CPU for the duration (CUDA would need CUBLAS_WORKSPACE_CONFIG)."""
-    before = torch.are_deterministic_algorithms_enabled()
+def cpu_settings(net: Autoencoder, device: torch.device, threads: int) -> Iterator[None]:
+    """Deterministic kernels on CPU for the duration (CUDA would need CUBLAS_WORKSPACE_CONFIG), and
+    one thread for small networks: their kernels are too short to split, and waiting threads cost
+    up to 10x on a busy machine."""
+    before, threads_before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        small = sum(p.numel() for p in net.parameters()) < 100_000
+        torch.set_num_threads(threads or (1 if small else threads_before))
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before)
+        torch.set_num_threads(threads_before)
 
 
 def _resident(X: Tensor, device: torch.device) -> Tensor:
@@ -123,7 +128,7 @@ def train(
     best, best_state, waited, history = math.inf, None, 0, []
     show = not cfg.quiet and rank == 0 and sys.stderr.isatty()
     bar = tqdm(range(1, cfg.epochs + 1), unit="epoch", disable=not show, leave=False)
-    with deterministic(device):
+    with cpu_settings(net, device, cfg.cpu_threads):
         for epoch in bar:
             net.train()
             order = torch.randperm(len(Xt), generator=shuffle, device=Xt.device)[rank::world][:n_local]
