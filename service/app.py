@@ -13,14 +13,16 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 
 import anyio.to_thread
-import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from service.api.fastpath import InferenceFastPath
 from service.api.main import api_router
+from service.codecs import error_response
 from service.errors import (
     InternalError,
     InvalidInput,
@@ -44,17 +46,6 @@ reconstructions or scores), `application/x-npz` every array by name, `image/png`
 answers name the model in the `X-Model` and `X-Model-Version` headers. Every error is
 `{"error": {"type", "message", "field", "details"}}`.
 """
-
-
-def error_response(exc: LatentServeError) -> Response:
-    """The one JSON error shape, with the error's own status code."""
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return Response(
-        orjson.dumps(exc.to_dict()),
-        status_code=exc.status_code,
-        media_type="application/json",
-        headers=headers,
-    )
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
@@ -101,6 +92,17 @@ async def _initial_load(registry: Registry) -> None:
         registry.loaded = True  # serve what is there (nothing); the poller retries
 
 
+class LatentServeApp(FastAPI):
+    """FastAPI, with the inference POSTs served first by the fast path (see `service.api.fastpath`)."""
+
+    fast_path: InferenceFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and await self.fast_path(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; with no settings, read them from the environment (uvicorn --factory)."""
     settings = settings if settings is not None else Settings()
@@ -126,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = FastAPI(title="latentserve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = LatentServeApp(title="latentserve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
@@ -134,4 +136,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for exc_type in (LatentServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, _on_error)
     app.include_router(api_router)
+    if settings.fast_path:
+        app.fast_path = InferenceFastPath(app.state.service)
     return app

@@ -26,7 +26,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.errors import InvalidInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from service.errors import (
+    InvalidInput,
+    LatentServeError,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from service.manifest import InputSpec
 
 JSON = "application/json"
@@ -190,13 +196,11 @@ def _show(value: object) -> str:
 
 
 def load_npy(body: bytes, field: str) -> npt.NDArray[Any]:
-    """Read a .npy body (no pickles); rows are the first axis."""
+    """Read a .npy body (no pickles) without copying it; rows are the first axis."""
     try:
-        A = np.load(io.BytesIO(body), allow_pickle=False)
+        A = _npy_view(body)
     except Exception as exc:  # numpy raises ValueError, OSError, EOFError... on bad bytes
         raise InvalidInput(f"body: not a readable .npy array: {exc}", field=field) from None
-    if not isinstance(A, np.ndarray):
-        raise InvalidInput("body: expected one .npy array, got an .npz archive", field=field)
     if A.dtype.kind not in "fiu":
         raise InvalidInput(f"body: expected a numeric .npy array, got dtype {A.dtype}", field=field)
     if A.ndim < 2:
@@ -204,6 +208,27 @@ def load_npy(body: bytes, field: str) -> npt.NDArray[Any]:
             f"body: expected an array of rows (at least 2 dimensions), got shape {list(A.shape)}", field=field
         )
     return A
+
+
+def _npy_view(body: bytes) -> npt.NDArray[Any]:
+    """A read-only array over the body's data section (np.load would copy it)."""
+    from numpy.lib import format as npy_format
+
+    stream = io.BytesIO(body)
+    version = npy_format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = npy_format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
+    else:
+        return np.load(stream, allow_pickle=False)  # type: ignore[no-any-return]
+    if dtype.hasobject:
+        raise ValueError("object arrays need pickles, which are refused")
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(body) - stream.tell() < count * dtype.itemsize:
+        raise ValueError(f"the data section is shorter than shape {list(shape)} needs")
+    A = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell())
+    return A.reshape(shape, order="F" if fortran else "C")
 
 
 @dataclass
@@ -216,11 +241,14 @@ async def read_images(request: Request, max_files: int) -> list[ImageFile]:
     """The files under the `files` form field of a multipart body (already read by `read_body`)."""
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
 
     try:
         form = await request.form(max_files=max_files, max_fields=16)
-    except HTTPException as exc:
+    except HTTPException as exc:  # raised when the request runs inside the app's router
         raise InvalidInput(f"body: malformed multipart form: {exc.detail}", field="files") from None
+    except MultiPartException as exc:  # raised on the fast path
+        raise InvalidInput(f"body: malformed multipart form: {exc.message}", field="files") from None
     try:
         files: list[ImageFile] = []
         for item in form.getlist("files"):
@@ -293,6 +321,14 @@ class Result:
     scalars: dict[str, float] = field(default_factory=dict)
     images: npt.NDArray[np.float32] | None = None
     image_spec: InputSpec | None = None
+
+
+def error_response(exc: LatentServeError) -> Response:
+    """The one JSON error shape, with the error's own status code."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return Response(
+        orjson.dumps(exc.to_dict()), status_code=exc.status_code, media_type=JSON, headers=headers
+    )
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:

@@ -75,10 +75,10 @@ def _reconstruct(rt: ModelRuntime, X: Array, opts: ReconstructOptions) -> Result
 
 
 def _anomaly_score(rt: ModelRuntime, X: Array, opts: AnomalyScoreOptions) -> Result:
-    X32 = rt.check_inputs(X)
-    res = rt.anomaly(X32, threshold=opts.threshold)
+    res = rt.anomaly(X, threshold=opts.threshold)
     arrays: dict[str, Array] = {"scores": res.scores, "is_anomaly": res.is_anomaly, "p_values": res.p_values}
     if opts.return_feature_errors:
+        X32 = np.asarray(X, dtype=np.float32).reshape(res.X_hat.shape)
         arrays["feature_errors"] = rt.feature_errors(X32, res.X_hat).reshape(X.shape)
     return _result(rt, arrays, scalars={"threshold": res.threshold})
 
@@ -145,7 +145,8 @@ class InferenceService:
                 codecs.media_type(request.headers.get("content-type")), verb.reads
             )
             body = await codecs.read_body(request, self.settings.max_body_bytes)
-            parsed = _Parsed(kind, body, dict(request.query_params))
+            query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry their options
+            parsed = _Parsed(kind, body, query)
             if kind == MULTIPART:
                 parsed.images = await codecs.read_images(request, self.settings.max_rows)
             work = partial(self.serve, verb, parsed, media, labels)

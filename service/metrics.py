@@ -6,6 +6,7 @@ Labels carry only endpoint names and names of models that exist, so clients cann
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -71,14 +72,27 @@ class Metrics:
             registry=self.collectors,
         )
         self.collectors.register(_RegistryCollector(registry))
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def observe(
         self, endpoint: str, model: str, status: int, seconds: float, rows: int, error: str | None = None
     ) -> None:
-        self.requests.labels(endpoint, model, str(status)).inc()
-        self.latency.labels(endpoint, model).observe(seconds)
+        key = (endpoint, model)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: look each child up once
+            children = self._children[key] = (
+                self.requests.labels(endpoint, model, "200"),
+                self.latency.labels(endpoint, model),
+                self.rows.labels(endpoint, model),
+            )
+        ok, latency, rows_counter = children
+        latency.observe(seconds)
+        if error is None and status == 200:
+            ok.inc()
+        else:
+            self.requests.labels(endpoint, model, str(status)).inc()
         if rows:
-            self.rows.labels(endpoint, model).inc(rows)
+            rows_counter.inc(rows)
         if error is not None:
             self.errors.labels(endpoint, model, error).inc()
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     inline_bytes: int = Field(
         default=16384, ge=0, description="bodies up to this size run on the event loop (no thread hop)"
     )
+    fast_path: bool = Field(
+        default=True, description="inference POSTs skip FastAPI's router and dependency solving"
+    )
     access_log: bool = Field(default=True, description="uvicorn access log")
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug|trace)$")
 

@@ -1,4 +1,8 @@
-"""`Annotated[..., Depends(...)]` aliases so route signatures stay short."""
+"""`Annotated[..., Depends(...)]` aliases so route signatures stay short.
+
+The dependencies are `async def` on purpose: they only read app state, and FastAPI would run a
+plain `def` dependency in the thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
+from starlette.datastructures import Headers
 
 from service.errors import Unauthorized
 from service.inference import InferenceService
@@ -14,35 +20,33 @@ from service.registry import Registry
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
 
-def get_service(request: Request) -> InferenceService:
+async def get_service(request: Request) -> InferenceService:
     service: InferenceService = request.app.state.service
     return service
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def require_api_key(request: Request) -> None:
-    """When LATENTSERVE_API_KEY is set, demand it as `X-API-Key` or `Authorization: Bearer`."""
-    key = request.app.state.settings.api_key
+def check_api_key(headers: Headers, key: SecretStr | None) -> None:
+    """When a key is set, demand it as `X-API-Key` or `Authorization: Bearer` (constant-time compare)."""
     if key is None:
         return
-    given = request.headers.get("x-api-key")
+    given = headers.get("x-api-key")
     if given is None:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token:
             given = token.strip()
     if given is None:
@@ -51,6 +55,11 @@ def require_api_key(request: Request) -> None:
         )
     if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
         raise Unauthorized("wrong API key", field="api_key")
+
+
+async def require_api_key(request: Request) -> None:
+    """The LATENTSERVE_API_KEY check as a dependency."""
+    check_api_key(request.headers, request.app.state.settings.api_key)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -175,6 +175,8 @@ class ModelRuntime(ABC):
 
 
 def _check_finite(A: FloatArray, field: str) -> None:
+    if np.isfinite(A).all():  # the common case: one pass, no per-row work
+        return
     bad = ~np.isfinite(A.reshape(len(A), -1)).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)[:10].tolist()

@@ -1,0 +1,51 @@
+"""A pure-ASGI shortcut for the inference POSTs, taken before FastAPI's middleware and router.
+
+FastAPI's middleware stack, router matching and dependency solving cost about as much as a one-row
+model call, and the inference routes need none of them: `LatentServeApp.__call__` hands
+`POST /encode`, `/decode`, `/reconstruct`, `/anomaly-score` and `/sample` straight to
+`InferenceService.handle`, the same core the routes in `service.api.routes.inference` call (those
+stay the OpenAPI definitions, and the path taken with LATENTSERVE_FAST_PATH=false). The API key
+check and the error shape are the shared ones; anything unexpected becomes the same 500 as the
+app's catch-all handler gives.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from service.api.deps import check_api_key
+from service.api.routes.inference import FAST_PATHS
+from service.codecs import error_response
+from service.errors import InternalError, LatentServeError
+from service.inference import InferenceService
+
+log = logging.getLogger("latentserve.app")
+
+
+class InferenceFastPath:
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serve the request if it is an inference POST; return False to let FastAPI have it."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return False
+        verb = FAST_PATHS.get(scope["path"])
+        if verb is None:
+            return False
+        request = Request(scope, receive)
+        response: Response
+        try:
+            check_api_key(request.headers, self.service.settings.api_key)
+            response = await self.service.handle(request, verb)
+        except LatentServeError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unhandled error on POST %s", scope["path"])
+            response = error_response(InternalError("internal error; the server log has the details"))
+        await response(scope, receive, send)
+        return True
