@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from service.client._client import AnomalyScores, Client, ClientError
-from service.client._tables import Chunk, NpyWriter, open_input, open_output
+from service.client._tables import Chunk, InputError, NpyWriter, open_input, open_output
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,8 @@ def score_file(
         raise ValueError("chunk_rows and concurrency must be >= 1")
     started = time.perf_counter()
     output = output if output is not None else default_output(path)
+    if not output.parent.is_dir():
+        raise InputError(f"{output}: the folder {output.parent} does not exist")
     reader = open_input(path, chunk_rows)
     try:
         client.model(model)  # fail fast on an unknown model or an unreachable service

@@ -216,6 +216,9 @@ def test_bad_npy_and_parquet_rows(live_url: str, tmp_path: Path, capsys: pytest.
     assert "row 1: column 'a' is null" in capsys.readouterr().err
     assert main(["score", "--url", live_url, "--model", MODEL, str(tmp_path / "x.txt"), "--quiet"]) == 1
     assert "unsupported file type '.txt'" in capsys.readouterr().err
+    argv = ["score", "--url", live_url, "--model", MODEL, str(tmp_path / "x.npy"), "-o", "/nowhere/x.csv"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "error: /nowhere/x.csv: the folder /nowhere does not exist\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.npy", "x.npy", "x.parquet"]
 
 
