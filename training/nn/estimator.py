@@ -100,6 +100,7 @@ class Autoencoder(ReconstructionEstimator):
         self.loss_ = cfg.loss or ("bce" if unit else "mse")
         self.output_ = "sigmoid" if unit else "identity"
         noise = cfg.noise if cfg.noise is not None else (0.2 if cfg.kind == "denoising" else 0.0)
+        self.noise_ = noise
         torch.manual_seed(self.train.seed)
         net = build_network(cfg, self.input_shape_, torch.as_tensor(center, dtype=torch.float32),
                             torch.as_tensor(scale, dtype=torch.float32), sigmoid=unit)
