@@ -389,6 +389,7 @@ class NpyWriter:
 
     Text columns cannot live in a fixed-width record streamed chunk by chunk, so they are left out.
     The row count is known only at the end: the header space is reserved and filled in on close.
+    Many columns make a long header: past 10,000 bytes `np.load` asks for `max_header_size=`.
     """
 
     def __init__(self, path: Path) -> None:
@@ -396,6 +397,7 @@ class NpyWriter:
         self._dtype: np.dtype[Any] | None = None
         self._rows = 0
         self._header_bytes = 0
+        self._prefix = 10
         self.dropped: list[str] = []
 
     def _start(self, chunk: Chunk) -> np.dtype[Any]:
@@ -409,7 +411,8 @@ class NpyWriter:
         dtype = np.dtype(fields)
         # room for the descr and a 20-digit row count, a multiple of 64 bytes as numpy aligns it
         need = 10 + len(self._header_text(dtype, 10**20)) + 1
-        self._header_bytes = -(-need // 64) * 64
+        self._prefix = 10 if need <= 0xFFFF else 12  # format 1.0 (2-byte length) or 2.0 (4-byte)
+        self._header_bytes = -(-(need + self._prefix - 10) // 64) * 64
         self._file.write(b"\0" * self._header_bytes)
         return dtype
 
@@ -436,8 +439,10 @@ class NpyWriter:
         if self._dtype is None:  # no rows: an empty array of the three scores
             self._dtype = self._start(Chunk(0, np.empty((0, 0))))
         text = self._header_text(self._dtype, self._rows)
-        body = text.ljust(self._header_bytes - 10 - 1) + "\n"
-        header = b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+        body = text.ljust(self._header_bytes - self._prefix - 1) + "\n"
+        size = self._prefix - 8  # bytes of the header length: 2 (format 1.0) or 4 (format 2.0)
+        magic = b"\x93NUMPY" + bytes([1 if size == 2 else 2, 0])
+        header = magic + len(body).to_bytes(size, "little") + body.encode("latin1")
         assert len(header) == self._header_bytes
         self._file.seek(0)
         self._file.write(header)
