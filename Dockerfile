@@ -12,7 +12,7 @@ ARG PYTHON_VERSION=3.11
 
 # ---- builder ---------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS builder
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -29,6 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     LATENTSERVE_HOST=0.0.0.0 \
     LATENTSERVE_PORT=8000 \
     LATENTSERVE_MODELS_DIR=/models
@@ -56,6 +57,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     MPLBACKEND=Agg
 RUN groupadd --system --gid 10001 latentserve \
     && useradd --system --uid 10001 --gid latentserve --create-home --shell /usr/sbin/nologin latentserve \
