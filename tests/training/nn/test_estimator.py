@@ -1,0 +1,84 @@
+"""The estimator contract of training.base, the default networks, and MNIST-sized conv rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.manifest import Manifest
+from service.runtime import OnnxRuntime
+from service.runtime.base import row_scores
+from training.base import NotFittedError
+from training.cli import build_parser, main
+from training.data import Splits, load_dataset
+from training.export import TrainingRun, export
+from training.nn.config import NetConfig, TrainConfig
+from training.nn.estimator import Autoencoder
+from training.nn.export import ATOL, picture_writer, write_onnx
+from training.nn.fit import DEFAULT_NETWORKS
+
+QUICK = TrainConfig(epochs=2, batch_size=64, quiet=True)
+
+
+def test_fit_returns_self_and_checks_shapes(digits: Splits) -> None:
+    est = Autoencoder(NetConfig(hidden=(16,), latent_dim=4), QUICK)
+    with pytest.raises(NotFittedError):
+        est.encode(digits.X_val)
+    assert est.fit(digits.X_train, digits.X_val) is est
+    assert est.kind == "dense" and est.latent_dim_ == 4 and est.input_shape_ == (8, 8)
+    Z = est.encode(digits.X_val)
+    assert Z.shape == (len(digits.X_val), 4)
+    assert est.decode(Z).shape == digits.X_val.shape
+    np.testing.assert_array_equal(est.encode(digits.X_val.reshape(-1, 64)), Z)  # flat rows too
+    with pytest.raises(ValueError, match="fitted on"):
+        est.encode(np.zeros((2, 7, 7), np.float32))
+    scores = est.score_samples(digits.X_val)
+    expected = row_scores(digits.X_val, est.reconstruct(digits.X_val), est.score_spec_)
+    np.testing.assert_allclose(scores, expected)
+    params = est.get_params()
+    assert params["kind"] == "dense" and params["hidden"] == [16] and params["train_epochs"] == 2
+
+
+def test_feature_rows_are_standardised_inside_the_model() -> None:
+    ds = load_dataset("breast-cancer")
+    est = Autoencoder(NetConfig(hidden=(8,), latent_dim=3, layout="features"), QUICK).fit(ds.X[:400])
+    std = ds.X[:400].std(axis=0)
+    assert est.standardized_ and est.loss_ == "mse" and est.output_ == "identity"
+    assert est.score_spec_.scale is not None
+    np.testing.assert_allclose(est.score_spec_.scale, std, rtol=1e-4)
+    # raw rows in, raw rows out: reconstructions live on the data's own scale
+    X_hat = est.reconstruct(ds.X[400:])
+    assert abs(float(X_hat[:, 3].mean()) - float(ds.X[:, 3].mean())) < 0.5 * float(std[3])
+
+
+@pytest.mark.parametrize(("name", "kind", "dataset", "extra"), DEFAULT_NETWORKS)
+def test_default_networks_train_into_an_empty_registry(
+    tmp_path: Path, name: str, kind: str, dataset: str, extra: list[str]
+) -> None:
+    argv = ["fit", "--model", kind, "--dataset", dataset, "--name", name, "--models-dir", str(tmp_path),
+            *extra]
+    assert build_parser().parse_args(argv).model == kind
+    assert main(argv) == 0
+    manifest = Manifest.read(tmp_path / name / "1")
+    losses = [h.validation_loss for h in manifest.metrics.history]
+    assert losses[-1] is not None and losses[0] is not None and losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.mnist
+def test_conv_on_mnist_rows_with_the_lecture_layout(mnist_dir: Path, tmp_path: Path) -> None:
+    ds = load_dataset("mnist", data_dir=mnist_dir, download=False)
+    X, y = ds.X[:900], ds.y
+    assert y is not None
+    splits = Splits(X[:600], X[600:750], X[750:], y[:600], y[600:750], y[750:900])
+    net = NetConfig(kind="conv", latent_dim=16, layout="image")  # default channels 16-32-64
+    est = Autoencoder(net, TrainConfig(epochs=1, quiet=True))
+    est.fit(splits.X_train, splits.X_val)
+    run = TrainingRun(dataset=ds, splits=splits, seed=0, history=est.history_)
+    folder = export(est, run, tmp_path, "mnist-conv", [write_onnx, picture_writer(run)],
+                    primary_format="onnx", rtol=0.0, atol=ATOL)
+    manifest = Manifest.read(folder)
+    assert manifest.input.shape == [28, 28]
+    rec = OnnxRuntime.load(manifest, folder).reconstruct(splits.X_cal[:5])
+    assert rec.X_hat.shape == (5, 28, 28)
