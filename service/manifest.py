@@ -13,7 +13,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -130,6 +130,28 @@ class ScoreSpec(_Strict):
     scale: list[float] | None = Field(
         default=None, description="per-feature scale the error is divided by (the standardisation's std)"
     )
+    pool: int | None = Field(
+        default=None,
+        ge=1,
+        description="images: average the signed error over pool x pool windows (odd; per channel, stride 1, "
+        "zero padding) before squaring, so that a stroke shifted by a pixel costs less than a missing one",
+    )
+    image_shape: list[int] | None = Field(
+        default=None, description="with pool: the rows' image shape [H, W, C] (C = 1 for grey)"
+    )
+    relative: bool = Field(
+        default=False,
+        description="divide the reduced error by the row's mean squared input (scaled alike) + 1e-6",
+    )
+
+    @model_validator(mode="after")
+    def _pool_needs_shape(self) -> ScoreSpec:
+        if self.pool is not None:
+            if self.pool % 2 == 0:
+                raise ValueError(f"pool must be odd (a centred window), got {self.pool}")
+            if self.image_shape is None or len(self.image_shape) != 3 or min(self.image_shape) < 1:
+                raise ValueError("pool needs image_shape [H, W, C]")
+        return self
 
 
 class Threshold(_Strict):

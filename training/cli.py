@@ -1,4 +1,4 @@
-"""`python -m training fit | list | show | bootstrap`: train models and read the registry.
+"""`python -m training fit | list | show | bootstrap | evaluate | presets`: train and read the registry.
 
 Bad arguments exit non-zero with one clear line on stderr and leave the registry untouched.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.errors import LatentServeError
-from service.manifest import is_valid_name
+from service.manifest import ScoreSpec, is_valid_name
 from service.registry import model_names, parse_ref, read_manifest, versions_of
 from training.base import ReconstructionEstimator
 from training.config import PCA_KINDS, FitConfig, PCAConfig
@@ -148,6 +148,20 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--score-reduction", choices=["mean", "topk"], default=None)
     p.add_argument("--score-topk", type=int, default=None, help="with --score-reduction topk: k")
+    p.add_argument(
+        "--score-pool",
+        type=int,
+        default=None,
+        help="PCA family, images: average the error over P x P windows (odd P) before squaring",
+    )
+    p.add_argument(
+        "--score-relative",
+        action="store_true",
+        help="PCA family: divide the score by the row's mean squared input (a relative error)",
+    )
+    p.add_argument(
+        "--preset", default=None, help="named settings (see `presets`); explicit flags override them"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_boot = sub.add_parser("bootstrap", help="train the default models when the registry is empty")
     p_boot.add_argument("--models-dir", type=Path, default=Path("models"))
     p_boot.add_argument("--force", action="store_true", help="train the defaults even if models exist")
+    from training.evaluate import add_evaluate_arguments
+
+    add_evaluate_arguments(sub.add_parser("evaluate", help="detection quality of a version on labelled data"))
+    sub.add_parser("presets", help="list the named training presets")
     return parser
 
 
@@ -198,7 +216,15 @@ def _load_rows(cfg: FitConfig, args: argparse.Namespace) -> tuple[Dataset, Train
         splits = Splits(X[: n - n_hold], tail[:half], tail[half:], None, None, None)  # type: ignore[arg-type]
     else:
         splits = split(X, y, seed=cfg.seed, validation=cfg.validation, calibration=cfg.calibration)
-    return ds, TrainingRun(dataset=ds, splits=splits, seed=cfg.seed, classes=classes, quantile=cfg.quantile)
+    preset = getattr(args, "preset", None)
+    return ds, TrainingRun(
+        dataset=ds,
+        splits=splits,
+        seed=cfg.seed,
+        classes=classes,
+        quantile=cfg.quantile,
+        hyperparameters={"preset": preset} if preset else {},
+    )
 
 
 def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: TrainingRun) -> Path:
@@ -236,7 +262,29 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
             seed=cfg.seed,
         )
     est.fit(run.splits.X_train)
+    est.score_spec_ = _score_spec(est.score_spec_, args, ds)
     return export_pca_family(est, run, cfg.models_dir, cfg.name)
+
+
+def _score_spec(spec: ScoreSpec, args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
+    """The estimator's score with the --score-* flags applied (unchanged when none is given)."""
+    d = int(np.prod(ds.row_shape))
+    update: dict[str, object] = {}
+    if args.score_reduction is not None:
+        topk = args.score_topk
+        if args.score_reduction == "topk" and not (topk is not None and 1 <= topk <= d):
+            raise UsageError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
+        update.update(reduction=args.score_reduction, topk=topk if args.score_reduction == "topk" else None)
+    if getattr(args, "score_pool", None) is not None:
+        if ds.layout != "image" or not 2 <= len(ds.row_shape) <= 3:
+            raise UsageError(f"--score-pool needs image rows (H, W[, C]); {ds.name} has {ds.layout} rows")
+        if args.score_pool < 1 or args.score_pool % 2 == 0:
+            raise UsageError(f"--score-pool must be an odd window size like 3, got {args.score_pool}")
+        shape = [*ds.row_shape, 1] if len(ds.row_shape) == 2 else list(ds.row_shape)
+        update.update(pool=args.score_pool, image_shape=shape)
+    if getattr(args, "score_relative", False):
+        update.update(relative=True)
+    return ScoreSpec.model_validate({**spec.model_dump(), **update}) if update else spec
 
 
 for _kind in PCA_KINDS:
@@ -258,6 +306,10 @@ def run_fit(args: argparse.Namespace) -> Path:
     cfg = fit_config(args)
     if cfg.model not in FITTERS:
         raise UsageError(f"--model: unknown kind {cfg.model!r}; expected one of {sorted(FITTERS)}")
+    if cfg.model not in PCA_KINDS and (
+        getattr(args, "score_pool", None) or getattr(args, "score_relative", False)
+    ):
+        raise UsageError(f"--score-pool / --score-relative: the PCA family supports them, not {cfg.model!r}")
     ds, run = _load_rows(cfg, args)
     return FITTERS[cfg.model](cfg, args, ds, run)
 
@@ -324,6 +376,13 @@ def default_models() -> list[tuple[str, str, str, list[str]]]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _register_networks()
+    from training.presets import PresetError, apply_preset
+
+    try:
+        argv = apply_preset(list(sys.argv[1:] if argv is None else argv))
+    except PresetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         if args.command == "fit":
@@ -336,6 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_show(args.models_dir, args.ref)
         elif args.command == "bootstrap":
             cmd_bootstrap(args.models_dir, args.force)
+        elif args.command == "evaluate":
+            from training.evaluate import run_evaluate
+
+            run_evaluate(args)
+        elif args.command == "presets":
+            from training.presets import describe
+
+            print(describe())
     except (UsageError, DataError, ValueError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.manifest import ScoreSpec
+from service.runtime.base import RELATIVE_EPS
 
 OPSET = 17
 
@@ -50,6 +51,27 @@ def score_nodes(
         inits.append(_const("score_scale", np.asarray(spec.scale, dtype=np.float32)))
         nodes.append(helper.make_node("Div", ["err", "score_scale"], ["err_scaled"]))
         src = "err_scaled"
+    if spec.pool is not None and spec.pool > 1 and spec.image_shape is not None:
+        # (N, d) -> (N, H, W, C) -> (N, C, H, W), mean over pool x pool windows, back to (N, d')
+        H, W, C = spec.image_shape
+        r = spec.pool // 2
+        inits.append(_const("pool_shape", np.asarray([-1, H, W, C], dtype=np.int64)))
+        inits.append(_const("pool_flat", np.asarray([-1, d], dtype=np.int64)))
+        nodes += [
+            helper.make_node("Reshape", [src, "pool_shape"], ["err_img"]),
+            helper.make_node("Transpose", ["err_img"], ["err_nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node(
+                "AveragePool",
+                ["err_nchw"],
+                ["err_pooled"],
+                kernel_shape=[spec.pool, spec.pool],
+                pads=[r, r, r, r],
+                strides=[1, 1],
+                count_include_pad=1,
+            ),
+            helper.make_node("Reshape", ["err_pooled", "pool_flat"], ["err_pooled_flat"]),
+        ]
+        src = "err_pooled_flat"
     nodes.append(helper.make_node("Mul", [src, src], ["sq"]))
     if spec.reduction == "topk" and spec.topk is not None and spec.topk < d:
         inits.append(_const("topk_k", np.asarray([spec.topk], dtype=np.int64)))
@@ -57,7 +79,22 @@ def score_nodes(
         src = "sq_top"
     else:
         src = "sq"
-    nodes.append(helper.make_node("ReduceMean", [src], [scores], axes=[1], keepdims=0))
+    if not spec.relative:
+        nodes.append(helper.make_node("ReduceMean", [src], [scores], axes=[1], keepdims=0))
+        return nodes, inits
+    # relative: divide by the row's mean squared (scaled) input + eps
+    x = x_flat
+    if spec.scale is not None:
+        nodes.append(helper.make_node("Div", [x_flat, "score_scale"], ["x_scaled"]))
+        x = "x_scaled"
+    inits.append(_const("relative_eps", np.asarray(RELATIVE_EPS, dtype=np.float32)))
+    nodes += [
+        helper.make_node("ReduceMean", [src], ["score_abs"], axes=[1], keepdims=0),
+        helper.make_node("Mul", [x, x], ["x_sq"]),
+        helper.make_node("ReduceMean", ["x_sq"], ["x_energy"], axes=[1], keepdims=0),
+        helper.make_node("Add", ["x_energy", "relative_eps"], ["x_energy_eps"]),
+        helper.make_node("Div", ["score_abs", "x_energy_eps"], [scores]),
+    ]
     return nodes, inits
 
 

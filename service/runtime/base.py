@@ -32,16 +32,46 @@ class AnomalyResult:
     X_hat: FloatArray
 
 
+RELATIVE_EPS = 1e-6  # added to the mean squared input of spec.relative
+
+
 def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
-    """Per-row anomaly score: mean squared (scaled) error over features, or the mean of the k largest."""
+    """Per-row anomaly score: mean squared (scaled) error over features, or the mean of the k largest.
+
+    With spec.pool the signed error is first averaged over pool x pool image windows; with
+    spec.relative the result is divided by the row's mean squared (scaled) input + RELATIVE_EPS.
+    """
     diff: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
         diff = np.divide(diff, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
+    if spec.pool is not None and spec.pool > 1 and spec.image_shape is not None:
+        diff = box_mean(diff, spec.pool, spec.image_shape)
     sq: FloatArray = np.square(diff, dtype=np.float32)
     if spec.reduction == "topk" and spec.topk is not None and spec.topk < sq.shape[1]:
         k = spec.topk
         sq = np.partition(sq, sq.shape[1] - k, axis=1)[:, -k:]
     out: FloatArray = sq.mean(axis=1, dtype=np.float32)
+    if spec.relative:
+        x = X.reshape(len(X), -1).astype(np.float32)
+        if spec.scale is not None:
+            x = np.divide(x, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
+        energy = np.square(x, dtype=np.float32).mean(axis=1, dtype=np.float32) + np.float32(RELATIVE_EPS)
+        out = np.divide(out, energy, dtype=np.float32)
+    return out
+
+
+def box_mean(flat: FloatArray, size: int, image_shape: list[int]) -> FloatArray:
+    """Mean over size x size windows (odd size, zero padding, stride 1) of rows (n, H*W*C) laid out
+    as (H, W, C) images; returns the same shape. Matches ONNX AveragePool with count_include_pad=1."""
+    H, W, C = image_shape
+    r = size // 2
+    img = flat.reshape(len(flat), H, W, C).astype(np.float64)
+    padded = np.pad(img, ((0, 0), (r + 1, r), (r + 1, r), (0, 0)))
+    csum = padded.cumsum(axis=1).cumsum(axis=2)
+    window = (
+        csum[:, size:, size:] - csum[:, :-size, size:] - csum[:, size:, :-size] + csum[:, :-size, :-size]
+    )
+    out: FloatArray = (window / (size * size)).reshape(len(flat), -1).astype(np.float32)
     return out
 
 

@@ -1,0 +1,214 @@
+"""One-class anomaly detection on MNIST-style data (the protocol of Ruff et al. 2018, Deep SVDD, Table 1).
+
+For each class c: train only on the training images of class c, score the whole test split, normal
+= c, anomaly = every other class; report AUROC (in %) per class and the mean. Every model goes
+through the product: `python -m training fit` into a temporary registry (export and verification
+included), then `training.evaluate`, which loads the published ONNX with the service's runtime.
+
+    .venv/bin/python benchmarks/one_class.py --data-dir /work/shared/data/mnist --classes 0,1
+    .venv/bin/python benchmarks/one_class.py --models pca-16,one-class-pca --json results.json
+
+Prints a table (rows: models, columns: classes and mean) with the published anchors beside ours.
+Not a timed test: a full run trains (models x classes) models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.cli import _register_networks, build_parser, run_fit  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.presets import PRESETS, apply_preset  # noqa: E402
+
+# model -> the `fit` flags that train it (a preset name trains that preset)
+MODELS: dict[str, list[str]] = {
+    "pca-8": ["--model", "pca", "--n-components", "8"],
+    "pca-16": ["--model", "pca", "--n-components", "16"],
+    "pca-32": ["--model", "pca", "--n-components", "32"],
+    # the autoencoders: few epochs so that a CPU run stays in minutes (training.nn)
+    "dense": [
+        "--model",
+        "dense",
+        "--hidden",
+        "256,64",
+        "--latent-dim",
+        "32",
+        "--activation",
+        "relu",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ],
+    "conv": [
+        "--model",
+        "conv",
+        "--channels",
+        "16,32,64",
+        "--latent-dim",
+        "32",
+        "--activation",
+        "relu",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ],
+    "denoising": [
+        "--model",
+        "denoising",
+        "--base",
+        "conv",
+        "--channels",
+        "16,32,64",
+        "--latent-dim",
+        "32",
+        "--activation",
+        "relu",
+        "--noise",
+        "0.2",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ],
+    **{name: ["--preset", name] for name in PRESETS},
+}
+NETWORK_KINDS = {"dense", "linear", "conv", "lstm", "denoising", "vae"}
+DEFAULT_MODELS = ["pca-8", "pca-16", "pca-32", "dense", "conv", "denoising", *PRESETS]
+
+# AUROC (%) per MNIST class 0..9
+ANCHORS: dict[str, list[float]] = {
+    "Deep SVDD (Ruff et al. 2018)": [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5],
+    "sklearn PCA k=32, MSE (measured)": [99.2, 99.9, 92.4, 95.4, 94.3, 97.3, 98.5, 97.0, 84.9, 96.3],
+}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
+def _kind(flags: list[str]) -> str:
+    """The --model a list of fit flags trains (the last one given wins, as in argparse)."""
+    argv = apply_preset(["fit", *flags])
+    return [argv[i + 1] for i, token in enumerate(argv) if token == "--model"][-1]
+
+
+def networks_available() -> bool:
+    try:
+        import training.nn.fit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def one_class_auroc(
+    model: str, flags: list[str], c: int, registry: Path, args: argparse.Namespace
+) -> tuple[float, float]:
+    """Train `model` on class c into `registry`, evaluate it through the runtime; (AUROC %, FPR)."""
+    name = f"{model}-c{c}".lower()
+    argv = [
+        "fit",
+        *flags,
+        "--dataset",
+        args.dataset,
+        "--classes",
+        str(c),
+        "--name",
+        name,
+        "--models-dir",
+        str(registry),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+    ]
+    if args.data_dir is not None:
+        argv += ["--data-dir", str(args.data_dir)]
+    run_fit(build_parser().parse_args(apply_preset(argv)))
+    report = evaluate(registry, name, args.dataset, data_dir=args.data_dir, save=False)
+    return 100.0 * report["auroc"], report["fpr_at_threshold"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--classes", type=_ints, default=list(range(10)))
+    p.add_argument("--models", default=None, help=f"comma-separated subset of {sorted(MODELS)}")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _register_networks()
+    models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        p.error(f"unknown models {unknown}; expected some of {sorted(MODELS)}")
+    if not networks_available():
+        skipped = [m for m in models if _kind(MODELS[m]) in NETWORK_KINDS]
+        if skipped:
+            print(f"training.nn is not importable: skipping {skipped}", file=sys.stderr)
+        models = [m for m in models if m not in skipped]
+
+    results: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="one-class-") as tmp:
+        for model in models:
+            t0 = time.perf_counter()
+            aurocs, fprs = [], []
+            for c in args.classes:
+                auroc, fpr = one_class_auroc(model, MODELS[model], c, Path(tmp), args)
+                aurocs.append(auroc)
+                fprs.append(fpr)
+                print(f"{model} class {c}: AUROC {auroc:.1f}  FPR at threshold {fpr:.4f}", file=sys.stderr)
+            results[model] = {
+                "auroc": aurocs,
+                "fpr": fprs,
+                "seconds": time.perf_counter() - t0,
+                "flags": MODELS[model],
+            }
+    print_table(results, args.classes, args.dataset)
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({"dataset": args.dataset, "classes": args.classes, "results": results}, indent=2)
+            + "\n",
+            encoding="utf-8",
+        )
+    return 0
+
+
+def print_table(results: dict[str, dict[str, object]], classes: list[int], dataset: str) -> None:
+    """Markdown table: one row per model (and the anchors on MNIST), AUROC % per class and the mean."""
+    head = "| model | " + " | ".join(str(c) for c in classes) + " | mean | min | FPR@thr | time |"
+    print(head)
+    print("|" + "---|" * (len(classes) + 5))
+    for model, r in results.items():
+        a: list[float] = r["auroc"]  # type: ignore[assignment]
+        f: list[float] = r["fpr"]  # type: ignore[assignment]
+        cells = " | ".join(f"{v:.1f}" for v in a)
+        print(
+            f"| {model} | {cells} | **{sum(a) / len(a):.1f}** | {min(a):.1f} | "
+            f"{sum(f) / len(f):.4f} | {r['seconds']:.0f} s |"
+        )
+    if dataset == "mnist":
+        for name, values in ANCHORS.items():
+            sel = [values[c] for c in classes]
+            cells = " | ".join(f"{v:.1f}" for v in sel)
+            print(f"| {name} | {cells} | {sum(sel) / len(sel):.1f} | {min(sel):.1f} | | |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
