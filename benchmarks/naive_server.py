@@ -1,6 +1,6 @@
 """The naive baseline: FastAPI + pydantic `List[List[float]]` + torch eager, as tutorials write it.
 
-    python benchmarks/naive_server.py --weights ae.pt --port 8001
+python benchmarks/naive_server.py --weights ae.pt --port 8001
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class AE(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(30, 100), nn.SELU(), nn.Linear(100, 784), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        x_hat: torch.Tensor = self.decoder(self.encoder(x))
+        return x_hat
 
 
 class ScoreRequest(BaseModel):
@@ -52,7 +53,9 @@ def build(weights: str, threshold: float) -> FastAPI:
         with torch.no_grad():
             scores = ((model(x) - x) ** 2).mean(dim=1)
         s = scores.tolist()
-        return ScoreResponse(model=req.model, scores=s, threshold=threshold, is_anomaly=[v > threshold for v in s])
+        return ScoreResponse(
+            model=req.model, scores=s, threshold=threshold, is_anomaly=[v > threshold for v in s]
+        )
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -67,8 +70,13 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8001)
     p.add_argument("--threshold", type=float, default=0.1)
     args = p.parse_args()
-    uvicorn.run(build(args.weights, args.threshold), host="127.0.0.1", port=args.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        build(args.weights, args.threshold),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

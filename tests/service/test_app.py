@@ -69,3 +69,30 @@ def test_openapi_documents_every_endpoint_with_examples(client):
     for path in ("/models", "/models/{name}", "/health/live", "/health/ready", "/metrics", "/admin/reload"):
         assert path in paths
     assert client.get("/docs").status_code == 200
+
+
+def test_the_fastapi_routes_answer_like_the_fast_path(make_client, digits):
+    """With LATENTSERVE_FAST_PATH=false the same requests go through FastAPI's router."""
+    import numpy as np
+
+    from tests.service.conftest import NPY_HEADERS, npy, png
+
+    body = {"model": "digits-pca", "inputs": digits[:2].tolist()}
+    answers = []
+    for fast in (True, False):
+        with make_client(fast_path=fast, api_key="k3y") as c:
+            key = {"x-api-key": "k3y"}
+            r = c.post("/anomaly-score", json=body, headers=key)
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+            r = c.post("/encode?model=digits-pca", content=npy(digits[:2]), headers={**NPY_HEADERS, **key})
+            assert r.status_code == 200 and len(r.json()["codes"]) == 2
+            files = [("files", ("a.png", png(digits[0]), "image/png"))]
+            assert c.post("/reconstruct?model=digits-pca", files=files, headers=key).status_code == 200
+            bad = c.post(
+                "/encode?model=digits-pca", files=[("files", ("a.png", b"junk", "image/png"))], headers=key
+            )
+            assert error_of(bad, 422)["field"] == "files"
+            assert error_of(c.post("/encode", json=body), 401)["message"].startswith("missing API key")
+            assert error_of(c.post("/encode", json={**body, "model": "x"}, headers=key), 404)
+    np.testing.assert_allclose(answers[0]["scores"], answers[1]["scores"])
