@@ -83,6 +83,7 @@ def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trai
     finally:
         if dist.is_initialized():  # the other ranks wait for rank 0's folder (None when it failed)
             dist.broadcast_object_list(folder, src=0)
+            dist.barrier()  # nobody closes its connections while a peer still sends
             dist.destroy_process_group()
     if folder[0] is None:
         raise RuntimeError(f"rank 0 failed to export {cfg.name!r}; see its error")
