@@ -141,7 +141,8 @@ class ScoreSpec(_Strict):
     )
     relative: bool = Field(
         default=False,
-        description="divide the reduced error by the row's mean squared input (scaled alike) + 1e-6",
+        description="divide the reduced error by the variance of the row's input values (scaled alike), "
+        "i.e. its contrast, + 1e-6",
     )
 
     @model_validator(mode="after")

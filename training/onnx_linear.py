@@ -82,7 +82,7 @@ def score_nodes(
     if not spec.relative:
         nodes.append(helper.make_node("ReduceMean", [src], [scores], axes=[1], keepdims=0))
         return nodes, inits
-    # relative: divide by the row's mean squared (scaled) input + eps
+    # relative: divide by the variance of the row's (scaled) input values + eps
     x = x_flat
     if spec.scale is not None:
         nodes.append(helper.make_node("Div", [x_flat, "score_scale"], ["x_scaled"]))
@@ -90,10 +90,12 @@ def score_nodes(
     inits.append(_const("relative_eps", np.asarray(RELATIVE_EPS, dtype=np.float32)))
     nodes += [
         helper.make_node("ReduceMean", [src], ["score_abs"], axes=[1], keepdims=0),
-        helper.make_node("Mul", [x, x], ["x_sq"]),
-        helper.make_node("ReduceMean", ["x_sq"], ["x_energy"], axes=[1], keepdims=0),
-        helper.make_node("Add", ["x_energy", "relative_eps"], ["x_energy_eps"]),
-        helper.make_node("Div", ["score_abs", "x_energy_eps"], [scores]),
+        helper.make_node("ReduceMean", [x], ["x_mean"], axes=[1], keepdims=1),
+        helper.make_node("Sub", [x, "x_mean"], ["x_centred"]),
+        helper.make_node("Mul", ["x_centred", "x_centred"], ["x_sq"]),
+        helper.make_node("ReduceMean", ["x_sq"], ["x_contrast"], axes=[1], keepdims=0),
+        helper.make_node("Add", ["x_contrast", "relative_eps"], ["x_contrast_eps"]),
+        helper.make_node("Div", ["score_abs", "x_contrast_eps"], [scores]),
     ]
     return nodes, inits
 

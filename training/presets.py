@@ -19,7 +19,7 @@ class Preset(NamedTuple):
 
 PRESETS: dict[str, Preset] = {
     "one-class-pca": Preset(
-        "one-class images: PCA k=16; score = 3x3-pooled squared error relative to the image's energy",
+        "one-class images: PCA k=16; score = 3x3-pooled squared error / the image's variance",
         "pca",
         ("--n-components", "16", "--score-pool", "3", "--score-relative"),
     ),

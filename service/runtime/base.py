@@ -32,14 +32,16 @@ class AnomalyResult:
     X_hat: FloatArray
 
 
-RELATIVE_EPS = 1e-6  # added to the mean squared input of spec.relative
+RELATIVE_EPS = 1e-6  # added to the row variance that spec.relative divides by
 
 
 def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
     """Per-row anomaly score: mean squared (scaled) error over features, or the mean of the k largest.
 
     With spec.pool the signed error is first averaged over pool x pool image windows; with
-    spec.relative the result is divided by the row's mean squared (scaled) input + RELATIVE_EPS.
+    spec.relative the result is divided by the variance of the row's (scaled) input values, i.e. its
+    contrast, + RELATIVE_EPS: the score no longer depends on how much ink or contrast an image has,
+    nor on a brightness offset.
     """
     diff: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
@@ -55,8 +57,9 @@ def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
         x = X.reshape(len(X), -1).astype(np.float32)
         if spec.scale is not None:
             x = np.divide(x, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
-        energy = np.square(x, dtype=np.float32).mean(axis=1, dtype=np.float32) + np.float32(RELATIVE_EPS)
-        out = np.divide(out, energy, dtype=np.float32)
+        centred = x - x.mean(axis=1, keepdims=True, dtype=np.float32)
+        contrast = np.square(centred, dtype=np.float32).mean(axis=1, dtype=np.float32)
+        out = np.divide(out, contrast + np.float32(RELATIVE_EPS), dtype=np.float32)
     return out
 
 

@@ -36,8 +36,16 @@ def test_pool_and_relative_match_a_reference(shape: tuple[int, int, int], pool: 
     spec = ScoreSpec(pool=pool, image_shape=list(shape), relative=True)
     err = (X - X_hat).reshape(6, *shape).astype(np.float64)
     pooled = uniform_filter(err, size=(1, pool, pool, 1), mode="constant").reshape(6, -1)
-    expected = (pooled**2).mean(axis=1) / ((X.astype(np.float64) ** 2).mean(axis=1) + RELATIVE_EPS)
+    expected = (pooled**2).mean(axis=1) / (X.astype(np.float64).var(axis=1) + RELATIVE_EPS)
     np.testing.assert_allclose(row_scores(X, X_hat, spec), expected, rtol=1e-5)
+
+
+def test_relative_score_ignores_a_brightness_offset_and_contrast() -> None:
+    X, X_hat = rng.random((4, 64)).astype(np.float32), rng.random((4, 64)).astype(np.float32)
+    spec = ScoreSpec(pool=3, image_shape=[8, 8, 1], relative=True)
+    base = row_scores(X, X_hat, spec)
+    np.testing.assert_allclose(row_scores(X + 0.5, X_hat + 0.5, spec), base, rtol=1e-4)
+    np.testing.assert_allclose(row_scores(3 * X, 3 * X_hat, spec), base, rtol=1e-4)
 
 
 def test_pool_needs_an_odd_window_and_an_image_shape() -> None:
