@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from training.export import TrainingRun, export
 from training.nn.config import NN_KINDS, NetConfig, TrainConfig
 from training.nn.estimator import Autoencoder
 from training.nn.export import ATOL, picture_writer, write_onnx
+
+log = logging.getLogger("latentserve.training")
 
 # Validation rows are compared in raw units: standardised features reach the thousands, where
 # float32 resolves only ~1e-7 of the value, so those models also allow 1e-6 of the largest value.
@@ -74,6 +77,10 @@ def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trai
     folder: list[Path | None] = [None]
     try:
         if rank == 0:
+            vals = [h.validation_loss for h in est.history_ if h.validation_loss is not None]
+            best = min(vals) if vals else None
+            log.info("trained %s (%s) for %d epochs; best validation loss %s", cfg.name, cfg.model,
+                     len(est.history_), f"{best:.4g}" if best is not None else "n/a")
             run.history = est.history_
             run.hyperparameters["world_size"] = dist.get_world_size() if dist.is_initialized() else 1
             extra: dict[str, Any] = {"latent_distribution": "standard-normal"} if cfg.model == "vae" else {}
