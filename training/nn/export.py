@@ -98,6 +98,10 @@ def random_rows(est: Autoencoder, n: int, seed: int) -> F32:
 def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     """encoder.onnx, decoder.onnx, scorer.onnx; raise ExportError when random inputs disagree."""
     assert isinstance(est, Autoencoder)
+    spec = est.score_spec_
+    if getattr(spec, "pool", None) or getattr(spec, "relative", False) or spec.metric != "mse":
+        raise ExportError(f"{est.kind}: the network scorer computes the (top-k) mean squared error only, "
+                          f"not {spec.model_dump(exclude_defaults=True)}")
     net = est.net_.cpu().eval()
     X = torch.from_numpy(random_rows(est, 3, seed=0))
     Z = torch.randn(3, est.latent_dim_)
