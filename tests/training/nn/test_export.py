@@ -82,9 +82,12 @@ def test_vae_manifest_allows_sampling(registry: Path) -> None:
 
 
 def test_model_card_and_pictures(registry: Path) -> None:
-    fit(registry, "--model", "dense", "--dataset", "digits", "--name", "d", "--latent-dim", "8", *TINY)
+    fit(registry, "--model", "dense", "--dataset", "digits", "--name", "d", "--latent-dim", "8", *TINY,
+        "--hidden", "24,12")
     folder = registry / "d" / "1"
+    assert Manifest.read(folder).hyperparameters["hidden"] == [24, 12]
     card = (folder / "README.md").read_text()
+    assert "hidden [24, 12]" in card
     pictures = {f.path for f in Manifest.read(folder).files if f.role == "picture"}
     assert pictures == {"loss.png", "reconstructions.png", "scores.png", "codes.png"}
     for name in pictures:
