@@ -68,6 +68,10 @@ class EncodeRequest(EncodeOptions):
 
 
 class EncodeResponse(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "digits-pca", "version": 1, "codes": [[0.41, -1.2, 0.07]]}]}
+    )
+
     codes: list[list[float]] = Field(description="latent codes, one row per input row")
 
 
@@ -81,6 +85,12 @@ class DecodeRequest(DecodeOptions):
 
 
 class DecodeResponse(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "breast-cancer-pca", "version": 1, "outputs": [[14.1, 19.3, 92.0]]}]
+        }
+    )
+
     outputs: list[Row] = Field(description="rows in the manifest's input shape")
 
 
@@ -94,6 +104,19 @@ class ReconstructRequest(ReconstructOptions):
 
 
 class ReconstructResponse(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "breast-cancer-pca",
+                    "version": 1,
+                    "reconstructions": [[14.1, 19.3, 92.0]],
+                    "errors": [0.21],
+                }
+            ]
+        }
+    )
+
     reconstructions: list[Row] = Field(description="reconstructed rows, shaped as the rows were sent")
     errors: list[float] = Field(description="per-row reconstruction error (the anomaly score)")
 
@@ -110,6 +133,21 @@ class AnomalyScoreRequest(AnomalyScoreOptions):
 
 
 class AnomalyScoreResponse(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "digits-pca",
+                    "version": 1,
+                    "scores": [0.012, 0.094],
+                    "threshold": 0.031,
+                    "is_anomaly": [False, True],
+                    "p_values": [0.41, 0.004],
+                }
+            ]
+        }
+    )
+
     scores: list[float] = Field(description="per-row reconstruction error")
     threshold: float = Field(description="the threshold the scores were compared with")
     is_anomaly: list[bool] = Field(description="score > threshold")
@@ -128,6 +166,12 @@ class SampleRequest(InferenceOptions):
 
 
 class SampleResponse(_Response):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "digits-vae", "version": 1, "outputs": [[[0.0, 0.3], [0.8, 0.1]]]}]
+        }
+    )
+
     outputs: list[Row] = Field(description="decoded samples in the manifest's input shape")
 
 
@@ -153,6 +197,33 @@ class ModelSummary(BaseModel):
 
 
 class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": [
+                        {
+                            "name": "digits-pca",
+                            "latest": 1,
+                            "versions": [
+                                {
+                                    "version": 1,
+                                    "status": "ready",
+                                    "kind": "pca",
+                                    "format": "onnx",
+                                    "input_shape": [8, 8],
+                                    "layout": "image",
+                                    "latent_dim": 16,
+                                    "threshold": 0.031,
+                                }
+                            ],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     models: list[ModelSummary]
 
 
@@ -164,17 +235,44 @@ class VersionDetail(BaseModel):
 
 
 class ModelDetailResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "digits-pca",
+                    "latest": 1,
+                    "versions": [
+                        {
+                            "version": 1,
+                            "status": "ready",
+                            "error": None,
+                            "manifest": {"name": "digits-pca", "version": 1, "kind": "pca"},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     name: str
     latest: int | None
     versions: list[VersionDetail]
 
 
 class HealthResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready", "models": 9}]})
+
     status: str
     models: int | None = None
 
 
 class ReloadResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"added": {"digits-pca": [2]}, "models": {"digits-pca": [1, 2]}, "failed": {}}]
+        }
+    )
+
     added: dict[str, list[int]] = Field(description="versions that appeared or changed")
     models: dict[str, list[int]] = Field(description="every model's versions after the reload")
     failed: dict[str, list[int]] = Field(description="versions that failed to load")
@@ -188,4 +286,19 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "type": "ModelNotFound",
+                        "message": "model 'nope' not found; available models: ['digits-pca']",
+                        "field": "model",
+                        "details": {"available": ["digits-pca"]},
+                    }
+                }
+            ]
+        }
+    )
+
     error: ErrorBody

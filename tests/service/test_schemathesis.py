@@ -29,7 +29,7 @@ def test_no_server_errors(api_schema: Any) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def run(case: Any) -> None:
             case.call_and_validate(checks=[not_a_server_error])
 
