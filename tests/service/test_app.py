@@ -69,7 +69,13 @@ def test_openapi_documents_every_endpoint_with_examples(client):
     for path in ("/models", "/models/{name}", "/health/live", "/health/ready", "/metrics", "/admin/reload"):
         assert path in paths
     schemas = spec["components"]["schemas"]
-    for name in ("EncodeResponse", "AnomalyScoreResponse", "ModelsResponse", "HealthResponse", "ErrorResponse"):
+    for name in (
+        "EncodeResponse",
+        "AnomalyScoreResponse",
+        "ModelsResponse",
+        "HealthResponse",
+        "ErrorResponse",
+    ):
         assert schemas[name]["examples"], name
     assert client.get("/docs").status_code == 200
 
