@@ -58,6 +58,8 @@ KINDS = {
     "denoising": NetConfig(kind="denoising", base="dense", hidden=(100,), latent_dim=30, noise=0.2, layout="image"),
     "vae": NetConfig(kind="vae", hidden=(100,), latent_dim=16, layout="image"),
 }
+# warm-up (CUDA context, cuBLAS handles, thread pools) so that the first kind's epoch time is fair
+Autoencoder(KINDS["dense"], TrainConfig(epochs=1, device=device, quiet=True)).fit(splits.X_train[:256])
 results, failed = [], False
 with tempfile.TemporaryDirectory() as tmp:
     for kind, net in KINDS.items():
