@@ -45,8 +45,9 @@ def validation_bce(net: Autoencoder, X_val: torch.Tensor, device: torch.device) 
     return float(F.binary_cross_entropy_with_logits(net(X).y, X.reshape(len(X), -1)))
 
 
-def tutorial_loop(X: torch.Tensor, X_val: torch.Tensor, epochs: int, batch: int, device: torch.device,
-                  seed: int) -> tuple[float, float]:
+def tutorial_loop(
+    X: torch.Tensor, X_val: torch.Tensor, epochs: int, batch: int, device: torch.device, seed: int
+) -> tuple[float, float]:
     """The loop most tutorials show; returns (seconds per epoch, validation BCE)."""
     net = lecture_net(seed).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -67,11 +68,28 @@ def tutorial_loop(X: torch.Tensor, X_val: torch.Tensor, epochs: int, batch: int,
     return (time.perf_counter() - start) / epochs, validation_bce(net, X_val, device)
 
 
-def our_trainer(X: torch.Tensor, X_val: torch.Tensor, epochs: int, batch: int, device: torch.device,
-                seed: int, compile: bool, bf16: bool) -> tuple[float, float]:
+def our_trainer(
+    X: torch.Tensor,
+    X_val: torch.Tensor,
+    epochs: int,
+    batch: int,
+    device: torch.device,
+    seed: int,
+    compile: bool,
+    bf16: bool,
+) -> tuple[float, float]:
     net = lecture_net(seed)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=1e-3, patience=epochs + 1, seed=seed,
-                      device=device.type, compile=compile, bf16=bf16, quiet=True)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch,
+        lr=1e-3,
+        patience=epochs + 1,
+        seed=seed,
+        device=device.type,
+        compile=compile,
+        bf16=bf16,
+        quiet=True,
+    )
     start = time.perf_counter()
     train(net, X, X_val, cfg, Objective(loss="bce"))
     seconds = (time.perf_counter() - start) / epochs
@@ -99,18 +117,36 @@ def main() -> None:
     X_all = torch.from_numpy(ds.X)
     X, X_val = X_all[: args.rows], X_all[55_000:60_000]
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device {device} ({card}), {len(X)} training rows, {len(X_val)} validation rows, "
-          f"{args.epochs} epochs, batch {args.batch_size}")
-    rows = [("tutorial loop (DataLoader, .to per batch, .item per step)",
-             *tutorial_loop(X, X_val, args.epochs, args.batch_size, device, args.seed))]
-    rows.append(("training.nn.trainer (resident, 1 sync/epoch)",
-                 *our_trainer(X, X_val, args.epochs, args.batch_size, device, args.seed, False, False)))
+    print(
+        f"device {device} ({card}), {len(X)} training rows, {len(X_val)} validation rows, "
+        f"{args.epochs} epochs, batch {args.batch_size}"
+    )
+    rows = [
+        (
+            "tutorial loop (DataLoader, .to per batch, .item per step)",
+            *tutorial_loop(X, X_val, args.epochs, args.batch_size, device, args.seed),
+        )
+    ]
+    rows.append(
+        (
+            "training.nn.trainer (resident, 1 sync/epoch)",
+            *our_trainer(X, X_val, args.epochs, args.batch_size, device, args.seed, False, False),
+        )
+    )
     if args.compile:
-        rows.append(("training.nn.trainer --compile",
-                     *our_trainer(X, X_val, args.epochs, args.batch_size, device, args.seed, True, False)))
+        rows.append(
+            (
+                "training.nn.trainer --compile",
+                *our_trainer(X, X_val, args.epochs, args.batch_size, device, args.seed, True, False),
+            )
+        )
     if args.bf16:
-        rows.append(("training.nn.trainer --bf16",
-                     *our_trainer(X, X_val, args.epochs, args.batch_size, device, args.seed, False, True)))
+        rows.append(
+            (
+                "training.nn.trainer --bf16",
+                *our_trainer(X, X_val, args.epochs, args.batch_size, device, args.seed, False, True),
+            )
+        )
     print(f"| {'loop':<60} | s/epoch | val BCE |")
     print(f"|{'-' * 62}|---------|---------|")
     for name, seconds, bce in rows:

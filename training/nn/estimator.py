@@ -33,21 +33,27 @@ def validate(
         raise ValueError(f"--activation: unknown {net.activation!r}; expected one of {list(ACTIVATIONS)}")
     if net.architecture == "conv":
         if layout != "image":
-            raise ValueError(f"--model conv needs image data; this data set has {layout} rows of "
-                             f"shape {list(row_shape)} (use dense, linear, lstm or vae)")
+            raise ValueError(
+                f"--model conv needs image data; this data set has {layout} rows of "
+                f"shape {list(row_shape)} (use dense, linear, lstm or vae)"
+            )
         image_dims(row_shape)
     if not 1 <= net.latent_dim < d:
-        raise ValueError(f"--latent-dim {net.latent_dim} must be between 1 and {d - 1} "
-                         f"(rows hold {d} values)")
+        raise ValueError(
+            f"--latent-dim {net.latent_dim} must be between 1 and {d - 1} (rows hold {d} values)"
+        )
     if not net.hidden or min(net.hidden) < 1:
         raise ValueError(f"--hidden: widths must be positive integers, got {list(net.hidden)}")
     if net.loss not in (None, "mse", "bce"):
         raise ValueError(f"--loss: expected mse or bce, got {net.loss!r}")
     lo, hi = value_range
-    if net.loss == "bce" and (net.architecture == "linear" or not (lo >= 0.0 and hi <= 1.0)
-                              or net.standardize):
-        raise ValueError(f"--loss bce needs unstandardised data in [0, 1] and a non-linear network; "
-                         f"this data spans [{lo:.4g}, {hi:.4g}] (use --loss mse)")
+    if net.loss == "bce" and (
+        net.architecture == "linear" or not (lo >= 0.0 and hi <= 1.0) or net.standardize
+    ):
+        raise ValueError(
+            f"--loss bce needs unstandardised data in [0, 1] and a non-linear network; "
+            f"this data spans [{lo:.4g}, {hi:.4g}] (use --loss mse)"
+        )
     if net.noise is not None and not 0.0 <= net.noise < (1.0 if net.noise_kind == "dropout" else np.inf):
         raise ValueError(f"--noise {net.noise} is out of range for --noise-kind {net.noise_kind}")
     if net.noise_kind not in ("gaussian", "dropout"):
@@ -88,8 +94,9 @@ class Autoencoder(ReconstructionEstimator):
         layout = cfg.layout or ("features" if len(self.input_shape_) == 1 else "image")
         lo, hi = float(X2.min()), float(X2.max())
         validate(cfg, self.input_shape_, layout, (lo, hi))
-        standardize = cfg.standardize if cfg.standardize is not None else (
-            layout == "features" or lo < 0.0 or hi > 1.0)
+        standardize = (
+            cfg.standardize if cfg.standardize is not None else (layout == "features" or lo < 0.0 or hi > 1.0)
+        )
         if standardize:
             center = X2.mean(axis=0, dtype=np.float64)
             std = X2.std(axis=0, dtype=np.float64)
@@ -102,14 +109,24 @@ class Autoencoder(ReconstructionEstimator):
         noise = cfg.noise if cfg.noise is not None else (0.2 if cfg.kind == "denoising" else 0.0)
         self.noise_ = noise
         torch.manual_seed(self.train.seed)
-        net = build_network(cfg, self.input_shape_, torch.as_tensor(center, dtype=torch.float32),
-                            torch.as_tensor(scale, dtype=torch.float32), sigmoid=unit)
-        obj = Objective(loss=self.loss_, noise=noise, noise_kind=cfg.noise_kind, sparsity=cfg.sparsity,
-                        beta=cfg.beta)
-        Xv = torch.from_numpy(np.asarray(X_val, np.float32).reshape(-1, *self.input_shape_)) if (
-            X_val is not None and len(X_val)) else None
-        self.history_ = train(net, torch.from_numpy(np.ascontiguousarray(X2).reshape(
-            X.shape)), Xv, self.train, obj)
+        net = build_network(
+            cfg,
+            self.input_shape_,
+            torch.as_tensor(center, dtype=torch.float32),
+            torch.as_tensor(scale, dtype=torch.float32),
+            sigmoid=unit,
+        )
+        obj = Objective(
+            loss=self.loss_, noise=noise, noise_kind=cfg.noise_kind, sparsity=cfg.sparsity, beta=cfg.beta
+        )
+        Xv = (
+            torch.from_numpy(np.asarray(X_val, np.float32).reshape(-1, *self.input_shape_))
+            if (X_val is not None and len(X_val))
+            else None
+        )
+        self.history_ = train(
+            net, torch.from_numpy(np.ascontiguousarray(X2).reshape(X.shape)), Xv, self.train, obj
+        )
         self.net_ = net
         self.latent_dim_ = cfg.latent_dim
         self.standardized_ = standardize

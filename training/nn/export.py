@@ -73,15 +73,31 @@ def _to_onnx(module: nn.Module, example: Tensor, path: Path, inputs: list[str], 
     with warnings.catch_warnings():
         # the tracer's notes on LSTM shapes and python-bool conversions: the batch axis stays dynamic
         warnings.filterwarnings("ignore", module=r"torch\.")
-        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
-                                DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning
+        )
         try:
-            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
-                              input_names=inputs, output_names=outputs, dynamic_axes=axes)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
+            )
         except (TypeError, NotImplementedError):  # a torch without the legacy exporter
-            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET,
-                              input_names=inputs, output_names=outputs,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )
 
 
 def random_rows(est: Autoencoder, n: int, seed: int) -> F32:
@@ -100,8 +116,10 @@ def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     assert isinstance(est, Autoencoder)
     spec = est.score_spec_
     if getattr(spec, "pool", None) or getattr(spec, "relative", False) or spec.metric != "mse":
-        raise ExportError(f"{est.kind}: the network scorer computes the (top-k) mean squared error only, "
-                          f"not {spec.model_dump(exclude_defaults=True)}")
+        raise ExportError(
+            f"{est.kind}: the network scorer computes the (top-k) mean squared error only, "
+            f"not {spec.model_dump(exclude_defaults=True)}"
+        )
     net = est.net_.cpu().eval()
     X = torch.from_numpy(random_rows(est, 3, seed=0))
     Z = torch.randn(3, est.latent_dim_)
@@ -109,8 +127,11 @@ def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     _to_onnx(_Decoder(net), Z, folder / "decoder.onnx", ["Z"], ["X_hat"])
     _to_onnx(_Scorer(net, est.score_spec_), X, folder / "scorer.onnx", ["X"], ["X_hat", "scores"])
     est.parity_ = check_parity(est, folder)
-    return [("encoder", "encoder.onnx", "onnx"), ("decoder", "decoder.onnx", "onnx"),
-            ("scorer", "scorer.onnx", "onnx")]
+    return [
+        ("encoder", "encoder.onnx", "onnx"),
+        ("decoder", "decoder.onnx", "onnx"),
+        ("scorer", "scorer.onnx", "onnx"),
+    ]
 
 
 def check_parity(est: Autoencoder, folder: Path, n: int = 64, seed: int = 1) -> dict[str, float]:
@@ -132,11 +153,15 @@ def check_parity(est: Autoencoder, folder: Path, n: int = 64, seed: int = 1) -> 
     for role, (inputs, refs) in expected.items():
         session = make_session(folder / f"{role}.onnx")
         got = session.run(None, {session.get_inputs()[0].name: inputs})
-        diff = max(float(np.max(np.abs(np.asarray(g, np.float64) - ref) / div))
-                   for g, (ref, div) in zip(got, refs, strict=True))
+        diff = max(
+            float(np.max(np.abs(np.asarray(g, np.float64) - ref) / div))
+            for g, (ref, div) in zip(got, refs, strict=True)
+        )
         if not diff <= ATOL:
-            raise ExportError(f"{role}.onnx differs from the PyTorch model by {diff:.3g} on random inputs "
-                              f"(allowed {ATOL}); nothing was published")
+            raise ExportError(
+                f"{role}.onnx differs from the PyTorch model by {diff:.3g} on random inputs "
+                f"(allowed {ATOL}); nothing was published"
+            )
         diffs[f"random_{role}_max_abs_diff"] = diff
     return diffs
 
@@ -182,8 +207,10 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
         X_hat = est.reconstruct(rows)
         # one mosaic (inputs above, reconstructions below) drawn by a single imshow: cheap
         pad = [(0, 0), (1, 1), (1, 1)] + [(0, 0)] * (rows.ndim - 3)  # a white frame around each image
-        strips = [np.concatenate(list(np.pad(np.clip(R, 0, 1), pad, constant_values=1.0)), axis=1)
-                  for R in (rows, X_hat)]
+        strips = [
+            np.concatenate(list(np.pad(np.clip(R, 0, 1), pad, constant_values=1.0)), axis=1)
+            for R in (rows, X_hat)
+        ]
         mosaic = np.concatenate(strips, axis=0)
         fig, ax = plt.subplots(figsize=(len(rows), 2.3))
         ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1)
@@ -218,8 +245,11 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
     last = est.history_[-1] if est.history_ else None
     parity = getattr(est, "parity_", {})
     arch = est.net.architecture
-    layers = {"conv": f"channels {list(est.net.channels)}", "lstm": f"LSTM units {est.net.hidden[0]}",
-              "linear": "no hidden layer"}.get(arch, f"hidden {list(est.net.hidden)}")
+    layers = {
+        "conv": f"channels {list(est.net.channels)}",
+        "lstm": f"LSTM units {est.net.hidden[0]}",
+        "linear": "no hidden layer",
+    }.get(arch, f"hidden {list(est.net.hidden)}")
     lines = [
         f"# {run.dataset.name} {est.kind} autoencoder",
         "",
@@ -229,7 +259,8 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
         f"- data: {run.dataset.name}, rows {list(est.input_shape_)}, train {len(sp.X_train)}, "
         f"validation {len(sp.X_val)}, calibration {len(sp.X_cal)}; standardised: {est.standardized_}",
         f"- epochs run: {len(est.history_)}; last train loss {last.train_loss:.4g}"
-        if last else "- not trained",
+        if last
+        else "- not trained",
         f"- validation anomaly score (mean): {val_err:.4g}; threshold at q={run.quantile}: {threshold:.4g}",
         "- ONNX parity on random inputs (max abs diff): "
         + ", ".join(f"{k.split('_')[1]} {v:.2g}" for k, v in parity.items()),

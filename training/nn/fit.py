@@ -24,11 +24,30 @@ ULPS = 1e-6
 
 # What the README's main command trains after the PCA defaults: (name, kind, dataset, extra flags)
 DEFAULT_NETWORKS: list[tuple[str, str, str, list[str]]] = [
-    ("digits-dense", "dense", "digits",
-     ["--hidden", "64", "--latent-dim", "16", "--epochs", "60", "--batch-size", "64", "--quiet"]),
-    ("breast-cancer-dense", "dense", "breast-cancer",
-     ["--hidden", "16", "--latent-dim", "6", "--epochs", "100", "--batch-size", "32", "--activation", "tanh",
-      "--quiet"]),
+    (
+        "digits-dense",
+        "dense",
+        "digits",
+        ["--hidden", "64", "--latent-dim", "16", "--epochs", "60", "--batch-size", "64", "--quiet"],
+    ),
+    (
+        "breast-cancer-dense",
+        "dense",
+        "breast-cancer",
+        [
+            "--hidden",
+            "16",
+            "--latent-dim",
+            "6",
+            "--epochs",
+            "100",
+            "--batch-size",
+            "32",
+            "--activation",
+            "tanh",
+            "--quiet",
+        ],
+    ),
 ]
 
 
@@ -46,8 +65,17 @@ def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
 
 def net_config(kind: str, args: argparse.Namespace, ds: Dataset, standardize: bool | None) -> NetConfig:
     """The network flags of `args` (missing ones take the defaults)."""
-    names = ("activation", "loss", "base", "noise", "noise_kind", "sparsity", "beta", "score_reduction",
-             "score_topk")
+    names = (
+        "activation",
+        "loss",
+        "base",
+        "noise",
+        "noise_kind",
+        "sparsity",
+        "beta",
+        "score_reduction",
+        "score_topk",
+    )
     opt: dict[str, Any] = {k: getattr(args, k, None) for k in names}
     opt["hidden"] = _ints("--hidden", getattr(args, "hidden", None))
     opt["channels"] = _ints("--channels", getattr(args, "channels", None))
@@ -58,8 +86,9 @@ def net_config(kind: str, args: argparse.Namespace, ds: Dataset, standardize: bo
 
 
 def train_config(cfg: FitConfig, args: argparse.Namespace) -> TrainConfig:
-    opt: dict[str, Any] = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "patience",
-                                                                "optimizer")}
+    opt: dict[str, Any] = {
+        k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "patience", "optimizer")
+    }
     for k in ("epochs", "batch_size", "patience"):
         if opt[k] is not None and opt[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {opt[k]}")
@@ -79,14 +108,27 @@ def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trai
         if rank == 0:
             vals = [h.validation_loss for h in est.history_ if h.validation_loss is not None]
             best = min(vals) if vals else None
-            log.info("trained %s (%s) for %d epochs; best validation loss %s", cfg.name, cfg.model,
-                     len(est.history_), f"{best:.4g}" if best is not None else "n/a")
+            log.info(
+                "trained %s (%s) for %d epochs; best validation loss %s",
+                cfg.name,
+                cfg.model,
+                len(est.history_),
+                f"{best:.4g}" if best is not None else "n/a",
+            )
             run.history = est.history_
             run.hyperparameters["world_size"] = dist.get_world_size() if dist.is_initialized() else 1
             extra: dict[str, Any] = {"latent_distribution": "standard-normal"} if cfg.model == "vae" else {}
-            folder[0] = export(est, run, cfg.models_dir, cfg.name, [write_onnx, picture_writer(run)],
-                               primary_format="onnx", atol=ATOL, rtol=ULPS if est.standardized_ else 0.0,
-                               **extra)
+            folder[0] = export(
+                est,
+                run,
+                cfg.models_dir,
+                cfg.name,
+                [write_onnx, picture_writer(run)],
+                primary_format="onnx",
+                atol=ATOL,
+                rtol=ULPS if est.standardized_ else 0.0,
+                **extra,
+            )
     finally:
         if dist.is_initialized():  # the other ranks wait for rank 0's folder (None when it failed)
             dist.broadcast_object_list(folder, src=0)

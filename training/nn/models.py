@@ -107,8 +107,9 @@ def _mlp(sizes: list[int], activation: str, last_activation: bool) -> nn.Sequent
 class DenseAE(Autoencoder):
     """Stacked AE d -> hidden... -> k -> reversed hidden... -> d (the code is linear)."""
 
-    def __init__(self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor,
-                 sigmoid: bool) -> None:
+    def __init__(
+        self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor, sigmoid: bool
+    ) -> None:
         super().__init__(row_shape, center, scale, sigmoid)
         sizes = [self.d, *cfg.hidden]
         self.encoder = _mlp([*sizes, cfg.latent_dim], cfg.activation, last_activation=False)
@@ -125,8 +126,9 @@ class DenseAE(Autoencoder):
 class LinearAE(Autoencoder):
     """d -> k -> d without activations: at the optimum its decoder spans the top-k PCA subspace."""
 
-    def __init__(self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor,
-                 sigmoid: bool) -> None:
+    def __init__(
+        self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor, sigmoid: bool
+    ) -> None:
         super().__init__(row_shape, center, scale, sigmoid)
         self.encoder = nn.Linear(self.d, cfg.latent_dim)
         self.decoder = nn.Linear(cfg.latent_dim, self.d)
@@ -142,8 +144,9 @@ class LinearAE(Autoencoder):
 class VAE(Autoencoder):
     """Dense encoder with mean and log-variance heads; dense decoder from sampled codes."""
 
-    def __init__(self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor,
-                 sigmoid: bool) -> None:
+    def __init__(
+        self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor, sigmoid: bool
+    ) -> None:
         super().__init__(row_shape, center, scale, sigmoid)
         sizes = [self.d, *cfg.hidden]
         self.encoder = _mlp(sizes, cfg.activation, last_activation=True)
@@ -173,8 +176,9 @@ class ConvAE(Autoencoder):
     """Conv2d + max-pool down (one level per channel count while the side stays >= 2), a linear
     code, then ConvTranspose2d back up to exactly H x W."""
 
-    def __init__(self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor,
-                 sigmoid: bool) -> None:
+    def __init__(
+        self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor, sigmoid: bool
+    ) -> None:
         super().__init__(row_shape, center, scale, sigmoid)
         self.H, self.W, self.C = image_dims(row_shape)
         sizes = [(self.H, self.W)]
@@ -226,8 +230,9 @@ class LSTMAE(Autoencoder):
     """Rows as T time steps of F values: LSTM encoder -> code, repeated T times -> LSTM decoder ->
     per-step Linear output. Images (H, W[, C]) are H steps of W*C values; features d steps of 1."""
 
-    def __init__(self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor,
-                 sigmoid: bool) -> None:
+    def __init__(
+        self, cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor, sigmoid: bool
+    ) -> None:
         super().__init__(row_shape, center, scale, sigmoid)
         self.T = row_shape[0]
         self.F = self.d // self.T
@@ -248,12 +253,17 @@ class LSTMAE(Autoencoder):
 
 
 ARCHITECTURES: dict[str, Callable[[NetConfig, tuple[int, ...], Tensor, Tensor, bool], Autoencoder]] = {
-    "dense": DenseAE, "linear": LinearAE, "conv": ConvAE, "lstm": LSTMAE, "vae": VAE,
+    "dense": DenseAE,
+    "linear": LinearAE,
+    "conv": ConvAE,
+    "lstm": LSTMAE,
+    "vae": VAE,
 }
 
 
-def build_network(cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor,
-                  sigmoid: bool) -> Autoencoder:
+def build_network(
+    cfg: NetConfig, row_shape: tuple[int, ...], center: Tensor, scale: Tensor, sigmoid: bool
+) -> Autoencoder:
     """The module for `cfg.architecture` on rows of `row_shape`."""
     cls = ARCHITECTURES[cfg.architecture]
     return cls(cfg, row_shape, center, scale, sigmoid)

@@ -149,8 +149,11 @@ def train(
                 dist.all_reduce(stats)
                 stats /= world
             train_loss, val_loss = stats.tolist()  # the one host sync of the epoch
-            history.append(EpochRecord(epoch=epoch, train_loss=train_loss,
-                                       validation_loss=val_loss if Xv is not None else None))
+            history.append(
+                EpochRecord(
+                    epoch=epoch, train_loss=train_loss, validation_loss=val_loss if Xv is not None else None
+                )
+            )
             bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
             if val_loss < best:
                 best, waited = val_loss, 0

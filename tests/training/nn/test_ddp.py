@@ -18,9 +18,33 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_torchrun_two_cpu_processes_train_and_export_once(registry: Path, digits: Splits) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
-    argv = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "training", "fit",
-            "--model", "dense", "--dataset", "digits", "--name", "ddp", "--models-dir", str(registry),
-            "--epochs", "3", "--hidden", "32", "--latent-dim", "8", "--batch-size", "32", "--device", "cpu"]
+    argv = [
+        str(torchrun),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "training",
+        "fit",
+        "--model",
+        "dense",
+        "--dataset",
+        "digits",
+        "--name",
+        "ddp",
+        "--models-dir",
+        str(registry),
+        "--epochs",
+        "3",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "8",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     errors = [line for line in done.stderr.splitlines() if "INFO" not in line and line.strip()]

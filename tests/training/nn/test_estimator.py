@@ -57,8 +57,18 @@ def test_feature_rows_are_standardised_inside_the_model() -> None:
 def test_default_networks_train_into_an_empty_registry(
     tmp_path: Path, name: str, kind: str, dataset: str, extra: list[str]
 ) -> None:
-    argv = ["fit", "--model", kind, "--dataset", dataset, "--name", name, "--models-dir", str(tmp_path),
-            *extra]
+    argv = [
+        "fit",
+        "--model",
+        kind,
+        "--dataset",
+        dataset,
+        "--name",
+        name,
+        "--models-dir",
+        str(tmp_path),
+        *extra,
+    ]
     assert build_parser().parse_args(argv).model == kind
     assert main(argv) == 0
     manifest = Manifest.read(tmp_path / name / "1")
@@ -76,8 +86,16 @@ def test_conv_on_mnist_rows_with_the_lecture_layout(mnist_dir: Path, tmp_path: P
     est = Autoencoder(net, TrainConfig(epochs=1, quiet=True))
     est.fit(splits.X_train, splits.X_val)
     run = TrainingRun(dataset=ds, splits=splits, seed=0, history=est.history_)
-    folder = export(est, run, tmp_path, "mnist-conv", [write_onnx, picture_writer(run)],
-                    primary_format="onnx", rtol=0.0, atol=ATOL)
+    folder = export(
+        est,
+        run,
+        tmp_path,
+        "mnist-conv",
+        [write_onnx, picture_writer(run)],
+        primary_format="onnx",
+        rtol=0.0,
+        atol=ATOL,
+    )
     manifest = Manifest.read(folder)
     assert manifest.input.shape == [28, 28]
     rec = OnnxRuntime.load(manifest, folder).reconstruct(splits.X_cal[:5])

@@ -63,8 +63,22 @@ def test_every_kind_exports_with_parity(
 
 
 def test_scores_follow_the_score_spec(registry: Path) -> None:
-    fit(registry, "--model", "dense", "--dataset", "breast-cancer", "--name", "m", "--latent-dim", "4", *TINY,
-        "--score-reduction", "topk", "--score-topk", "3")
+    fit(
+        registry,
+        "--model",
+        "dense",
+        "--dataset",
+        "breast-cancer",
+        "--name",
+        "m",
+        "--latent-dim",
+        "4",
+        *TINY,
+        "--score-reduction",
+        "topk",
+        "--score-topk",
+        "3",
+    )
     manifest, runtime = load(registry, "m")
     assert manifest.score.reduction == "topk" and manifest.score.topk == 3
     X = np.random.default_rng(1).normal(10.0, 5.0, (4, 30)).astype(np.float32)
@@ -82,8 +96,20 @@ def test_vae_manifest_allows_sampling(registry: Path) -> None:
 
 
 def test_model_card_and_pictures(registry: Path) -> None:
-    fit(registry, "--model", "dense", "--dataset", "digits", "--name", "d", "--latent-dim", "8", *TINY,
-        "--hidden", "24,12")
+    fit(
+        registry,
+        "--model",
+        "dense",
+        "--dataset",
+        "digits",
+        "--name",
+        "d",
+        "--latent-dim",
+        "8",
+        *TINY,
+        "--hidden",
+        "24,12",
+    )
     folder = registry / "d" / "1"
     assert Manifest.read(folder).hyperparameters["hidden"] == [24, 12]
     card = (folder / "README.md").read_text()

@@ -22,8 +22,13 @@ def test_every_architecture_maps_rows_to_codes_and_back(kind: str, shape: tuple[
     if kind == "conv" and len(shape) < 2:
         pytest.skip("conv needs image rows")
     torch.manual_seed(0)
-    net = build_network(NetConfig(kind=kind, hidden=(8,), channels=(4, 8, 16), latent_dim=3), shape,
-                        torch.zeros(shape), torch.ones(shape), sigmoid=kind != "linear")
+    net = build_network(
+        NetConfig(kind=kind, hidden=(8,), channels=(4, 8, 16), latent_dim=3),
+        shape,
+        torch.zeros(shape),
+        torch.ones(shape),
+        sigmoid=kind != "linear",
+    )
     X = torch.rand(5, *shape)
     with torch.no_grad():
         Z = net.encode(X)
