@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="uvicorn access log")
     log_level: str = Field(default="info", pattern=r"^(critical|error|warning|info|debug|trace)$")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, v: object) -> object:
+        # LATENTSERVE_API_KEY= (empty, as compose writes an unset variable) means no key, not ""
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        if isinstance(v, SecretStr) and not v.get_secret_value().strip():
+            return None
+        return v
+
     @field_validator("trusted_models", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:

@@ -44,3 +44,11 @@ def test_bad_values_are_refused(monkeypatch):
     monkeypatch.setenv("LATENTSERVE_PORT", "99999")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_an_empty_api_key_means_no_key(monkeypatch):
+    # compose passes LATENTSERVE_API_KEY= when the operator set none: that must not lock every route
+    monkeypatch.setenv("LATENTSERVE_API_KEY", "")
+    assert Settings().api_key is None
+    monkeypatch.setenv("LATENTSERVE_API_KEY", "   ")
+    assert Settings().api_key is None
