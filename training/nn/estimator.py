@@ -6,7 +6,7 @@ exported ONNX graphs perform.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -136,10 +136,6 @@ class Autoencoder(ReconstructionEstimator):
             scale=scale.astype(np.float32).tolist() if standardize else None,
         )
         return self
-
-    def with_training(self, **changes: Any) -> Autoencoder:
-        """A fresh estimator with the same network and some training settings changed."""
-        return Autoencoder(self.net, replace(self.train, **changes))
 
     @torch.no_grad()
     def _encode(self, X2: F32) -> F32:
