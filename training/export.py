@@ -76,7 +76,6 @@ def write_joblib(est: ReconstructionEstimator, folder: Path) -> Written:
 def write_linear_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     """Encoder, decoder and fused scorer graphs of a linear codec (PCA family)."""
     from training.onnx_linear import build_linear_graphs, save
-
     from training.pca import LinearCodec
 
     if not isinstance(est, LinearCodec):
