@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service.errors import LatentServeError  # noqa: E402
 from training.cli import _register_networks, build_parser, run_fit  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.presets import PRESETS, apply_preset  # noqa: E402
@@ -150,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=None, help=f"comma-separated subset of {sorted(MODELS)}")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _register_networks()
+    if args.threads is not None and networks_available():
+        import torch
+
+        torch.set_num_threads(args.threads)
     models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -170,10 +177,16 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             aurocs, fprs = [], []
             for c in args.classes:
-                auroc, fpr = one_class_auroc(model, MODELS[model], c, Path(tmp), args)
+                try:
+                    auroc, fpr = one_class_auroc(model, MODELS[model], c, Path(tmp), args)
+                except (LatentServeError, ValueError, RuntimeError) as exc:  # one failure, not the table
+                    message = exc.message if isinstance(exc, LatentServeError) else str(exc)
+                    print(f"{model} class {c}: FAILED: {message}", file=sys.stderr)
+                    auroc, fpr = math.nan, math.nan
+                else:
+                    print(f"{model} class {c}: AUROC {auroc:.1f} FPR at threshold {fpr:.4f}", file=sys.stderr)
                 aurocs.append(auroc)
                 fprs.append(fpr)
-                print(f"{model} class {c}: AUROC {auroc:.1f}  FPR at threshold {fpr:.4f}", file=sys.stderr)
             results[model] = {
                 "auroc": aurocs,
                 "fpr": fprs,
@@ -198,10 +211,16 @@ def print_table(results: dict[str, dict[str, object]], classes: list[int], datas
     for model, r in results.items():
         a: list[float] = r["auroc"]  # type: ignore[assignment]
         f: list[float] = r["fpr"]  # type: ignore[assignment]
-        cells = " | ".join(f"{v:.1f}" for v in a)
+        ok = [v for v in a if not math.isnan(v)]
+        ok_f = [v for v in f if not math.isnan(v)]
+        if not ok:
+            print(f"| {model} | " + " | ".join("failed" for _ in a) + " | | | | |")
+            continue
+        cells = " | ".join("failed" if math.isnan(v) else f"{v:.1f}" for v in a)
+        note = "" if len(ok) == len(a) else f" ({len(ok)}/{len(a)})"
         print(
-            f"| {model} | {cells} | **{sum(a) / len(a):.1f}** | {min(a):.1f} | "
-            f"{sum(f) / len(f):.4f} | {r['seconds']:.0f} s |"
+            f"| {model} | {cells} | **{sum(ok) / len(ok):.1f}**{note} | {min(ok):.1f} | "
+            f"{sum(ok_f) / len(ok_f):.4f} | {r['seconds']:.0f} s |"
         )
     if dataset == "mnist":
         for name, values in ANCHORS.items():
