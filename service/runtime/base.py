@@ -71,9 +71,7 @@ def box_mean(flat: FloatArray, size: int, image_shape: list[int]) -> FloatArray:
     img = flat.reshape(len(flat), H, W, C).astype(np.float64)
     padded = np.pad(img, ((0, 0), (r + 1, r), (r + 1, r), (0, 0)))
     csum = padded.cumsum(axis=1).cumsum(axis=2)
-    window = (
-        csum[:, size:, size:] - csum[:, :-size, size:] - csum[:, size:, :-size] + csum[:, :-size, :-size]
-    )
+    window = csum[:, size:, size:] - csum[:, :-size, size:] - csum[:, size:, :-size] + csum[:, :-size, :-size]
     out: FloatArray = (window / (size * size)).reshape(len(flat), -1).astype(np.float32)
     return out
 
