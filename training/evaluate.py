@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import re
@@ -35,9 +34,7 @@ import numpy.typing as npt
 from service.manifest import Manifest
 from service.registry import model_names, parse_ref, read_manifest, versions_of
 from service.runtime import RUNTIMES, ModelRuntime
-from training.data import F32, Dataset, load_dataset
-
-log = logging.getLogger("latentserve.training")
+from training.data import F32, Dataset, load_dataset, split
 
 REPORTS_DIR = "evaluations"
 BATCH = 2048
@@ -121,8 +118,6 @@ def load_runtime(manifest: Manifest, folder: Path, *, allow_pickle: bool = False
 
 def _training_rows(manifest: Manifest, ds: Dataset) -> npt.NDArray[np.intp]:
     """Indices into ds.X of the rows the model trained or was calibrated on (the seeded split)."""
-    from training.data import split
-
     assert ds.y is not None
     classes = manifest.data.classes
     kept = np.flatnonzero(np.isin(ds.y, classes)) if classes else np.arange(len(ds.y))
@@ -136,8 +131,7 @@ def _training_rows(manifest: Manifest, ds: Dataset) -> npt.NDArray[np.intp]:
             f"manifest says {d.rows_train}/{d.rows_validation}/{d.rows_calibration} train/validation/"
             f"calibration rows, seed {d.seed} gives {n_train}/{n_val}/{n_cal}"
         )
-    used = np.concatenate([sp.X_train, sp.X_cal]).astype(np.intp)
-    return used
+    return np.concatenate([sp.X_train, sp.X_cal]).astype(np.intp)
 
 
 def evaluation_rows(manifest: Manifest, ds: Dataset, normal_classes: list[int]) -> Rows:
