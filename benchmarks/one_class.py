@@ -86,10 +86,50 @@ MODELS: dict[str, list[str]] = {
         "64",
         "--quiet",
     ],
+    "linear": ["--model", "linear", "--latent-dim", "32", "--epochs", "15", "--batch-size", "64", "--quiet"],
+    "vae": [
+        "--model",
+        "vae",
+        "--hidden",
+        "256",
+        "--latent-dim",
+        "16",
+        "--activation",
+        "relu",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ],
+    "lstm": [
+        "--model",
+        "lstm",
+        "--hidden",
+        "64",
+        "--latent-dim",
+        "32",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "64",
+        "--quiet",
+    ],
     **{name: ["--preset", name] for name in PRESETS},
 }
 NETWORK_KINDS = {"dense", "linear", "conv", "lstm", "denoising", "vae"}
-DEFAULT_MODELS = ["pca-8", "pca-16", "pca-32", "dense", "conv", "denoising", *PRESETS]
+DEFAULT_MODELS = [
+    "pca-8",
+    "pca-16",
+    "pca-32",
+    "dense",
+    "conv",
+    "denoising",
+    "linear",
+    "vae",
+    "lstm",
+    *PRESETS,
+]
 
 # AUROC (%) per MNIST class 0..9
 ANCHORS: dict[str, list[float]] = {
