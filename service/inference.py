@@ -186,14 +186,18 @@ class InferenceService:
             query = dict(parsed.query)
             query.pop("resize", None)
             return codecs.validate_options(verb.options, query, "query"), None
-        data = codecs.load_json(parsed.body)
+        fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
         rows: object = None
-        if verb.field is not None:
-            if verb.field not in data:
-                raise InvalidInput(f"{verb.field}: field required", field=verb.field)
-            rows = data.pop(verb.field)
-            if isinstance(rows, list) and len(rows) > self.settings.max_rows:
-                raise self._too_many(len(rows))
+        if fast is not None:
+            data, rows = fast
+        else:
+            data = codecs.load_json(parsed.body)
+            if verb.field is not None:
+                if verb.field not in data:
+                    raise InvalidInput(f"{verb.field}: field required", field=verb.field)
+                rows = data.pop(verb.field)
+        if isinstance(rows, (list, np.ndarray)) and len(rows) > self.settings.max_rows:
+            raise self._too_many(len(rows))
         opts = codecs.validate_options(verb.options, data, "body")
         if isinstance(opts, SampleRequest) and opts.n > self.settings.max_rows:
             raise self._too_many(opts.n, "n")
