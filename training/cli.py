@@ -152,12 +152,12 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         "--score-pool",
         type=int,
         default=None,
-        help="PCA family, images: average the error over P x P windows (odd P) before squaring",
+        help="images: average the error over P x P windows (odd P) before squaring",
     )
     p.add_argument(
         "--score-relative",
         action="store_true",
-        help="PCA family: divide the score by the row's mean squared input (a relative error)",
+        help="divide the score by the variance of the row's input values (its contrast)",
     )
     p.add_argument(
         "--preset", default=None, help="named settings (see `presets`); explicit flags override them"
@@ -306,10 +306,6 @@ def run_fit(args: argparse.Namespace) -> Path:
     cfg = fit_config(args)
     if cfg.model not in FITTERS:
         raise UsageError(f"--model: unknown kind {cfg.model!r}; expected one of {sorted(FITTERS)}")
-    if cfg.model not in PCA_KINDS and (
-        getattr(args, "score_pool", None) or getattr(args, "score_relative", False)
-    ):
-        raise UsageError(f"--score-pool / --score-relative: the PCA family supports them, not {cfg.model!r}")
     ds, run = _load_rows(cfg, args)
     return FITTERS[cfg.model](cfg, args, ds, run)
 

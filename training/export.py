@@ -178,6 +178,16 @@ def build_manifest(
     )
 
 
+def allowed_difference(reference: Any, *, atol: float, rtol: float) -> float:
+    """The largest max |got - reference| a parity check accepts: atol + rtol * max |reference|.
+
+    The relative part is float32-scale slack: values of magnitude m carry rounding of ~6e-8 * m, so
+    large codes or raw standardised features differ by more than a fixed atol after reordered sums.
+    """
+    ref = np.asarray(reference)
+    return atol + rtol * (float(np.max(np.abs(ref))) if ref.size else 0.0)
+
+
 def verify(
     manifest: Manifest,
     folder: Path,
@@ -200,7 +210,7 @@ def verify(
         rec = runtime.reconstruct(X)
         for what, got, ref in (("reconstruction", rec.X_hat, ref_hat), ("scores", rec.scores, ref_scores)):
             diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
-            bound = atol + rtol * float(np.max(np.abs(ref)))
+            bound = allowed_difference(ref, atol=atol, rtol=rtol)
             if not diff <= bound:
                 raise ExportError(
                     f"export of {manifest.name!r}: the {fmt} {what} differs from the trained model by "

@@ -31,6 +31,8 @@ class NetConfig:
     layout: Layout | None = None  # features | image | sequence; None: 1-D rows features, else image
     score_reduction: str = "mean"  # per-row score: mean | topk of the squared (scaled) errors
     score_topk: int | None = None  # with score_reduction=topk: how many of the largest errors
+    score_pool: int | None = None  # images: average the error over P x P windows (odd P) before squaring
+    score_relative: bool = False  # divide the score by the variance of the row's input (its contrast)
 
     @property
     def architecture(self) -> str:

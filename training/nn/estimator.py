@@ -64,13 +64,19 @@ def validate(
         raise ValueError(f"--score-reduction: expected mean or topk, got {net.score_reduction!r}")
     if net.score_reduction == "topk" and not (net.score_topk and 1 <= net.score_topk <= d):
         raise ValueError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
+    if net.score_pool is not None:
+        if layout != "image" or not 2 <= len(row_shape) <= 3:
+            raise ValueError(f"--score-pool needs image rows (H, W[, C]); these are {layout} rows")
+        if net.score_pool < 1 or net.score_pool % 2 == 0:
+            raise ValueError(f"--score-pool must be an odd window size like 3, got {net.score_pool}")
 
 
 class Autoencoder(ReconstructionEstimator):
     """A PyTorch autoencoder of kind dense | linear | conv | lstm | denoising | vae.
 
     fit(X (n, *shape), X_val) learns net_ (the module, on the CPU), history_, latent_dim_ = k,
-    score_spec_ (scale = the training std when standardised), and loss_ / output_ (bce|mse, sigmoid|identity).
+    score_spec_ (scale = the training std when standardised; pool / relative from the config), and
+    loss_ / output_ (bce|mse, sigmoid|identity).
     """
 
     net_: Network
@@ -130,10 +136,14 @@ class Autoencoder(ReconstructionEstimator):
         self.net_ = net
         self.latent_dim_ = cfg.latent_dim
         self.standardized_ = standardize
+        pooled = cfg.score_pool is not None
         self.score_spec_ = ScoreSpec(
             reduction=cfg.score_reduction,  # type: ignore[arg-type]
             topk=cfg.score_topk if cfg.score_reduction == "topk" else None,
             scale=scale.astype(np.float32).tolist() if standardize else None,
+            pool=cfg.score_pool,
+            image_shape=list(image_dims(self.input_shape_)) if pooled else None,
+            relative=cfg.score_relative,
         )
         return self
 

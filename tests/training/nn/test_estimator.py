@@ -16,7 +16,7 @@ from training.data import Splits, load_dataset
 from training.export import TrainingRun, export
 from training.nn.config import NetConfig, TrainConfig
 from training.nn.estimator import Autoencoder
-from training.nn.export import ATOL, picture_writer, write_onnx
+from training.nn.export import ATOL, RTOL, picture_writer, write_onnx
 from training.nn.fit import DEFAULT_NETWORKS
 
 QUICK = TrainConfig(epochs=2, batch_size=64, quiet=True)
@@ -93,7 +93,7 @@ def test_conv_on_mnist_rows_with_the_lecture_layout(mnist_dir: Path, tmp_path: P
         "mnist-conv",
         [write_onnx, picture_writer(run)],
         primary_format="onnx",
-        rtol=0.0,
+        rtol=RTOL,
         atol=ATOL,
     )
     manifest = Manifest.read(folder)
