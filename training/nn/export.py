@@ -124,28 +124,12 @@ def _to_onnx(module: nn.Module, example: Tensor, path: Path, inputs: list[str], 
         warnings.filterwarnings(
             "ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning
         )
+        names: dict[str, Any] = {"input_names": inputs, "output_names": outputs, "opset_version": OPSET}
         try:
-            torch.onnx.export(
-                module,
-                (example,),
-                str(path),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=axes,
-            )
+            torch.onnx.export(module, (example,), str(path), dynamo=False, dynamic_axes=axes, **names)
         except (TypeError, NotImplementedError):  # a torch without the legacy exporter
-            torch.onnx.export(
-                module,
-                (example,),
-                str(path),
-                dynamo=True,
-                opset_version=OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-            )
+            batch = {0: torch.export.Dim("batch")}
+            torch.onnx.export(module, (example,), str(path), dynamo=True, dynamic_shapes=(batch,), **names)
 
 
 def random_rows(est: Autoencoder, n: int, seed: int) -> F32:
