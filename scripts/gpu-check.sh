@@ -7,7 +7,8 @@
 #   scripts/gpu-check.sh --data-dir DIR       # where the MNIST .gz files are (default ../shared/data/mnist)
 #   scripts/gpu-check.sh --compile --bf16     # also exercise torch.compile (CUDA graphs) / bf16 autocast
 #
-# Needs only torch, onnx, onnxruntime, scikit-learn, numpy, pydantic (no fastapi).
+# Needs only torch, onnx, onnxruntime, scikit-learn, numpy, pydantic (no fastapi). On a lent GPU
+# machine, scripts/prepare-device.sh prints the carry list and the command (pydantic wheels, MNIST).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
