@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,23 @@ def api_schema(models_dir: Path) -> Any:
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+# CI replays the same examples (derandomize); LATENTSERVE_FUZZ_EXAMPLES=500 explores new ones
+EXAMPLES = int(os.environ.get("LATENTSERVE_FUZZ_EXAMPLES", "25"))
+
+
 def test_no_server_errors(api_schema: Any) -> None:
     checked = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            derandomize=EXAMPLES <= 25,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case: Any) -> None:
             case.call_and_validate(checks=[not_a_server_error])
 
