@@ -10,6 +10,7 @@ import pytest
 
 from service.manifest import Manifest
 from service.registry import model_names, versions_of
+from tests.argv import fit_argv
 from training.cli import DEFAULT_MODELS, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,24 +54,7 @@ def test_fit_prints_the_new_version_folder(tmp_path: Path) -> None:
 
 def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(2):
-        assert (
-            main(
-                [
-                    "fit",
-                    "--model",
-                    "pca",
-                    "--dataset",
-                    "breast-cancer",
-                    "--name",
-                    "bc",
-                    "--models-dir",
-                    str(tmp_path),
-                    "--n-components",
-                    "5",
-                ]
-            )
-            == 0
-        )
+        assert main(fit_argv("pca", "breast-cancer", "bc", tmp_path, "--n-components", "5")) == 0
     capsys.readouterr()
     assert main(["list", "--models-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -144,24 +128,7 @@ def test_bad_arguments_exit_2_with_one_clear_line_and_touch_nothing(
     tmp_path: Path, argv: list[str], message: str
 ) -> None:
     models = tmp_path / "models"
-    assert (
-        main(
-            [
-                "fit",
-                "--model",
-                "pca",
-                "--dataset",
-                "digits",
-                "--name",
-                "x",
-                "--models-dir",
-                str(models),
-                "--n-components",
-                "3",
-            ]
-        )
-        == 0
-    )
+    assert main(fit_argv("pca", "digits", "x", models, "--n-components", "3")) == 0
     before = _tree(models)
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.manifest import Manifest
+from tests.argv import fit_argv
 from training.cli import main
 from training.presets import PRESETS, Preset, apply_preset, describe
 
@@ -93,19 +94,7 @@ def test_unknown_preset_is_one_error_line(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_pca_score_topk_needs_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = [
-        "fit",
-        "--model",
-        "pca",
-        "--dataset",
-        "digits",
-        "--name",
-        "t",
-        "--models-dir",
-        str(tmp_path),
-        "--score-reduction",
-        "topk",
-    ]
+    argv = fit_argv("pca", "digits", "t", tmp_path, "--score-reduction", "topk")
     assert main(argv) == 2
     assert "--score-topk" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()

@@ -13,6 +13,7 @@ from scipy.ndimage import uniform_filter
 from service.manifest import Manifest, ScoreSpec
 from service.runtime import RUNTIMES
 from service.runtime.base import RELATIVE_EPS, row_scores
+from tests.argv import fit_argv
 from training.cli import main
 
 rng = np.random.default_rng(0)
@@ -80,18 +81,7 @@ def test_pca_onnx_and_joblib_serve_the_pooled_relative_score(tmp_path: Path) -> 
 def test_bad_score_flags(
     tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [
-        "fit",
-        "--model",
-        "pca",
-        "--dataset",
-        "digits",
-        "--name",
-        "b",
-        "--models-dir",
-        str(tmp_path),
-        *extra,
-    ]
+    argv = fit_argv("pca", "digits", "b", tmp_path, *extra)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]

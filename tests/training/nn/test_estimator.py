@@ -10,6 +10,7 @@ import pytest
 from service.manifest import Manifest
 from service.runtime import OnnxRuntime
 from service.runtime.base import row_scores
+from tests.argv import fit_argv
 from training.base import NotFittedError
 from training.cli import build_parser, main
 from training.data import Splits, load_dataset
@@ -57,18 +58,7 @@ def test_feature_rows_are_standardised_inside_the_model() -> None:
 def test_default_networks_train_into_an_empty_registry(
     tmp_path: Path, name: str, kind: str, dataset: str, extra: list[str]
 ) -> None:
-    argv = [
-        "fit",
-        "--model",
-        kind,
-        "--dataset",
-        dataset,
-        "--name",
-        name,
-        "--models-dir",
-        str(tmp_path),
-        *extra,
-    ]
+    argv = fit_argv(kind, dataset, name, tmp_path, *extra)
     assert build_parser().parse_args(argv).model == kind
     assert main(argv) == 0
     manifest = Manifest.read(tmp_path / name / "1")
