@@ -344,20 +344,13 @@ def cmd_bootstrap(models_dir: Path, force: bool) -> None:
         return
     parser = build_parser()
     for name, kind, dataset, extra in default_models():
-        argv = [
-            "fit",
-            "--model",
-            kind,
-            "--dataset",
-            dataset,
-            "--name",
-            name,
-            "--models-dir",
-            str(models_dir),
-            *extra,
-        ]
-        folder = run_fit(parser.parse_args(argv))
-        print(folder)
+        print(run_fit(parser.parse_args(fit_argv(kind, dataset, name, models_dir, *extra))))
+
+
+def fit_argv(kind: str, dataset: str, name: str, models_dir: Path | str, *extra: str) -> list[str]:
+    """The `fit` command line for one model: `fit --model KIND --dataset DATA --name NAME ...`."""
+    required = ["--model", kind, "--dataset", dataset, "--name", name, "--models-dir", str(models_dir)]
+    return ["fit", *required, *extra]
 
 
 def default_models() -> list[tuple[str, str, str, list[str]]]:

@@ -10,8 +10,7 @@ import pytest
 
 from service.manifest import Manifest
 from service.registry import model_names, versions_of
-from tests.argv import fit_argv
-from training.cli import DEFAULT_MODELS, main
+from training.cli import DEFAULT_MODELS, fit_argv, main
 
 ROOT = Path(__file__).resolve().parents[2]
 

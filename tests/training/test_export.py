@@ -16,7 +16,6 @@ from service.errors import ExportError
 from service.manifest import Manifest, sha256_of
 from service.registry import versions_of
 from service.runtime import JoblibRuntime, OnnxRuntime
-from tests.argv import fit_argv
 from training.data import load_dataset, split
 from training.export import TrainingRun, export_pca_family, write_linear_onnx
 from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA
@@ -104,7 +103,7 @@ main(["fit", "--model", "pca", "--dataset", "digits", "--name", "digits-pca",
 
 
 def test_crash_mid_export_leaves_the_registry_as_it_was(tmp_path: Path) -> None:
-    from training.cli import main
+    from training.cli import fit_argv, main
 
     assert main(fit_argv("pca", "digits", "digits-pca", tmp_path, "--n-components", "4")) == 0
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if ".staging" not in p.parts)
@@ -118,7 +117,7 @@ def test_crash_mid_export_leaves_the_registry_as_it_was(tmp_path: Path) -> None:
 
 
 def _export_one(models_dir: str) -> str:
-    from training.cli import main
+    from training.cli import fit_argv, main
 
     main(fit_argv("pca", "digits", "race", models_dir, "--n-components", "4"))
     return ""

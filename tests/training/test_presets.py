@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.manifest import Manifest
-from tests.argv import fit_argv
-from training.cli import main
+from training.cli import fit_argv, main
 from training.presets import PRESETS, Preset, apply_preset, describe
 
 

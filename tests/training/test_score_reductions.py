@@ -13,8 +13,7 @@ from scipy.ndimage import uniform_filter
 from service.manifest import Manifest, ScoreSpec
 from service.runtime import RUNTIMES
 from service.runtime.base import RELATIVE_EPS, row_scores
-from tests.argv import fit_argv
-from training.cli import main
+from training.cli import fit_argv, main
 
 rng = np.random.default_rng(0)
 

@@ -10,9 +10,8 @@ import pytest
 from service.manifest import Manifest
 from service.runtime import OnnxRuntime
 from service.runtime.base import row_scores
-from tests.argv import fit_argv
 from training.base import NotFittedError
-from training.cli import build_parser, main
+from training.cli import build_parser, fit_argv, main
 from training.data import Splits, load_dataset
 from training.export import TrainingRun, export
 from training.nn.config import NetConfig, TrainConfig
