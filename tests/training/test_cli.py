@@ -20,25 +20,8 @@ def _tree(path: Path) -> list[str]:
 
 
 def test_fit_prints_the_new_version_folder(tmp_path: Path) -> None:
-    argv = [
-        "-m",
-        "training",
-        "fit",
-        "--model",
-        "sklearn-pca",
-        "--dataset",
-        "digits",
-        "--name",
-        "d",
-        "--models-dir",
-        str(tmp_path),
-        "--n-components",
-        "0.8",
-        "--classes",
-        "3",
-        "--seed",
-        "4",
-    ]
+    extra = ["--n-components", "0.8", "--classes", "3", "--seed", "4"]
+    argv = ["-m", "training", *fit_argv("sklearn-pca", "digits", "d", tmp_path, *extra)]
     out = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(tmp_path / "d" / "1")
     m = Manifest.read(tmp_path / "d" / "1")
