@@ -221,11 +221,19 @@ class IncrementalPCA(LinearCodec):
         # IncrementalPCA carries only its components from batch to batch; tracking more than k
         # (then truncating) keeps the top-k subspace close to the exact one.
         k_fit = d if frac else min(d, max(2 * int(self.n_components), int(self.n_components) + 10))
+        k_fit = min(k_fit, n)
+        if not frac and int(self.n_components) > k_fit:
+            raise ValueError(f"n_components={int(self.n_components)} needs at least that many rows; got {n}")
         batch = max(self.batch_size, k_fit)
+        # chunk boundaries; a short tail joins the chunk before it (partial_fit needs >= k_fit rows)
+        starts = list(range(0, n, batch))
+        if len(starts) > 1 and n - starts[-1] < k_fit:
+            starts.pop()
 
         def chunks() -> Any:
-            for i in range(0, n, batch):
-                yield np.asarray(X[i : i + batch], dtype=np.float64).reshape(-1, d)
+            for i, start in enumerate(starts):
+                stop = starts[i + 1] if i + 1 < len(starts) else n
+                yield np.asarray(X[start:stop], dtype=np.float64).reshape(-1, d)
 
         total = np.zeros(d)
         total_sq = np.zeros(d)
@@ -237,8 +245,6 @@ class IncrementalPCA(LinearCodec):
         scale = np.where(std > 1e-12, std, 1.0) if self.standardize else np.ones(d)
         est = SkIPCA(n_components=k_fit)
         for C in chunks():
-            if len(C) < k_fit:  # a short last chunk: IncrementalPCA needs >= n_components rows
-                continue
             est.partial_fit((C - mean) / scale)
         ratios = est.explained_variance_ratio_
         k = resolve_n_components(self.n_components, ratios)

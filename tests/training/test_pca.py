@@ -121,3 +121,19 @@ def test_post_fit_methods_check_fit_and_width() -> None:
         est.encode(np.zeros((2, 10), np.float32))
     with pytest.raises(ValueError, match=r"codes must have shape \(n, 4\)"):
         est.decode(np.zeros((2, 3), np.float32))
+
+
+def test_incremental_pca_uses_every_row_and_handles_fewer_rows_than_features() -> None:
+    rng = np.random.default_rng(0)
+    wide = rng.standard_normal((50, 100)).astype(np.float32)
+    est = IncrementalPCA(0.9, batch_size=16).fit(wide)  # every chunk shorter than the feature count
+    assert est.explained_variance_ratio_[: est.latent_dim_].sum() >= 0.9
+    # 1037 rows in chunks of 100: the 37-row tail joins the last chunk instead of being dropped
+    X = rng.standard_normal((1037, 20)).astype(np.float32)
+    X[-37:] += 50.0  # the tail alone moves the mean; skipping it would show
+    est = IncrementalPCA(5, batch_size=100).fit(X)
+    np.testing.assert_allclose(est.mean_std_, X.mean(axis=0, dtype=np.float64), atol=1e-4)
+    ref = SklearnPCA(5).fit(X)  # the tail's offset is the one dominant direction
+    assert abs(float(est.components_[0] @ ref.components_[0])) > 0.999
+    with pytest.raises(ValueError, match="needs at least that many rows"):
+        IncrementalPCA(60).fit(wide)
