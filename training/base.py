@@ -18,6 +18,7 @@ from service.manifest import ScoreSpec
 from service.runtime.base import row_scores
 
 F32 = npt.NDArray[np.float32]
+SCORE_BATCH = 4096  # rows scored at a time
 
 
 class NotFittedError(RuntimeError):
@@ -72,8 +73,11 @@ class ReconstructionEstimator(ABC):
     def score_samples(self, X: F32) -> F32:
         """Per-row anomaly score (n,): the reconstruction error as the service computes it."""
         X2 = self._flat(X)
-        X_hat = self._decode(self._encode(X2))
-        return row_scores(X2, X_hat, self.score_spec_)
+        parts = []
+        for i in range(0, len(X2), SCORE_BATCH):  # bounded memory for large or memory-mapped X
+            rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
+            parts.append(row_scores(rows, self._decode(self._encode(rows)), self.score_spec_))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     # ---- helpers ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:

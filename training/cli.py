@@ -20,7 +20,7 @@ from service.manifest import ScoreSpec, is_valid_name
 from service.registry import model_names, parse_ref, read_manifest, versions_of
 from training.base import ReconstructionEstimator
 from training.config import PCA_KINDS, FitConfig, PCAConfig
-from training.data import DataError, Dataset, filter_classes, load_dataset, split
+from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
 from training.export import TrainingRun, export_pca_family
 
 log = logging.getLogger("latentserve.training")
@@ -199,17 +199,16 @@ def fit_config(args: argparse.Namespace) -> FitConfig:
 
 
 def _load_rows(cfg: FitConfig, args: argparse.Namespace) -> tuple[Dataset, TrainingRun]:
-    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, download=args.download)
-    if getattr(args, "mmap", False) and cfg.dataset.endswith(".npy"):
-        mm = np.load(cfg.dataset, mmap_mode="r")
-        ds = Dataset(ds.name, mm, None, ds.layout, source=ds.source)  # type: ignore[arg-type]
+    ds = load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, download=args.download, mmap=args.mmap
+    )
     classes = list(cfg.classes) if cfg.classes else None
     X, y = filter_classes(ds, classes)
     if isinstance(X, np.memmap):
         # a memory-mapped file is split by position: the tail is validation and calibration
         n = len(X)
         n_hold = max(2, round(n * (cfg.validation + cfg.calibration)))
-        tail = np.asarray(X[n - n_hold :], dtype=np.float32)
+        tail = check_matrix(np.asarray(X[n - n_hold :]), Path(cfg.dataset), row_offset=n - n_hold)
         half = n_hold // 2
         from training.data import Splits
 

@@ -196,7 +196,8 @@ def _idx_dataset(name: str, data_dir: Path | None, download: bool) -> Dataset:
 
 
 # ---- user files ------------------------------------------------------------------------------
-def _check_matrix(X: npt.NDArray[np.generic], path: Path, row_offset: int = 0) -> F32:
+def check_matrix(X: npt.NDArray[np.generic], path: Path, row_offset: int = 0) -> F32:
+    """X as float32, or a DataError naming `path` and the first row (plus `row_offset`) that is bad."""
     if X.size == 0 or X.shape[0] == 0:
         raise DataError(f"{path}: no rows")
     try:
@@ -257,7 +258,7 @@ def _read_parquet(path: Path) -> F32:
             raise DataError(f"{path}: column {name!r} is not numeric ({column.type})") from exc
     if not cols:
         raise DataError(f"{path}: no columns")
-    return _check_matrix(np.stack(cols, axis=1), path)
+    return check_matrix(np.stack(cols, axis=1), path)
 
 
 def _read_images(folder: Path) -> F32:
@@ -285,7 +286,7 @@ def _read_images(folder: Path) -> F32:
     return np.stack(arrays)
 
 
-def _user_file(path: Path, layout: Layout | None) -> Dataset:
+def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -294,12 +295,17 @@ def _user_file(path: Path, layout: Layout | None) -> Dataset:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            raw = np.load(path, allow_pickle=False)
+            raw = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (ValueError, OSError) as exc:
             raise DataError(f"{path}: not a readable .npy file: {exc}") from exc
         if raw.dtype.kind not in "fiub":
             raise DataError(f"{path}: dtype {raw.dtype} is not numeric")
-        X = _check_matrix(raw, path)
+        if mmap:  # left on disk: rows are read (and checked) chunk by chunk by whoever streams them
+            if raw.ndim == 0 or len(raw) == 0:
+                raise DataError(f"{path}: no rows")
+            X = raw
+        else:
+            X = check_matrix(raw, path)
     elif suffix == ".csv":
         X = _read_csv(path)
     elif suffix == ".parquet":
@@ -323,15 +329,19 @@ def load_dataset(
     seed: int = 0,
     download: bool = True,
     layout: Layout | None = None,
+    mmap: bool = False,
 ) -> Dataset:
-    """Load an embedded data set, an IDX data set, or a user file / image folder by path."""
+    """Load an embedded data set, an IDX data set, or a user file / image folder by path.
+
+    With `mmap`, a .npy file is memory-mapped instead of read (for files larger than memory).
+    """
     if name in EMBEDDED:
         return _embedded(name, seed)
     if name in IDX_DATASETS:
         return _idx_dataset(name, data_dir, download)
     path = Path(name)
     if path.suffix or path.exists() or os.sep in name:
-        return _user_file(path, layout)
+        return _user_file(path, layout, mmap)
     raise DataError(
         f"unknown dataset {name!r}; expected one of {[*EMBEDDED, *IDX_DATASETS]} "
         "or a path to a .npy / .csv / .parquet file or a folder of images"

@@ -233,7 +233,11 @@ class IncrementalPCA(LinearCodec):
         def chunks() -> Any:
             for i, start in enumerate(starts):
                 stop = starts[i + 1] if i + 1 < len(starts) else n
-                yield np.asarray(X[start:stop], dtype=np.float64).reshape(-1, d)
+                C = np.asarray(X[start:stop], dtype=np.float64).reshape(-1, d)
+                bad = ~np.isfinite(C).all(axis=1)
+                if bad.any():  # a memory-mapped file is checked here, as it streams
+                    raise ValueError(f"row {start + int(np.argmax(bad))} contains NaN or infinity")
+                yield C
 
         total = np.zeros(d)
         total_sq = np.zeros(d)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.manifest import Manifest
@@ -139,3 +140,23 @@ def test_bootstrap_trains_every_default_into_an_empty_registry_once(tmp_path: Pa
         assert (m.kind, m.data.dataset) == (kind, dataset)
     assert main(["bootstrap", "--models-dir", str(tmp_path)]) == 0  # not empty: trains nothing
     assert all(versions_of(tmp_path, n) == [1] for n in names)
+
+
+def test_mmap_streams_a_npy_file_through_incremental_pca(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).standard_normal((3000, 40)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    models = tmp_path / "models"
+    flags = ["--n-components", "5", "--mmap"]
+    assert main(fit_argv("incremental-pca", str(tmp_path / "x.npy"), "mm", models, *flags)) == 0
+    m = Manifest.read(models / "mm" / "1")
+    # split by position: the first 70% train, the tail validates and calibrates
+    assert (m.data.rows_train, m.data.rows_validation + m.data.rows_calibration) == (2100, 900)
+    for row in (1500, 2500):  # a bad row in the streamed train part, or in the held-out tail
+        Y = X.copy()
+        Y[row, 3] = np.nan
+        np.save(tmp_path / "bad.npy", Y)
+        bad = fit_argv("incremental-pca", str(tmp_path / "bad.npy"), "mm", models, *flags)
+        cmd = [sys.executable, "-m", "training", *bad]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2 and f"row {row} contains NaN or infinity" in proc.stderr, proc.stderr
+    assert versions_of(models, "mm") == [1]
