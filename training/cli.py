@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from service.errors import LatentServeError
 from service.manifest import ScoreSpec, is_valid_name
-from service.registry import model_names, parse_ref, read_manifest, versions_of
+from service.registry import model_names, read_manifest, versions_of
 from training.base import ReconstructionEstimator
 from training.config import PCA_KINDS, FitConfig, PCAConfig
 from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
@@ -326,15 +326,10 @@ def cmd_list(models_dir: Path) -> None:
 
 
 def cmd_show(models_dir: Path, ref: str) -> None:
-    name, version = parse_ref(ref)
-    versions = versions_of(models_dir, name)
-    if not versions:
-        raise UsageError(f"no model {name!r} in {models_dir}; available: {model_names(models_dir) or 'none'}")
-    if version is None:
-        version = versions[-1]
-    elif version not in versions:
-        raise UsageError(f"model {name!r} has no version {version}; available versions: {versions}")
-    print(read_manifest(models_dir, name, version).to_json())
+    from training.evaluate import resolve_version
+
+    manifest, _ = resolve_version(models_dir, ref)
+    print(manifest.to_json())
 
 
 def cmd_bootstrap(models_dir: Path, force: bool) -> None:

@@ -28,6 +28,7 @@ from service.manifest import (
     Preprocessing,
 )
 from service.runtime import RUNTIMES
+from service.runtime.base import row_scores
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
 from training.data import Dataset, Splits
@@ -203,7 +204,7 @@ def verify(
     Returns the max abs differences per format.
     """
     ref_hat = est.reconstruct(X)
-    ref_scores = est.score_samples(X)
+    ref_scores = row_scores(X, ref_hat, est.score_spec_)
     diffs: dict[str, float] = {}
     for fmt in manifest.formats:
         runtime = RUNTIMES[fmt].load(manifest, folder)

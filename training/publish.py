@@ -18,7 +18,6 @@ from pathlib import Path
 from types import TracebackType
 
 from service.manifest import MANIFEST_FILE, FileEntry, Manifest, is_valid_name, sha256_of
-from service.registry import versions_of
 
 log = logging.getLogger("latentserve.publish")
 STAGING = ".staging"
@@ -69,9 +68,9 @@ class Staging:
         target_parent = self.models_dir / self.name
         target_parent.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
-            existing = versions_of(self.models_dir, self.name)
+            # every numbered folder counts, even one without a manifest: never reuse its number
             taken = {int(p.name) for p in target_parent.iterdir() if p.name.isdigit()}
-            version = max([*existing, *taken, 0]) + 1
+            version = max(taken, default=0) + 1
             final = manifest.model_copy(update={"version": version})
             tmp = self.path / (MANIFEST_FILE + ".tmp")
             tmp.write_text(final.to_json(), encoding="utf-8")

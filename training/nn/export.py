@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from service.errors import ExportError
 from service.manifest import ScoreSpec
-from service.runtime.base import RELATIVE_EPS
+from service.runtime.base import RELATIVE_EPS, row_scores
 from service.runtime.onnx import make_session
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
@@ -171,11 +171,12 @@ def check_parity(est: Autoencoder, folder: Path, n: int = 64, seed: int = 1) -> 
     X = random_rows(est, n, seed)
     Z = np.random.default_rng(seed).standard_normal((n, est.latent_dim_)).astype(np.float32)
     unit = est.net_.scale.numpy().astype(np.float64).reshape(est.input_shape_)
+    X_hat = est.reconstruct(X)
     # role -> (input, [(reference, divisor)])
     expected: dict[str, tuple[F32, list[tuple[F32, Any]]]] = {
         "encoder": (X, [(est.encode(X), 1.0)]),
         "decoder": (Z, [(est.decode(Z), unit)]),
-        "scorer": (X, [(est.reconstruct(X), unit), (est.score_samples(X), 1.0)]),
+        "scorer": (X, [(X_hat, unit), (row_scores(X, X_hat, est.score_spec_), 1.0)]),
     }
     diffs: dict[str, float] = {}
     for role, (inputs, refs) in expected.items():
