@@ -307,10 +307,9 @@ class KernelPCA(ReconstructionEstimator):
         steps = [StandardScaler(), kpca] if self.standardize else [kpca]
         self.estimator_ = make_pipeline(*steps).fit(X2.astype(np.float64))
         self.latent_dim_ = int(self.n_components)
-        scale = X2.std(axis=0, dtype=np.float64)
-        self.score_spec_ = ScoreSpec(
-            scale=np.where(scale > 1e-12, scale, 1.0).tolist() if self.standardize else None
-        )
+        # errors are measured in the units the fitted scaler standardises to
+        scaler_scale = self.estimator_[0].scale_ if self.standardize else None
+        self.score_spec_ = ScoreSpec(scale=scaler_scale.tolist() if scaler_scale is not None else None)
         return self
 
     def _encode(self, X2: F32) -> F32:
