@@ -78,8 +78,7 @@ def _anomaly_score(rt: ModelRuntime, X: Array, opts: AnomalyScoreOptions) -> Res
     res = rt.anomaly(X, threshold=opts.threshold)
     arrays: dict[str, Array] = {"scores": res.scores, "is_anomaly": res.is_anomaly, "p_values": res.p_values}
     if opts.return_feature_errors:
-        X32 = np.asarray(X, dtype=np.float32).reshape(res.X_hat.shape)
-        arrays["feature_errors"] = rt.feature_errors(X32, res.X_hat).reshape(X.shape)
+        arrays["feature_errors"] = rt.feature_errors(res.X, res.X_hat).reshape(X.shape)
     return _result(rt, arrays, scalars={"threshold": res.threshold})
 
 
@@ -150,7 +149,8 @@ class InferenceService:
             if kind == MULTIPART:
                 parsed.images = await codecs.read_images(request, self.settings.max_rows)
             work = partial(self.serve, verb, parsed, media, labels)
-            if len(body) <= self.settings.inline_bytes and kind != MULTIPART:
+            # inline only when the body bounds the work: /sample decodes `n` rows from a tiny body
+            if len(body) <= self.settings.inline_bytes and kind != MULTIPART and verb.field is not None:
                 response = work()
             else:
                 response = await self._in_thread(work, verb)
@@ -158,6 +158,10 @@ class InferenceService:
             self.metrics.observe(
                 verb.name, labels.model, exc.status_code, time.perf_counter() - start, 0, type(exc).__name__
             )
+            raise
+        except Exception:
+            elapsed = time.perf_counter() - start
+            self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
             raise
         self.metrics.observe(verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
         return response

@@ -95,6 +95,16 @@ class VersionRecord:
 @dataclass
 class _Snapshot:
     models: dict[str, dict[int, VersionRecord]] = field(default_factory=dict)
+    # name -> the newest version that loaded (None: none did), worked out once per reload
+    latest: dict[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, models: dict[str, dict[int, VersionRecord]]) -> _Snapshot:
+        latest = {
+            name: max((v for v, r in versions.items() if r.runtime is not None), default=None)
+            for name, versions in models.items()
+        }
+        return cls(models, latest)
 
 
 class Registry:
@@ -133,7 +143,10 @@ class Registry:
             for name in model_names(self.models_dir):
                 for version in versions_of(self.models_dir, name):
                     folder = self.models_dir / name / str(version)
-                    mtime = (folder / MANIFEST_FILE).stat().st_mtime_ns
+                    try:
+                        mtime = (folder / MANIFEST_FILE).stat().st_mtime_ns
+                    except FileNotFoundError:  # removed while we scanned
+                        continue
                     prev = old.get(name, {}).get(version)
                     if prev is not None and prev.mtime_ns == mtime:
                         record = prev
@@ -141,7 +154,7 @@ class Registry:
                         record = self._load(name, version, folder, mtime)
                         added.setdefault(name, []).append(version)
                     new.setdefault(name, {})[version] = record
-            self._snapshot = _Snapshot(new)
+            self._snapshot = _Snapshot.of(new)
             self.loaded = True
             return added
 
@@ -181,6 +194,10 @@ class Registry:
     def records(self) -> dict[str, dict[int, VersionRecord]]:
         return self._snapshot.models
 
+    def latest(self, name: str) -> int | None:
+        """The newest version of `name` that loaded, or None (unknown name or none loaded)."""
+        return self._snapshot.latest.get(name)
+
     def versions(self, name: str) -> dict[int, VersionRecord]:
         models = self._snapshot.models
         if name not in models:
@@ -193,16 +210,19 @@ class Registry:
 
     def get(self, name: str, version: int | None = None) -> ModelRuntime:
         """Return the runtime of `name` at `version` (default: the newest that loaded)."""
-        versions = self.versions(name)
+        snapshot = self._snapshot  # one snapshot for the whole lookup, even if a reload swaps it
+        versions = snapshot.models.get(name)
+        if versions is None:
+            versions = self.versions(name)  # raises ModelNotFound listing what exists
         if version is None:
-            ready = [v for v, r in versions.items() if r.runtime is not None]
-            if not ready:
+            latest = snapshot.latest.get(name)
+            if latest is None:
                 newest = versions[max(versions)]
                 raise ModelUnavailable(
                     f"model {name!r}: no version loaded; version {newest.version} failed: {newest.error}",
                     field="model",
                 )
-            runtime = versions[max(ready)].runtime
+            runtime = versions[latest].runtime
             assert runtime is not None
             return runtime
         record = versions.get(version)

@@ -29,6 +29,7 @@ class AnomalyResult:
     threshold: float
     is_anomaly: npt.NDArray[np.bool_]
     p_values: FloatArray
+    X: FloatArray  # the validated rows, float32 (n, *input.shape)
     X_hat: FloatArray
 
 
@@ -54,7 +55,7 @@ def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
         sq = np.partition(sq, sq.shape[1] - k, axis=1)[:, -k:]
     out: FloatArray = sq.mean(axis=1, dtype=np.float32)
     if spec.relative:
-        x = X.reshape(len(X), -1).astype(np.float32)
+        x = X.reshape(len(X), -1).astype(np.float32, copy=False)
         if spec.scale is not None:
             x = np.divide(x, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
         centred = x - x.mean(axis=1, keepdims=True, dtype=np.float32)
@@ -91,7 +92,13 @@ def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
             f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is missing",
             field="files",
         )
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:  # unreadable (permissions, I/O): this version fails, the others load
+        raise IntegrityError(
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: {exc}",
+            field="files",
+        ) from exc
     if actual != entry.sha256:
         raise IntegrityError(
             f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} has sha256 "
@@ -116,6 +123,7 @@ class ModelRuntime(ABC):
         self.row_shape: tuple[int, ...] = tuple(manifest.input.shape)
         self.row_size = manifest.input.size
         self._calibration = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
+        self._label = f"model {manifest.name!r} version {manifest.version}"  # for error messages
 
     @classmethod
     @abstractmethod
@@ -135,7 +143,7 @@ class ModelRuntime(ABC):
     # ---- validation -------------------------------------------------------------------------
     def check_inputs(self, X: npt.NDArray[np.generic], field: str = "inputs") -> FloatArray:
         """Return X as float32 (n, *input.shape), or raise InvalidInput naming what was expected."""
-        name = f"model {self.manifest.name!r} version {self.manifest.version}"
+        name = self._label
         if X.ndim < 1 or X.shape[0] == 0:
             raise InvalidInput(f"{field}: expected at least one row for {name}", field=field)
         got = tuple(X.shape[1:])
@@ -152,7 +160,7 @@ class ModelRuntime(ABC):
         return X32
 
     def check_codes(self, Z: npt.NDArray[np.generic], field: str = "codes") -> FloatArray:
-        name = f"model {self.manifest.name!r} version {self.manifest.version}"
+        name = self._label
         k = self.manifest.latent_dim
         if Z.ndim != 2 or Z.shape[0] == 0 or Z.shape[1] != k:
             got = list(Z.shape[1:]) if Z.ndim >= 1 else []
@@ -182,13 +190,15 @@ class ModelRuntime(ABC):
 
     def anomaly(self, X: npt.NDArray[np.generic], threshold: float | None = None) -> AnomalyResult:
         """Score rows against the calibrated threshold (or the one given)."""
-        rec = self.reconstruct(X)
+        X32 = self.check_inputs(X)
+        rec = self._reconstruct(X32)
         t = float(self.manifest.threshold.value if threshold is None else threshold)
         return AnomalyResult(
             scores=rec.scores,
             threshold=t,
             is_anomaly=rec.scores > t,
             p_values=conformal_p_values(rec.scores, self._calibration),
+            X=X32,
             X_hat=rec.X_hat,
         )
 

@@ -127,10 +127,4 @@ async def sample(request: Request, service: ServiceDep) -> Response:
 
 
 # The fast path (service.api.fastpath) dispatches these POSTs to the same core without the router.
-FAST_PATHS: dict[str, Verb] = {
-    "/encode": _ENCODE,
-    "/decode": _DECODE,
-    "/reconstruct": _RECON,
-    "/anomaly-score": _SCORE,
-    "/sample": _SAMPLE,
-}
+FAST_PATHS: dict[str, Verb] = {f"/{verb.name}": verb for verb in (_ENCODE, _DECODE, _RECON, _SCORE, _SAMPLE)}

@@ -16,11 +16,6 @@ from service.schemas import (
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def _latest(versions: dict[int, VersionRecord]) -> int | None:
-    ready = [v for v, r in versions.items() if r.runtime is not None]
-    return max(ready) if ready else None
-
-
 def _summary(r: VersionRecord) -> VersionSummary:
     m = r.manifest
     if m is None:
@@ -48,7 +43,7 @@ def list_models(registry: RegistryDep) -> ModelsResponse:
         models=[
             ModelSummary(
                 name=name,
-                latest=_latest(versions),
+                latest=registry.latest(name),
                 versions=[_summary(versions[v]) for v in sorted(versions)],
             )
             for name, versions in sorted(registry.records().items())
@@ -62,7 +57,7 @@ def get_model(name: str, registry: RegistryDep) -> ModelDetailResponse:
     versions = registry.versions(name)
     return ModelDetailResponse(
         name=name,
-        latest=_latest(versions),
+        latest=registry.latest(name),
         versions=[
             VersionDetail(
                 version=v,
