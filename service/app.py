@@ -22,9 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from service.api.fastpath import InferenceFastPath
 from service.api.main import api_router
-from service.codecs import error_response
+from service.codecs import error_response, internal_error_response
 from service.errors import (
-    InternalError,
     InvalidInput,
     LatentServeError,
     MethodNotAllowed,
@@ -55,8 +54,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         return error_response(InvalidInput.from_errors(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
         return error_response(_from_http(request, exc))
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalError("internal error; the server log has the details"))
+    return internal_error_response(request.method, request.url.path)
 
 
 def _from_http(request: Request, exc: StarletteHTTPException) -> LatentServeError:

@@ -15,6 +15,7 @@ version in the `X-Model` / `X-Model-Version` headers:
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.errors import (
+    InternalError,
     InvalidInput,
     LatentServeError,
     NotAcceptable,
@@ -381,6 +383,12 @@ def error_response(exc: LatentServeError) -> Response:
     return Response(
         orjson.dumps(exc.to_dict()), status_code=exc.status_code, media_type=JSON, headers=headers
     )
+
+
+def internal_error_response(method: str, path: str) -> Response:
+    """Log the exception being handled and answer the one 500, without a stack trace."""
+    logging.getLogger("latentserve.app").exception("unhandled error on %s %s", method, path)
+    return error_response(InternalError("internal error; the server log has the details"))
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:

@@ -11,19 +11,15 @@ app's catch-all handler gives.
 
 from __future__ import annotations
 
-import logging
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.api.deps import check_api_key
 from service.api.routes.inference import FAST_PATHS
-from service.codecs import error_response
-from service.errors import InternalError, LatentServeError
+from service.codecs import error_response, internal_error_response
+from service.errors import LatentServeError
 from service.inference import InferenceService
-
-log = logging.getLogger("latentserve.app")
 
 
 class InferenceFastPath:
@@ -45,7 +41,6 @@ class InferenceFastPath:
         except LatentServeError as exc:
             response = error_response(exc)
         except Exception:
-            log.exception("unhandled error on POST %s", scope["path"])
-            response = error_response(InternalError("internal error; the server log has the details"))
+            response = internal_error_response("POST", scope["path"])
         await response(scope, receive, send)
         return True
