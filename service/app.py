@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from service.allocator import tune_allocator
 from service.api.fastpath import InferenceFastPath
 from service.api.main import api_router
 from service.codecs import error_response, internal_error_response
@@ -104,6 +105,8 @@ class LatentServeApp(FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; with no settings, read them from the environment (uvicorn --factory)."""
     settings = settings if settings is not None else Settings()
+    if settings.tune_malloc:
+        tune_allocator()
     registry = Registry(
         settings.models_dir,
         allow_pickle=settings.allow_pickle,

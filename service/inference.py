@@ -8,6 +8,7 @@ swaps the registry meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import codecs
+from service.batching import Batcher, Outputs
 from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
 from service.errors import InvalidInput, LatentServeError, NotReady, PayloadTooLarge, Timeout
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.registry import Registry
 from service.runtime import ModelRuntime
+from service.runtime.base import FloatArray, Op
 from service.schemas import (
     AnomalyScoreOptions,
     DecodeOptions,
@@ -38,74 +41,138 @@ from service.schemas import (
 from service.settings import Settings
 
 Array = npt.NDArray[Any]
-Compute = Callable[[ModelRuntime, Array, Any], Result]
+
+
+@dataclass
+class Job:
+    """One request, parsed and validated: the model rows to run and how to answer."""
+
+    verb: Verb
+    runtime: ModelRuntime
+    opts: Any
+    X: FloatArray  # validated model rows: inputs (n, *input.shape) or codes (n, latent_dim)
+    shape: tuple[int, ...]  # the request rows' layout (flat or shaped), kept in the answer
+    media: str
+
+    @property
+    def op(self) -> Op:
+        return self.verb.op(self.opts)
 
 
 @dataclass(frozen=True)
 class Verb:
-    """One inference endpoint: what it reads, how it computes, what it can answer with."""
+    """One inference endpoint: what it reads, which model op it runs, how it answers.
+
+    `rows` validates the request's array into model rows, `op` picks the model call
+    (`ModelRuntime.compute`, which the batcher may stack with other requests'), and `finish`
+    turns that call's outputs into the response arrays.
+    """
 
     name: str
     options: type[InferenceOptions]
     field: str | None  # the array field of the JSON body ("inputs", "codes"), None for /sample
-    compute: Compute
+    rows: Callable[[ModelRuntime, Array, Any], FloatArray]
+    op: Callable[[Any], Op]
+    finish: Callable[[Job, Outputs], Result]
     reads: tuple[str, ...]
     produces: tuple[str, ...]
 
 
-def _result(rt: ModelRuntime, arrays: dict[str, Array], **kw: Any) -> Result:
-    return Result(rt.manifest.name, rt.manifest.version, arrays, **kw)
+def _result(job: Job, arrays: dict[str, Array], **kw: Any) -> Result:
+    m = job.runtime.manifest
+    return Result(m.name, m.version, arrays, **kw)
 
 
-def _encode(rt: ModelRuntime, X: Array, opts: EncodeOptions) -> Result:
-    return _result(rt, {"codes": rt.encode(X)})
+def _inputs(rt: ModelRuntime, X: Array, opts: Any) -> FloatArray:
+    return rt.check_inputs(X)
 
 
-def _decode(rt: ModelRuntime, Z: Array, opts: DecodeOptions) -> Result:
-    X_hat = rt.decode(Z)
-    return _result(rt, {"outputs": X_hat}, images=X_hat, image_spec=rt.manifest.input)
+def _codes(rt: ModelRuntime, Z: Array, opts: Any) -> FloatArray:
+    return rt.check_codes(Z)
 
 
-def _reconstruct(rt: ModelRuntime, X: Array, opts: ReconstructOptions) -> Result:
-    rec = rt.reconstruct(X)
-    X_hat = rec.X_hat.reshape(X.shape)  # answer in the layout the rows came in (flat or shaped)
+def _prior(rt: ModelRuntime, _: Array, opts: SampleRequest) -> FloatArray:
+    return rt.prior_codes(opts.n, opts.seed)
+
+
+def _encoded(job: Job, out: Outputs) -> Result:
+    return _result(job, {"codes": out[0]})
+
+
+def _decoded(job: Job, out: Outputs) -> Result:
+    return _result(job, {"outputs": out[0]}, images=out[0], image_spec=job.runtime.manifest.input)
+
+
+def _reconstructed(job: Job, out: Outputs) -> Result:
+    X_hat, scores = out
     return _result(
-        rt, {"reconstructions": X_hat, "errors": rec.scores}, images=rec.X_hat, image_spec=rt.manifest.input
+        job,
+        {"reconstructions": X_hat.reshape(job.shape), "errors": scores},  # in the rows' own layout
+        images=X_hat,
+        image_spec=job.runtime.manifest.input,
     )
 
 
-def _anomaly_score(rt: ModelRuntime, X: Array, opts: AnomalyScoreOptions) -> Result:
-    res = rt.anomaly(X, threshold=opts.threshold)
-    arrays: dict[str, Array] = {"scores": res.scores, "is_anomaly": res.is_anomaly, "p_values": res.p_values}
+def _score_op(opts: AnomalyScoreOptions) -> Op:
+    return "reconstruct" if opts.return_feature_errors else "scores"
+
+
+def _scored(job: Job, out: Outputs) -> Result:
+    rt, opts = job.runtime, job.opts
+    scores = out[-1]
+    threshold = float(rt.manifest.threshold.value if opts.threshold is None else opts.threshold)
+    arrays: dict[str, Array] = {
+        "scores": scores,
+        "is_anomaly": scores > threshold,
+        "p_values": rt.p_values(scores),
+    }
     if opts.return_feature_errors:
-        arrays["feature_errors"] = rt.feature_errors(res.X, res.X_hat).reshape(X.shape)
-    return _result(rt, arrays, scalars={"threshold": res.threshold})
+        arrays["feature_errors"] = rt.feature_errors(job.X, out[0]).reshape(job.shape)
+    return _result(job, arrays, scalars={"threshold": threshold})
 
 
-def _sample(rt: ModelRuntime, _: Array, opts: SampleRequest) -> Result:
-    m = rt.manifest
-    if m.latent_distribution != "standard-normal":
-        raise InvalidInput(
-            f"model {m.name!r} version {m.version} ({m.kind}) has no generative latent "
-            f"(latent_distribution={m.latent_distribution!r}); "
-            "/sample needs a standard-normal one, e.g. a VAE",
-            field="model",
-        )
-    X = rt.sample(opts.n, opts.seed)
-    return _result(rt, {"outputs": X}, images=X, image_spec=m.input)
+def _always(op: Op) -> Callable[[Any], Op]:
+    return lambda _opts: op
 
 
 _ROWS_IN = (JSON, NPY, MULTIPART)
+_ANY_OUT = (JSON, NPY, NPZ, PNG)
 VERBS: dict[str, Verb] = {
-    "encode": Verb("encode", EncodeOptions, "inputs", _encode, _ROWS_IN, (JSON, NPY, NPZ)),
-    "decode": Verb("decode", DecodeOptions, "codes", _decode, (JSON, NPY), (JSON, NPY, NPZ, PNG)),
-    "reconstruct": Verb(
-        "reconstruct", ReconstructOptions, "inputs", _reconstruct, _ROWS_IN, (JSON, NPY, NPZ, PNG)
-    ),
-    "anomaly-score": Verb(
-        "anomaly-score", AnomalyScoreOptions, "inputs", _anomaly_score, _ROWS_IN, (JSON, NPY, NPZ)
-    ),
-    "sample": Verb("sample", SampleRequest, None, _sample, (JSON,), (JSON, NPY, NPZ, PNG)),
+    v.name: v
+    for v in (
+        Verb(
+            "encode",
+            EncodeOptions,
+            "inputs",
+            _inputs,
+            _always("encode"),
+            _encoded,
+            _ROWS_IN,
+            (JSON, NPY, NPZ),
+        ),
+        Verb("decode", DecodeOptions, "codes", _codes, _always("decode"), _decoded, (JSON, NPY), _ANY_OUT),
+        Verb(
+            "reconstruct",
+            ReconstructOptions,
+            "inputs",
+            _inputs,
+            _always("reconstruct"),
+            _reconstructed,
+            _ROWS_IN,
+            _ANY_OUT,
+        ),
+        Verb(
+            "anomaly-score",
+            AnomalyScoreOptions,
+            "inputs",
+            _inputs,
+            _score_op,
+            _scored,
+            _ROWS_IN,
+            (JSON, NPY, NPZ),
+        ),
+        Verb("sample", SampleRequest, None, _prior, _always("decode"), _decoded, (JSON,), _ANY_OUT),
+    )
 }
 
 
@@ -134,6 +201,7 @@ class InferenceService:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
+        self.batcher = Batcher(settings.batch_max_rows, on_batch=metrics.observe_batch)
 
     async def handle(self, request: Request, verb: Verb) -> Response:
         start = time.perf_counter()
@@ -148,12 +216,11 @@ class InferenceService:
             parsed = _Parsed(kind, body, query)
             if kind == MULTIPART:
                 parsed.images = await codecs.read_images(request, self.settings.max_rows)
-            work = partial(self.serve, verb, parsed, media, labels)
-            # inline only when the body bounds the work: /sample decodes `n` rows from a tiny body
-            if len(body) <= self.settings.inline_bytes and kind != MULTIPART and verb.field is not None:
-                response = work()
+            if self.runs_inline(verb, parsed):
+                job = self.prepare(verb, parsed, media, labels)
+                response = self.respond(job, await self._batched(job))
             else:
-                response = await self._in_thread(work, verb)
+                response = await self._in_thread(partial(self.serve, verb, parsed, media, labels), verb)
         except LatentServeError as exc:
             self.metrics.observe(
                 verb.name, labels.model, exc.status_code, time.perf_counter() - start, 0, type(exc).__name__
@@ -166,6 +233,22 @@ class InferenceService:
         self.metrics.observe(verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
         return response
 
+    def runs_inline(self, verb: Verb, parsed: _Parsed) -> bool:
+        """Small bodies run on the event loop (through the batcher); the rest in a worker thread.
+        Only a body that bounds the work qualifies: /sample decodes `n` rows from a tiny body."""
+        return (
+            len(parsed.body) <= self.settings.inline_bytes
+            and parsed.kind != MULTIPART
+            and verb.field is not None
+        )
+
+    async def _batched(self, job: Job) -> Outputs:
+        if not self.settings.batching:
+            return job.runtime.compute(job.op, job.X)
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self.batcher.submit(job.runtime, job.op, job.X, partial(_settle, future))
+        return await future
+
     async def _in_thread(self, work: Callable[[], Response], verb: Verb) -> Response:
         timeout = self.settings.request_timeout_s
         try:
@@ -175,15 +258,25 @@ class InferenceService:
             raise Timeout(f"/{verb.name}: the model call took longer than {timeout:g} s") from None
 
     def serve(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Response:
-        """Parse the body, find the runtime, compute, encode: synchronous, CPU-bound."""
+        """Parse, compute and encode in one synchronous, CPU-bound call (the worker-thread path)."""
+        job = self.prepare(verb, parsed, media, labels)
+        return self.respond(job, job.runtime.compute(job.op, job.X))
+
+    def prepare(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Job:
+        """Parse the body, find the runtime and validate the rows: every 4xx is raised here."""
         if not self.registry.loaded:
             raise NotReady("the model registry is still loading; try again shortly")
         opts, rows = self._options_and_rows(verb, parsed)
         runtime = self.registry.get(opts.model, opts.version)
         labels.model = runtime.manifest.name
         X = self._to_array(verb, parsed, rows, runtime, opts)
-        labels.rows = len(X)
-        return codecs.encode_response(verb.compute(runtime, X, opts), media)
+        model_rows = verb.rows(runtime, X, opts)
+        labels.rows = len(model_rows)
+        return Job(verb, runtime, opts, model_rows, X.shape, media)
+
+    @staticmethod
+    def respond(job: Job, outputs: Outputs) -> Response:
+        return codecs.encode_response(job.verb.finish(job, outputs), job.media)
 
     def _options_and_rows(self, verb: Verb, parsed: _Parsed) -> tuple[Any, object]:
         if parsed.kind != JSON:
@@ -210,13 +303,12 @@ class InferenceService:
     def _to_array(
         self, verb: Verb, parsed: _Parsed, rows: object, runtime: ModelRuntime, opts: InferenceOptions
     ) -> Array:
-        field = verb.field or "n"
         if verb.field is None:
             return np.empty((getattr(opts, "n", 0), 0), dtype=np.float32)
         if parsed.kind == JSON:
-            return codecs.rows_to_array(rows, field)
+            return codecs.rows_to_array(rows, verb.field)
         if parsed.kind == NPY:
-            X = codecs.load_npy(parsed.body, field)
+            X = codecs.load_npy(parsed.body, verb.field)
         else:
             assert parsed.images is not None
             resize = parsed.query.get("resize", "false").lower() in ("1", "true", "yes", "on")
@@ -232,3 +324,12 @@ class InferenceService:
             field=field,
             details={"limit": limit, "got": n},
         )
+
+
+def _settle(future: asyncio.Future[Outputs], result: Outputs | BaseException) -> None:
+    if future.done():  # the request was cancelled (client gone) while its batch ran
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

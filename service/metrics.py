@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from service.registry import Registry
 
 UNKNOWN_MODEL = "<unknown>"
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -71,6 +72,12 @@ class Metrics:
             ["endpoint", "model", "type"],
             registry=self.collectors,
         )
+        self.batch_requests = Histogram(
+            "latentserve_batch_requests",
+            "Requests per model call of the micro-batcher (small concurrent requests stacked together)",
+            buckets=BATCH_BUCKETS,
+            registry=self.collectors,
+        )
         self.collectors.register(_RegistryCollector(registry))
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
@@ -95,6 +102,9 @@ class Metrics:
             rows_counter.inc(rows)
         if error is not None:
             self.errors.labels(endpoint, model, error).inc()
+
+    def observe_batch(self, requests: int, rows: int) -> None:
+        self.batch_requests.observe(requests)
 
     def render(self) -> bytes:
         return generate_latest(self.collectors)

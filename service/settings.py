@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     inline_bytes: int = Field(
         default=16384, ge=0, description="bodies up to this size run on the event loop (no thread hop)"
     )
+    batching: bool = Field(
+        default=True, description="stack concurrent small requests to one model into one model call"
+    )
+    batch_max_rows: int = Field(default=256, ge=1, description="most rows in one stacked model call")
+    tune_malloc: bool = Field(
+        default=True, description="keep large request buffers in glibc's heap (see service.allocator)"
+    )
     fast_path: bool = Field(
         default=True, description="inference POSTs skip FastAPI's router and dependency solving"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,7 @@ from service.errors import IntegrityError, InvalidInput
 from service.manifest import FileEntry, Manifest, ScoreSpec, sha256_of
 
 FloatArray = npt.NDArray[np.float32]
+Op = Literal["encode", "decode", "reconstruct", "scores"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,41 @@ class ModelRuntime(ABC):
         X_hat = self._decode(self._encode(X)).reshape(X.shape)
         return Reconstruction(X_hat=X_hat, scores=row_scores(X, X_hat, self.manifest.score))
 
+    def _scores(self, X: FloatArray) -> FloatArray:
+        """Per-row scores alone; formats with a fused scorer skip handing back X_hat."""
+        return self._reconstruct(X).scores
+
+    def compute(self, op: Op, X: FloatArray) -> tuple[FloatArray, ...]:
+        """Run one model op on validated rows (`check_inputs` / `check_codes`). Every output has one
+        row per input row, so calls on several requests' rows can be stacked into one and split
+        again (`service.batching`): encode -> (Z,), decode -> (X_hat,), reconstruct -> (X_hat,
+        scores), scores -> (scores,)."""
+        if op == "encode":
+            return (self._encode(X),)
+        if op == "decode":
+            return (self._decode(X).reshape((len(X), *self.row_shape)),)
+        if op == "reconstruct":
+            rec = self._reconstruct(X)
+            return rec.X_hat, rec.scores
+        return (self._scores(X),)
+
+    def p_values(self, scores: FloatArray) -> FloatArray:
+        """Conformal p-values of scores against this version's calibration scores."""
+        return conformal_p_values(scores, self._calibration)
+
+    def prior_codes(self, n: int, seed: int | None = None) -> FloatArray:
+        """n draws from the latent prior; only models whose latent is standard-normal have one."""
+        m = self.manifest
+        if m.latent_distribution != "standard-normal":
+            raise InvalidInput(
+                f"model {m.name!r} version {m.version} ({m.kind}) has no generative latent "
+                f"(latent_distribution={m.latent_distribution!r}); "
+                "/sample needs a standard-normal one, e.g. a VAE",
+                field="model",
+            )
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((n, m.latent_dim)).astype(np.float32)
+
     # ---- validation -------------------------------------------------------------------------
     def check_inputs(self, X: npt.NDArray[np.generic], field: str = "inputs") -> FloatArray:
         """Return X as float32 (n, *input.shape), or raise InvalidInput naming what was expected."""
@@ -197,7 +234,7 @@ class ModelRuntime(ABC):
             scores=rec.scores,
             threshold=t,
             is_anomaly=rec.scores > t,
-            p_values=conformal_p_values(rec.scores, self._calibration),
+            p_values=self.p_values(rec.scores),
             X=X32,
             X_hat=rec.X_hat,
         )
@@ -210,9 +247,7 @@ class ModelRuntime(ABC):
 
     def sample(self, n: int, seed: int | None = None) -> FloatArray:
         """Decode n draws from the latent prior (models with latent_distribution=standard-normal)."""
-        rng = np.random.default_rng(seed)
-        Z = rng.standard_normal((n, self.manifest.latent_dim)).astype(np.float32)
-        return self._decode(Z).reshape((n, *self.row_shape))
+        return self.compute("decode", self.prior_codes(n, seed))[0]
 
 
 def _check_finite(A: FloatArray, field: str) -> None:

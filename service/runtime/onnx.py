@@ -42,12 +42,13 @@ class OnnxRuntime(ModelRuntime):
         self._enc_in = encoder.get_inputs()[0].name
         self._dec_in = decoder.get_inputs()[0].name
         self._scorer_in = scorer.get_inputs()[0].name if scorer is not None else ""
+        self._scorer_scores = [scorer.get_outputs()[1].name] if scorer is not None else []
 
     @classmethod
     def load(cls, manifest: Manifest, folder: Path, *, threads: int = 1) -> OnnxRuntime:
         sessions: dict[str, ort.InferenceSession] = {}
         for role in ("encoder", "decoder", "scorer"):
-            entry = manifest.file(role, "onnx")  # type: ignore[arg-type]
+            entry = manifest.file(role, "onnx")
             if entry is None:
                 if role == "scorer":
                     continue
@@ -81,3 +82,10 @@ class OnnxRuntime(ModelRuntime):
             X_hat=np.asarray(X_hat, dtype=np.float32).reshape(X.shape),
             scores=np.asarray(scores, dtype=np.float32).reshape(len(X)),
         )
+
+    def _scores(self, X: FloatArray) -> FloatArray:
+        if self._scorer is None:
+            return super()._scores(X)
+        # fetching only the scores saves copying X_hat out of onnxruntime (800 KB for 256 MNIST rows)
+        (scores,) = self._scorer.run(self._scorer_scores, {self._scorer_in: X})
+        return np.asarray(scores, dtype=np.float32).reshape(len(X))
