@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_level": settings.log_level,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": 10,
+        # inference POSTs skip the ASGI cycle (service.http); everything else is uvicorn's httptools
+        "http": "service.http:LatentServeProtocol" if settings.fast_path else "auto",
     }
     if settings.workers == 1:
         from service.app import create_app

@@ -9,11 +9,13 @@ swaps the registry meanwhile.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
@@ -25,7 +27,14 @@ from starlette.responses import Response
 from service import codecs
 from service.batching import Batcher, Outputs
 from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
-from service.errors import InvalidInput, LatentServeError, NotReady, PayloadTooLarge, Timeout
+from service.errors import (
+    InvalidInput,
+    LatentServeError,
+    NotReady,
+    PayloadTooLarge,
+    Timeout,
+    UnsupportedMediaType,
+)
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.registry import Registry
 from service.runtime import ModelRuntime
@@ -38,9 +47,11 @@ from service.schemas import (
     ReconstructOptions,
     SampleRequest,
 )
+from service.security import check_api_key
 from service.settings import Settings
 
 Array = npt.NDArray[Any]
+Reply = Callable[[Response], None]
 
 
 @dataclass
@@ -202,36 +213,75 @@ class InferenceService:
         self.settings = settings
         self.metrics = metrics
         self.batcher = Batcher(settings.batch_max_rows, on_batch=metrics.observe_batch)
+        self._tasks: set[asyncio.Task[None]] = set()  # worker-thread requests in flight
 
+    # ---- entries: the ASGI one (routes, ASGI fast path) and the raw one (service.http) ------------
     async def handle(self, request: Request, verb: Verb) -> Response:
+        """Serve one ASGI request: admit its headers, read its body, then `submit` it."""
         start = time.perf_counter()
-        labels = _Labels()
         try:
-            media = codecs.negotiate(request.headers.get("accept"), verb.produces)
-            kind = codecs.check_content_type(
-                codecs.media_type(request.headers.get("content-type")), verb.reads
-            )
+            media, kind = self.admit(verb, request.headers)
             body = await codecs.read_body(request, self.settings.max_body_bytes)
             query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry their options
             parsed = _Parsed(kind, body, query)
             if kind == MULTIPART:
                 parsed.images = await codecs.read_images(request, self.settings.max_rows)
-            if self.runs_inline(verb, parsed):
-                job = self.prepare(verb, parsed, media, labels)
-                response = self.respond(job, await self._batched(job))
-            else:
-                response = await self._in_thread(partial(self.serve, verb, parsed, media, labels), verb)
-        except LatentServeError as exc:
-            self.metrics.observe(
-                verb.name, labels.model, exc.status_code, time.perf_counter() - start, 0, type(exc).__name__
-            )
-            raise
         except Exception:
-            elapsed = time.perf_counter() - start
-            self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
-            raise
-        self.metrics.observe(verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
-        return response
+            return self._failed(verb, _Labels(), start)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.submit(verb, parsed, media, partial(_settle, future), start)
+        return await future
+
+    def handle_raw(
+        self, verb: Verb, headers: Mapping[str, str], query: str, body: bytes, reply: Reply
+    ) -> None:
+        """Serve one request read by the HTTP fast path (`service.http`): lower-case header names, the
+        raw query string and the whole body; `reply` gets the response, in this loop turn or later."""
+        start = time.perf_counter()
+        try:
+            media, kind = self.admit(verb, headers)
+            if kind == MULTIPART:  # service.http hands multipart bodies to the ASGI app instead
+                raise UnsupportedMediaType("multipart bodies are read by the ASGI path", field="content-type")
+            options = dict(parse_qsl(query, keep_blank_values=True)) if kind != JSON else {}
+            parsed = _Parsed(kind, body, options)
+        except Exception:
+            reply(self._failed(verb, _Labels(), start))
+            return
+        self.submit(verb, parsed, media, reply, start)
+
+    def admit(self, verb: Verb, headers: Mapping[str, str]) -> tuple[str, str]:
+        """The checks that need only the headers, in order: API key (401), Accept (406) and
+        Content-Type (415). Returns the response and request media types."""
+        check_api_key(headers, self.settings.api_key)
+        media = codecs.negotiate(headers.get("accept"), verb.produces)
+        kind = codecs.check_content_type(codecs.media_type(headers.get("content-type")), verb.reads)
+        return media, kind
+
+    # ---- the core ----------------------------------------------------------------------------------
+    def submit(self, verb: Verb, parsed: _Parsed, media: str, reply: Reply, start: float) -> None:
+        """Serve a request whose body is read; call `reply` exactly once with the response.
+
+        Small bodies are parsed and validated here, on the event loop, and their rows go to the
+        batcher (the reply comes at the end of this loop turn); the others run in a worker thread.
+        """
+        labels = _Labels()
+        try:
+            if not self.runs_inline(verb, parsed):
+                task = asyncio.get_running_loop().create_task(
+                    self._threaded(verb, parsed, media, labels, start, reply)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            job = self.prepare(verb, parsed, media, labels)
+            if self.settings.batching:
+                self.batcher.submit(
+                    job.runtime, job.op, job.X, partial(self._finish, job, labels, start, reply)
+                )
+            else:
+                self._finish(job, labels, start, reply, job.runtime.compute(job.op, job.X))
+        except Exception:
+            reply(self._failed(verb, labels, start))
 
     def runs_inline(self, verb: Verb, parsed: _Parsed) -> bool:
         """Small bodies run on the event loop (through the batcher); the rest in a worker thread.
@@ -242,12 +292,39 @@ class InferenceService:
             and verb.field is not None
         )
 
-    async def _batched(self, job: Job) -> Outputs:
-        if not self.settings.batching:
-            return job.runtime.compute(job.op, job.X)
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
-        self.batcher.submit(job.runtime, job.op, job.X, partial(_settle, future))
-        return await future
+    def _finish(
+        self, job: Job, labels: _Labels, start: float, reply: Reply, outputs: Outputs | BaseException
+    ) -> None:
+        try:
+            if isinstance(outputs, BaseException):
+                raise outputs
+            response = self.respond(job, outputs)
+        except Exception:
+            reply(self._failed(job.verb, labels, start))
+            return
+        self.metrics.observe(job.verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
+        reply(response)
+
+    async def _threaded(
+        self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels, start: float, reply: Reply
+    ) -> None:
+        try:
+            response = await self._in_thread(partial(self.serve, verb, parsed, media, labels), verb)
+        except Exception:
+            reply(self._failed(verb, labels, start))
+            return
+        self.metrics.observe(verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
+        reply(response)
+
+    def _failed(self, verb: Verb, labels: _Labels, start: float) -> Response:
+        """The response for the exception being handled, counted in the metrics."""
+        exc = sys.exc_info()[1]
+        elapsed = time.perf_counter() - start
+        if isinstance(exc, LatentServeError):
+            self.metrics.observe(verb.name, labels.model, exc.status_code, elapsed, 0, type(exc).__name__)
+            return codecs.error_response(exc)
+        self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
+        return codecs.internal_error_response("POST", f"/{verb.name}")
 
     async def _in_thread(self, work: Callable[[], Response], verb: Verb) -> Response:
         timeout = self.settings.request_timeout_s
@@ -326,10 +403,6 @@ class InferenceService:
         )
 
 
-def _settle(future: asyncio.Future[Outputs], result: Outputs | BaseException) -> None:
-    if future.done():  # the request was cancelled (client gone) while its batch ran
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _settle(future: asyncio.Future[Response], response: Response) -> None:
+    if not future.done():  # done: the ASGI request was cancelled (client gone) meanwhile
+        future.set_result(response)

@@ -6,17 +6,14 @@ plain `def` dependency in the thread pool, a thread hop per dependency per reque
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import SecretStr
-from starlette.datastructures import Headers
 
-from service.errors import Unauthorized
 from service.inference import InferenceService
 from service.metrics import Metrics
 from service.registry import Registry
+from service.security import check_api_key
 from service.settings import Settings
 
 
@@ -38,23 +35,6 @@ async def get_service(request: Request) -> InferenceService:
 async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
-
-
-def check_api_key(headers: Headers, key: SecretStr | None) -> None:
-    """When a key is set, demand it as `X-API-Key` or `Authorization: Bearer` (constant-time compare)."""
-    if key is None:
-        return
-    given = headers.get("x-api-key")
-    if given is None:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token:
-            given = token.strip()
-    if given is None:
-        raise Unauthorized(
-            "missing API key: send it as X-API-Key or Authorization: Bearer <key>", field="api_key"
-        )
-    if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
-        raise Unauthorized("wrong API key", field="api_key")
 
 
 async def require_api_key(request: Request) -> None:

@@ -5,8 +5,8 @@ model call, and the inference routes need none of them: `LatentServeApp.__call__
 `POST /encode`, `/decode`, `/reconstruct`, `/anomaly-score` and `/sample` straight to
 `InferenceService.handle`, the same core the routes in `service.api.routes.inference` call (those
 stay the OpenAPI definitions, and the path taken with LATENTSERVE_FAST_PATH=false). The API key
-check and the error shape are the shared ones; anything unexpected becomes the same 500 as the
-app's catch-all handler gives.
+check and the error shape are the core's: `InferenceService.handle` answers every error itself.
+`python -m service` goes one step further down, see `service.http`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api.deps import check_api_key
 from service.api.routes.inference import FAST_PATHS
-from service.codecs import error_response, internal_error_response
-from service.errors import LatentServeError
+from service.codecs import internal_error_response
 from service.inference import InferenceService
 
 
@@ -33,14 +31,10 @@ class InferenceFastPath:
         verb = FAST_PATHS.get(scope["path"])
         if verb is None:
             return False
-        request = Request(scope, receive)
         response: Response
         try:
-            check_api_key(request.headers, self.service.settings.api_key)
-            response = await self.service.handle(request, verb)
-        except LatentServeError as exc:
-            response = error_response(exc)
-        except Exception:
+            response = await self.service.handle(Request(scope, receive), verb)
+        except Exception:  # handle answers every error itself; this is the last guard
             response = internal_error_response("POST", scope["path"])
         await response(scope, receive, send)
         return True

@@ -1,0 +1,312 @@
+"""The HTTP fast path (`service.http`): the real protocol over the real app, fed raw HTTP bytes.
+
+The transport is a stand-in that records what is written (the socket is asyncio's, not ours);
+`LatentServeProtocol`, uvicorn's parser and the app are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from service.app import create_app
+from service.http import LatentServeProtocol
+from service.settings import Settings
+from tests.service.conftest import npy
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Conn:
+    """One client connection to a LatentServeProtocol."""
+
+    def __init__(self, config: Config, state: ServerState) -> None:
+        self.transport = Transport()
+        self.state = state
+        self.protocol = LatentServeProtocol(config, state, {}, asyncio.get_running_loop())
+        self.protocol.connection_made(self.transport)
+
+    def send(self, raw: bytes) -> None:
+        self.protocol.data_received(raw)
+
+    async def responses(self, n: int, timeout: float = 10.0) -> list[tuple[int, dict[str, str], bytes]]:
+        """Wait for n complete responses; return (status, headers, body) for each."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            parsed = parse_responses(bytes(self.transport.data))
+            if len(parsed) >= n:
+                return parsed
+            assert loop.time() < deadline, (
+                f"only {len(parsed)} of {n} responses: {bytes(self.transport.data)!r}"
+            )
+            await asyncio.sleep(0.001)
+
+
+def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    out = []
+    while b"\r\n\r\n" in data:
+        head, rest = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        size = int(headers.get("content-length", "0"))
+        if len(rest) < size:
+            break
+        out.append((status, headers, rest[:size]))
+        data = rest[size:]
+    return out
+
+
+def post(
+    path: str, body: bytes, ctype: str = "application/json", extra: str = "", version: str = "1.1"
+) -> bytes:
+    head = (
+        f"POST {path} HTTP/{version}\r\nHost: t\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+    )
+    return (head + extra + "\r\n").encode() + body
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+
+
+@pytest.fixture
+def run(models_dir: Path) -> Callable[..., None]:
+    """run(test, **settings): an app with its lifespan and loaded registry, a protocol config, and
+    an httpx client over the ASGI app (the reference path) for `test(config, state, asgi)`."""
+
+    def runner(
+        test: Callable[[Config, ServerState, httpx.AsyncClient], Awaitable[None]], **overrides: Any
+    ) -> None:
+        settings = Settings(**{"models_dir": models_dir, "reload_interval_s": 0, **overrides})
+        app = create_app(settings)
+
+        async def main() -> None:
+            async with app.router.lifespan_context(app), lifespan_ready(app) as asgi:
+                config = Config(app=app, http=LatentServeProtocol, log_config=None, lifespan="off")
+                config.load()
+                state = ServerState()
+                # what uvicorn's Server sets and refreshes every second
+                state.default_headers = [(b"date", b"Thu, 26 Nov 2026 20:00:00 GMT"), *config.encoded_headers]
+                await test(config, state, asgi)
+
+        asyncio.run(main())
+
+    return runner
+
+
+class lifespan_ready:  # noqa: N801
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        while (await self.client.get("/health/ready")).status_code != 200:
+            await asyncio.sleep(0.01)
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+
+def _body(model: str, X: np.ndarray, **extra: Any) -> bytes:
+    return json.dumps({"model": model, "inputs": X.tolist(), **extra}).encode()
+
+
+def test_inference_posts_answer_like_the_asgi_app_without_an_asgi_task(run: Any, digits: np.ndarray) -> None:
+    cases = [
+        ("/anomaly-score", _body("digits-pca", digits[:3]), "application/json", ""),
+        (
+            "/anomaly-score",
+            _body("digits-pca", digits[:2], threshold=0.01, return_feature_errors=True),
+            "application/json",
+            "",
+        ),
+        ("/encode", _body("digits-pca", digits[:2].reshape(2, 64)), "application/json", ""),
+        (
+            "/reconstruct?model=digits-pca",
+            npy(digits[:2]),
+            "application/x-npy",
+            "Accept: application/x-npy\r\n",
+        ),
+        (
+            "/decode",
+            json.dumps({"model": "digits-pca", "codes": np.zeros((2, 16)).tolist()}).encode(),
+            "application/json",
+            "",
+        ),
+        ("/encode", _body("no-such-model", digits[:1]), "application/json", ""),  # 404
+        ("/encode", _body("digits-pca", digits[:1, :4]), "application/json", ""),  # 422 wrong shape
+        (
+            "/encode",
+            b'{"model": "digits-pca", "inputs": [[1, 2], [3]]}',
+            "application/json",
+            "",
+        ),  # 422 ragged
+        ("/encode", b"{not json", "application/json", ""),  # 422
+        ("/encode", b"x", "text/plain", ""),  # 415, answered by the ASGI path
+        ("/encode", _body("digits-pca", digits[:1]), "application/json", "Accept: text/csv\r\n"),  # 406
+    ]
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        for path, body, ctype, extra in cases:
+            conn = Conn(config, state)
+            conn.send(post(path, body, ctype, extra))
+            if ctype != "text/plain":
+                assert not state.tasks, f"{path} started an ASGI task"
+            [(status, headers, got)] = await conn.responses(1)
+            headers_in = {k: v for k, v in (line.split(": ", 1) for line in extra.splitlines() if line)}
+            ref = await asgi.post(path, content=body, headers={"content-type": ctype, **headers_in})
+            assert status == ref.status_code, (path, got)
+            assert headers["content-type"] == ref.headers["content-type"]
+            assert got == ref.content, path
+            assert "date" in headers and "server" in headers
+            assert not conn.transport.closed  # keep-alive
+
+    run(test)
+
+
+def test_keep_alive_pipelining_and_order(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        a, b = _body("digits-pca", digits[:1]), _body("digits-pca", digits[1:3])
+        # fast, ASGI (GET), fast, in one packet: answered in request order
+        conn.send(post("/anomaly-score", a) + get("/health/live") + post("/anomaly-score", b))
+        (s1, _, r1), (s2, _, r2), (s3, _, r3) = await conn.responses(3)
+        assert (s1, s2, s3) == (200, 200, 200)
+        assert len(json.loads(r1)["scores"]) == 1
+        assert json.loads(r2) == (await asgi.get("/health/live")).json()
+        assert len(json.loads(r3)["scores"]) == 2
+        # the same connection serves again afterwards
+        conn.send(post("/encode", a))
+        assert len(await conn.responses(4)) == 4
+        assert state.total_requests == 4
+
+    run(test)
+
+
+def test_connection_close_and_http_1_0(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        body = _body("digits-pca", digits[:1])
+        for raw in (
+            post("/anomaly-score", body, extra="Connection: close\r\n"),
+            post("/anomaly-score", body, version="1.0"),
+        ):
+            conn = Conn(config, state)
+            conn.send(raw)
+            [(status, headers, _)] = await conn.responses(1)
+            assert status == 200 and headers["connection"] == "close"
+            assert conn.transport.closed
+
+    run(test)
+
+
+def test_body_over_the_limit_is_413_and_closes(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        big = _body("digits-pca", digits[:12])
+        assert len(big) > 2000
+        conn = Conn(config, state)  # declared too large: refused before the body is read
+        conn.send(post("/anomaly-score", big))
+        [(status, _, got)] = await conn.responses(1)
+        assert status == 413 and json.loads(got)["error"]["field"] == "body"
+        assert "2000" in json.loads(got)["error"]["message"]
+        assert conn.transport.closed
+        conn = Conn(config, state)  # chunked: refused once the bytes read pass the limit
+        head = b"POST /anomaly-score HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(big[i : i + 500]), big[i : i + 500]) for i in range(0, len(big), 500)
+        )
+        conn.send(head + chunks + b"0\r\n\r\n")
+        [(status, _, got)] = await conn.responses(1)
+        assert status == 413 and "more than the limit" in json.loads(got)["error"]["message"]
+        assert conn.transport.closed
+
+    run(test, max_body_bytes=2000)
+
+
+def test_api_key_on_the_fast_path(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        body = _body("digits-pca", digits[:1])
+        conn = Conn(config, state)
+        conn.send(post("/anomaly-score", body))
+        conn.send(post("/anomaly-score", body, extra="X-API-Key: wrong\r\n"))
+        conn.send(post("/anomaly-score", body, extra="Authorization: Bearer s3cret\r\n"))
+        (s1, h1, r1), (s2, _, r2), (s3, _, _) = await conn.responses(3)
+        assert (s1, s2, s3) == (401, 401, 200)
+        assert h1["www-authenticate"] == "Bearer"
+        assert "missing API key" in json.loads(r1)["error"]["message"]
+        assert json.loads(r2)["error"]["message"] == "wrong API key"
+
+    run(test, api_key="s3cret")
+
+
+def test_shutdown_waits_for_the_pending_response(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        conn.send(post("/anomaly-score", _body("digits-pca", digits[:1])))
+        conn.protocol.shutdown()  # the batch has not run yet
+        assert not conn.transport.closed
+        [(status, headers, _)] = await conn.responses(1)
+        assert status == 200 and headers["connection"] == "close"
+        assert conn.transport.closed
+
+    run(test)
+
+
+def test_access_log_line(run: Any, digits: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        conn.send(post("/anomaly-score?x=1", _body("digits-pca", digits[:1])))
+        await conn.responses(1)
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        run(test)
+    assert any('"POST /anomaly-score?x=1 HTTP/1.1" 200' in r.getMessage() for r in caplog.records), (
+        caplog.text
+    )
+
+
+def test_fast_path_off_leaves_everything_to_asgi(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        assert conn.protocol.service is None
+        conn.send(post("/anomaly-score", _body("digits-pca", digits[:1])))
+        assert state.tasks  # uvicorn's ASGI cycle took it
+        [(status, _, _)] = await conn.responses(1)
+        assert status == 200
+
+    run(test, fast_path=False)
