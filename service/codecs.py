@@ -14,6 +14,7 @@ version in the `X-Model` / `X-Model-Version` headers:
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections.abc import Mapping
@@ -266,23 +267,32 @@ def load_npy(body: bytes, field: str) -> npt.NDArray[Any]:
 
 def _npy_view(body: bytes) -> npt.NDArray[Any]:
     """A read-only array over the body's data section (np.load would copy it)."""
+    version = bytes(body[6:8])
+    if body[:6] != b"\x93NUMPY" or version not in (b"\x01\x00", b"\x02\x00"):
+        return np.load(io.BytesIO(body), allow_pickle=False)  # type: ignore[no-any-return]  # numpy's error
+    size = 2 if version == b"\x01\x00" else 4
+    offset = 8 + size + int.from_bytes(body[8 : 8 + size], "little")
+    shape, fortran, dtype = _npy_header(bytes(body[:offset]))
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(body) - offset < count * dtype.itemsize:
+        raise ValueError(f"the data section is shorter than shape {list(shape)} needs")
+    A = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    return A.reshape(shape, order="F" if fortran else "C")
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of a .npy header; a pipeline sends the same few headers, so
+    numpy's parse (a Python literal_eval) runs once per distinct header."""
     from numpy.lib import format as npy_format
 
-    stream = io.BytesIO(body)
+    stream = io.BytesIO(head)
     version = npy_format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = npy_format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-        shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
-    else:
-        return np.load(stream, allow_pickle=False)  # type: ignore[no-any-return]
+    reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, fortran, dtype = reader(stream)
     if dtype.hasobject:
         raise ValueError("object arrays need pickles, which are refused")
-    count = int(np.prod(shape, dtype=np.int64))
-    if len(body) - stream.tell() < count * dtype.itemsize:
-        raise ValueError(f"the data section is shorter than shape {list(shape)} needs")
-    A = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell())
-    return A.reshape(shape, order="F" if fortran else "C")
+    return tuple(shape), bool(fortran), dtype
 
 
 @dataclass

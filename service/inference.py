@@ -1,9 +1,14 @@
 """The one core every inference route calls: body -> model runtime -> response, with metrics.
 
-Small bodies (up to INLINE_BYTES) are parsed and run on the event loop: for one row the model call
-takes tens of microseconds and a thread hop costs more than the work. Larger bodies go to a worker
-thread under REQUEST_TIMEOUT_S; an in-flight request keeps the runtime it got even if a reload
-swaps the registry meanwhile.
+Where the work runs:
+  - bodies up to INLINE_BYTES are parsed and validated on the event loop and their rows go to the
+    micro-batcher (`service.batching`): for one row a thread hop costs more than the model call,
+    and concurrent small requests share one model call;
+  - `.npy` bodies up to INLINE_NPY_BYTES are validated on the loop (they are read without a copy)
+    and run there too when the model version's own timings predict a call of at most
+    INLINE_COMPUTE_MS (`ModelRuntime.predicted_seconds`); otherwise in a worker thread;
+  - everything else (large JSON, images, /sample) in a worker thread under REQUEST_TIMEOUT_S.
+An in-flight request keeps the runtime it got even if a reload swaps the registry meanwhile.
 """
 
 from __future__ import annotations
@@ -267,8 +272,18 @@ class InferenceService:
         labels = _Labels()
         try:
             if not self.runs_inline(verb, parsed):
+                work = partial(self.serve, verb, parsed, media, labels)
+                if parsed.kind == NPY and len(parsed.body) <= self.settings.inline_npy_bytes:
+                    # a .npy body is read without a copy: validate it here, and run the model
+                    # here too when this version's own timings say the call is short
+                    job = self.prepare(verb, parsed, media, labels)
+                    predicted = job.runtime.predicted_seconds(job.op, len(job.X))
+                    if predicted is not None and predicted <= self.settings.inline_compute_ms / 1000:
+                        self._finish(job, labels, start, reply, job.runtime.compute(job.op, job.X))
+                        return
+                    work = partial(self._compute_and_respond, job)
                 task = asyncio.get_running_loop().create_task(
-                    self._threaded(verb, parsed, media, labels, start, reply)
+                    self._threaded(verb, work, labels, start, reply)
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -306,10 +321,10 @@ class InferenceService:
         reply(response)
 
     async def _threaded(
-        self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels, start: float, reply: Reply
+        self, verb: Verb, work: Callable[[], Response], labels: _Labels, start: float, reply: Reply
     ) -> None:
         try:
-            response = await self._in_thread(partial(self.serve, verb, parsed, media, labels), verb)
+            response = await self._in_thread(work, verb)
         except Exception:
             reply(self._failed(verb, labels, start))
             return
@@ -336,7 +351,9 @@ class InferenceService:
 
     def serve(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Response:
         """Parse, compute and encode in one synchronous, CPU-bound call (the worker-thread path)."""
-        job = self.prepare(verb, parsed, media, labels)
+        return self._compute_and_respond(self.prepare(verb, parsed, media, labels))
+
+    def _compute_and_respond(self, job: Job) -> Response:
         return self.respond(job, job.runtime.compute(job.op, job.X))
 
     def prepare(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Job:

@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     inline_bytes: int = Field(
         default=16384, ge=0, description="bodies up to this size run on the event loop (no thread hop)"
     )
+    inline_npy_bytes: int = Field(
+        default=4 * MiB, ge=0, description=".npy bodies up to this size are validated on the event loop"
+    )
+    inline_compute_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="such .npy requests also run the model on the event loop when this version's own "
+        "timings predict the call takes at most this long; longer ones go to a worker thread",
+    )
     batching: bool = Field(
         default=True, description="stack concurrent small requests to one model into one model call"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class AnomalyResult:
     X_hat: FloatArray
 
 
+TIMED_MIN_ROWS = 32  # smaller calls are mostly fixed overhead: they would overstate the cost per row
 RELATIVE_EPS = 1e-6  # added to the row variance that spec.relative divides by
 
 
@@ -126,6 +128,7 @@ class ModelRuntime(ABC):
         self.row_size = manifest.input.size
         self._calibration = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
         self._label = f"model {manifest.name!r} version {manifest.version}"  # for error messages
+        self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
 
     @classmethod
     @abstractmethod
@@ -151,14 +154,28 @@ class ModelRuntime(ABC):
         row per input row, so calls on several requests' rows can be stacked into one and split
         again (`service.batching`): encode -> (Z,), decode -> (X_hat,), reconstruct -> (X_hat,
         scores), scores -> (scores,)."""
+        start = time.perf_counter()
+        out: tuple[FloatArray, ...]
         if op == "encode":
-            return (self._encode(X),)
-        if op == "decode":
-            return (self._decode(X).reshape((len(X), *self.row_shape)),)
-        if op == "reconstruct":
+            out = (self._encode(X),)
+        elif op == "decode":
+            out = (self._decode(X).reshape((len(X), *self.row_shape)),)
+        elif op == "reconstruct":
             rec = self._reconstruct(X)
-            return rec.X_hat, rec.scores
-        return (self._scores(X),)
+            out = rec.X_hat, rec.scores
+        else:
+            out = (self._scores(X),)
+        if len(X) >= TIMED_MIN_ROWS:
+            rate = (time.perf_counter() - start) / len(X)
+            old = self._seconds_per_row.get(op)
+            self._seconds_per_row[op] = rate if old is None else old + 0.2 * (rate - old)
+        return out
+
+    def predicted_seconds(self, op: Op, n: int) -> float | None:
+        """How long `compute(op, n rows)` should take, from this version's own calls of at least
+        TIMED_MIN_ROWS rows (a moving average of seconds per row); None before the first one."""
+        rate = self._seconds_per_row.get(op)
+        return None if rate is None else rate * n
 
     def p_values(self, scores: FloatArray) -> FloatArray:
         """Conformal p-values of scores against this version's calibration scores."""

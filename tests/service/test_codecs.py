@@ -74,3 +74,35 @@ def test_a_bad_row_deep_in_a_large_batch_is_named(client: TestClient, cancer: np
     assert fast.status_code == 200
     small = client.post("/anomaly-score", json={"model": "breast-cancer-pca", "inputs": good[:2].tolist()})
     assert fast.json()["scores"][:2] == small.json()["scores"]
+
+
+def _npy(A: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
+    import io
+
+    from numpy.lib import format as npy_format
+
+    buf = io.BytesIO()
+    npy_format.write_array(buf, A, version=version)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("version", [None, (1, 0), (2, 0)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_npy_view_reads_every_header_version_and_order(version: tuple[int, int] | None, order: str) -> None:
+    A = np.asarray(np.random.default_rng(0).standard_normal((5, 3, 2)), order=order)
+    np.testing.assert_array_equal(codecs.load_npy(_npy(A, version), "inputs"), A)
+    for dtype in (np.float32, np.int16, ">f8"):
+        B = A.astype(dtype)
+        np.testing.assert_array_equal(codecs.load_npy(_npy(B, version), "inputs"), B)
+
+
+def test_npy_bodies_with_the_same_header_keep_their_own_data() -> None:
+    """The header parse is cached by header bytes; the data always comes from the body at hand."""
+    rng = np.random.default_rng(1)
+    A, B = rng.random((4, 8)), rng.random((4, 8))
+    head_a, head_b = _npy(A)[:128], _npy(B)[:128]
+    assert head_a == head_b
+    np.testing.assert_array_equal(codecs.load_npy(_npy(A), "inputs"), A)
+    np.testing.assert_array_equal(codecs.load_npy(_npy(B), "inputs"), B)
+    with pytest.raises(codecs.InvalidInput, match="shorter than shape"):
+        codecs.load_npy(_npy(B)[:-8], "inputs")
