@@ -50,6 +50,7 @@ from service.schemas import (
     EncodeOptions,
     InferenceOptions,
     ReconstructOptions,
+    ResizeOption,
     SampleRequest,
 )
 from service.security import check_api_key
@@ -198,6 +199,7 @@ class _Parsed:
     body: bytes
     query: dict[str, str]
     images: list[ImageFile] | None = None
+    resize: bool = False  # the `resize` query flag of image bodies
 
 
 class _Labels:
@@ -375,7 +377,9 @@ class InferenceService:
     def _options_and_rows(self, verb: Verb, parsed: _Parsed) -> tuple[Any, object]:
         if parsed.kind != JSON:
             query = dict(parsed.query)
-            query.pop("resize", None)
+            if MULTIPART in verb.reads and "resize" in query:
+                flag = {"resize": query.pop("resize")}
+                parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
         fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
         rows: object = None
@@ -405,8 +409,7 @@ class InferenceService:
             X = codecs.load_npy(parsed.body, verb.field)
         else:
             assert parsed.images is not None
-            resize = parsed.query.get("resize", "false").lower() in ("1", "true", "yes", "on")
-            X = codecs.images_to_array(parsed.images, runtime.manifest.input, resize)
+            X = codecs.images_to_array(parsed.images, runtime.manifest.input, parsed.resize)
         if len(X) > self.settings.max_rows:
             raise self._too_many(len(X))
         return X

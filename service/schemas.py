@@ -37,6 +37,12 @@ class InferenceOptions(_Request):
     version: int | None = Field(default=None, ge=1, description="version (default: the newest that loaded)")
 
 
+class ResizeOption(_Request):
+    """The query flag of image bodies: resize to the model's input size instead of refusing."""
+
+    resize: bool = Field(default=False, description="resize images to the model's input size")
+
+
 class EncodeOptions(InferenceOptions):
     pass
 

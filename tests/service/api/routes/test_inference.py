@@ -144,6 +144,19 @@ def test_multipart_resize(client, digits):
     assert "32x32" in err["message"] and "8x8" in err["message"] and "resize=true" in err["message"]
     r = client.post("/encode?model=digits-pca&resize=true", files=files)
     assert r.status_code == 200, r.text
+    assert client.post("/encode?model=digits-pca&resize=1", files=files).status_code == 200
+    err = error_of(client.post("/encode?model=digits-pca&resize=false", files=files), 422)
+    assert "resize=true" in err["message"]
+    err = error_of(client.post("/encode?model=digits-pca&resize=maybe", files=files), 422)
+    assert err["field"] == "resize" and "boolean" in err["message"]
+    # /decode reads no images: resize there is an unknown parameter, not silently ignored
+    err = error_of(
+        client.post(
+            "/decode?model=digits-pca&resize=true", content=npy(np.zeros((1, 16))), headers=NPY_HEADERS
+        ),
+        422,
+    )
+    assert err["field"] == "resize"
 
 
 def test_multipart_rgb_image_becomes_grey(client, digits):
