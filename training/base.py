@@ -21,6 +21,14 @@ F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
 
 
+MIN_STD = 1e-12  # a feature with a smaller training std is constant: it keeps scale 1
+
+
+def feature_scale(std: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The standardisation's divisor per feature: the training std, or 1 for constant features."""
+    return np.where(std > MIN_STD, std, 1.0)
+
+
 class NotFittedError(RuntimeError):
     pass
 

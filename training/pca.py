@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.manifest import ScoreSpec
-from training.base import F32, ReconstructionEstimator
+from training.base import F32, ReconstructionEstimator, feature_scale
 from training.device import resolve_device
 
 F64 = npt.NDArray[np.float64]
@@ -58,8 +58,7 @@ class LinearCodec(ReconstructionEstimator):
         mean = X2.mean(axis=0, dtype=np.float64)
         if not self.standardize:
             return mean, np.ones(X2.shape[1])
-        std = X2.std(axis=0, dtype=np.float64)
-        return mean, np.where(std > 1e-12, std, 1.0)
+        return mean, feature_scale(X2.std(axis=0, dtype=np.float64))
 
     def _finish(self, mean_std: F64, pca_mean: F64, scale: F64, components: F64) -> None:
         # fold the standardisation and PCA's centring into one centre
@@ -246,7 +245,7 @@ class IncrementalPCA(LinearCodec):
             total_sq += (C**2).sum(axis=0)
         mean = total / n
         std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-        scale = np.where(std > 1e-12, std, 1.0) if self.standardize else np.ones(d)
+        scale = feature_scale(std) if self.standardize else np.ones(d)
         est = SkIPCA(n_components=k_fit)
         for C in chunks():
             est.partial_fit((C - mean) / scale)

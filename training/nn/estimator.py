@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from service.manifest import EpochRecord, ScoreSpec
-from training.base import F32, ReconstructionEstimator
+from training.base import F32, ReconstructionEstimator, feature_scale
 from training.nn.config import ACTIVATIONS, BASE_KINDS, NN_KINDS, NetConfig, TrainConfig
 from training.nn.models import Autoencoder as Network
 from training.nn.models import build_network, image_dims
@@ -105,8 +105,7 @@ class Autoencoder(ReconstructionEstimator):
         )
         if standardize:
             center = X2.mean(axis=0, dtype=np.float64)
-            std = X2.std(axis=0, dtype=np.float64)
-            scale = np.where(std > 1e-12, std, 1.0)
+            scale = feature_scale(X2.std(axis=0, dtype=np.float64))
         else:
             center, scale = np.zeros(X2.shape[1]), np.ones(X2.shape[1])
         unit = not standardize and lo >= 0.0 and hi <= 1.0 and cfg.architecture != "linear"
