@@ -29,6 +29,40 @@ def feature_scale(std: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.where(std > MIN_STD, std, 1.0)
 
 
+def score_spec(
+    row_shape: tuple[int, ...],
+    layout: str,
+    *,
+    reduction: str = "mean",
+    topk: int | None = None,
+    pool: int | None = None,
+    relative: bool = False,
+    scale: list[float] | None = None,
+) -> ScoreSpec:
+    """The per-row score a model is calibrated and served with, from the `--score-*` flags; a flag
+    that cannot apply to these rows is a ValueError naming it (every estimator kind shares this)."""
+    d = int(np.prod(row_shape))
+    if reduction not in ("mean", "topk"):
+        raise ValueError(f"--score-reduction: expected mean or topk, got {reduction!r}")
+    if reduction == "topk" and not (topk is not None and 1 <= topk <= d):
+        raise ValueError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
+    image_shape = None
+    if pool is not None:
+        if layout != "image" or not 2 <= len(row_shape) <= 3:
+            raise ValueError(f"--score-pool needs image rows (H, W[, C]); these are {layout} rows")
+        if pool < 1 or pool % 2 == 0:
+            raise ValueError(f"--score-pool must be an odd window size like 3, got {pool}")
+        image_shape = [*row_shape, 1] if len(row_shape) == 2 else list(row_shape)
+    return ScoreSpec(
+        reduction=reduction,  # type: ignore[arg-type]
+        topk=topk if reduction == "topk" else None,
+        scale=scale,
+        pool=pool,
+        image_shape=image_shape,
+        relative=relative,
+    )
+
+
 class NotFittedError(RuntimeError):
     pass
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from service.errors import LatentServeError
 from service.manifest import ScoreSpec, is_valid_name
 from service.registry import model_names, read_manifest, versions_of
-from training.base import ReconstructionEstimator
+from training.base import ReconstructionEstimator, score_spec
 from training.config import PCA_KINDS, FitConfig, PCAConfig
 from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
 from training.export import TrainingRun, export_pca_family
@@ -266,24 +266,16 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
 
 
 def _score_spec(spec: ScoreSpec, args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
-    """The estimator's score with the --score-* flags applied (unchanged when none is given)."""
-    d = int(np.prod(ds.row_shape))
-    update: dict[str, object] = {}
-    if args.score_reduction is not None:
-        topk = args.score_topk
-        if args.score_reduction == "topk" and not (topk is not None and 1 <= topk <= d):
-            raise UsageError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
-        update.update(reduction=args.score_reduction, topk=topk if args.score_reduction == "topk" else None)
-    if getattr(args, "score_pool", None) is not None:
-        if ds.layout != "image" or not 2 <= len(ds.row_shape) <= 3:
-            raise UsageError(f"--score-pool needs image rows (H, W[, C]); {ds.name} has {ds.layout} rows")
-        if args.score_pool < 1 or args.score_pool % 2 == 0:
-            raise UsageError(f"--score-pool must be an odd window size like 3, got {args.score_pool}")
-        shape = [*ds.row_shape, 1] if len(ds.row_shape) == 2 else list(ds.row_shape)
-        update.update(pool=args.score_pool, image_shape=shape)
-    if getattr(args, "score_relative", False):
-        update.update(relative=True)
-    return ScoreSpec.model_validate({**spec.model_dump(), **update}) if update else spec
+    """The estimator's score (its standardisation scale) with the --score-* flags applied."""
+    return score_spec(
+        ds.row_shape,
+        ds.layout,
+        reduction=args.score_reduction or "mean",
+        topk=args.score_topk,
+        pool=getattr(args, "score_pool", None),
+        relative=bool(getattr(args, "score_relative", False)),
+        scale=spec.scale,
+    )
 
 
 for _kind in PCA_KINDS:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from service.manifest import EpochRecord, ScoreSpec
-from training.base import F32, ReconstructionEstimator, feature_scale
+from training.base import F32, ReconstructionEstimator, feature_scale, score_spec
 from training.nn.config import ACTIVATIONS, BASE_KINDS, NN_KINDS, NetConfig, TrainConfig
 from training.nn.models import Autoencoder as Network
 from training.nn.models import build_network, image_dims
@@ -60,15 +60,21 @@ def validate(
         raise ValueError(f"--noise-kind: expected gaussian or dropout, got {net.noise_kind!r}")
     if net.sparsity < 0:
         raise ValueError(f"--sparsity must be >= 0, got {net.sparsity}")
-    if net.score_reduction not in ("mean", "topk"):
-        raise ValueError(f"--score-reduction: expected mean or topk, got {net.score_reduction!r}")
-    if net.score_reduction == "topk" and not (net.score_topk and 1 <= net.score_topk <= d):
-        raise ValueError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
-    if net.score_pool is not None:
-        if layout != "image" or not 2 <= len(row_shape) <= 3:
-            raise ValueError(f"--score-pool needs image rows (H, W[, C]); these are {layout} rows")
-        if net.score_pool < 1 or net.score_pool % 2 == 0:
-            raise ValueError(f"--score-pool must be an odd window size like 3, got {net.score_pool}")
+    _score(net, row_shape, layout)  # the --score-* flags, checked before any training
+
+
+def _score(
+    net: NetConfig, row_shape: tuple[int, ...], layout: str, scale: list[float] | None = None
+) -> ScoreSpec:
+    return score_spec(
+        row_shape,
+        layout,
+        reduction=net.score_reduction,
+        topk=net.score_topk,
+        pool=net.score_pool,
+        relative=net.score_relative,
+        scale=scale,
+    )
 
 
 class Autoencoder(ReconstructionEstimator):
@@ -135,14 +141,8 @@ class Autoencoder(ReconstructionEstimator):
         self.net_ = net
         self.latent_dim_ = cfg.latent_dim
         self.standardized_ = standardize
-        pooled = cfg.score_pool is not None
-        self.score_spec_ = ScoreSpec(
-            reduction=cfg.score_reduction,  # type: ignore[arg-type]
-            topk=cfg.score_topk if cfg.score_reduction == "topk" else None,
-            scale=scale.astype(np.float32).tolist() if standardize else None,
-            pool=cfg.score_pool,
-            image_shape=list(image_dims(self.input_shape_)) if pooled else None,
-            relative=cfg.score_relative,
+        self.score_spec_ = _score(
+            cfg, self.input_shape_, layout, scale.astype(np.float32).tolist() if standardize else None
         )
         return self
 
