@@ -56,23 +56,30 @@ async def read_body(request: Request, limit: int) -> bytes:
     """Return the whole body, or raise PayloadTooLarge (413) once it passes `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"body: {declared} bytes is over the limit of {limit} bytes",
-            field="body",
-            details={"limit": limit, "got": int(declared)},
-        )
+        raise body_too_large(limit, int(declared))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(
-                f"body: more than the limit of {limit} bytes", field="body", details={"limit": limit}
-            )
+            raise body_too_large(limit)
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # later readers (the multipart parser) get the cached bytes
     return body
+
+
+def body_too_large(limit: int, declared: int | None = None) -> PayloadTooLarge:
+    """The 413 for a body over `limit` bytes: its declared Content-Length, or found while reading."""
+    if declared is not None:
+        return PayloadTooLarge(
+            f"body: {declared} bytes is over the limit of {limit} bytes",
+            field="body",
+            details={"limit": limit, "got": declared},
+        )
+    return PayloadTooLarge(
+        f"body: more than the limit of {limit} bytes", field="body", details={"limit": limit}
+    )
 
 
 def media_type(header: str | None) -> str:
@@ -204,6 +211,12 @@ def _bad_row(rows: list[Any], field: str) -> InvalidInput:
     shape0: tuple[int, ...] | None = None
     for i, row in enumerate(rows):
         bad = _first_non_number(row)
+        if bad is _TOO_DEEP:
+            return InvalidInput(
+                f"{field}: row {i} nests lists more than {MAX_ROW_DEPTH} deep",
+                field=field,
+                details={"row": i},
+            )
         if bad is not _OK:
             return InvalidInput(
                 f"{field}: row {i} contains a non-numeric value {_show(bad)}; rows hold numbers only",
@@ -231,18 +244,22 @@ def _bad_row(rows: list[Any], field: str) -> InvalidInput:
 
 
 _OK = object()
+_TOO_DEEP = object()
+MAX_ROW_DEPTH = 32  # lists within a row; numpy arrays have at most 64 dimensions in all
 
 
 def _first_non_number(value: object) -> object:
-    if isinstance(value, list):
-        for item in value:
-            bad = _first_non_number(item)
-            if bad is not _OK:
-                return bad
-        return _OK
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _OK
-    return value
+    """The first value in a row that is not a number (depth first), _TOO_DEEP, or _OK."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:  # iterative: a body nested a thousand lists deep must not exhaust the C stack
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            if depth >= MAX_ROW_DEPTH:
+                return _TOO_DEEP
+            stack.extend((child, depth + 1) for child in reversed(item))
+        elif not isinstance(item, (int, float)) or isinstance(item, bool):
+            return item
+    return _OK
 
 
 def _show(value: object) -> str:
@@ -267,9 +284,15 @@ def load_npy(body: bytes, field: str) -> npt.NDArray[Any]:
 
 def _npy_view(body: bytes) -> npt.NDArray[Any]:
     """A read-only array over the body's data section (np.load would copy it)."""
+    if body[:6] != b"\x93NUMPY":
+        kind = "a .npz archive" if body[:4] == b"PK\x03\x04" else "no .npy magic string"
+        raise ValueError(f"{kind}; send one array saved with numpy.save")
     version = bytes(body[6:8])
-    if body[:6] != b"\x93NUMPY" or version not in (b"\x01\x00", b"\x02\x00"):
-        return np.load(io.BytesIO(body), allow_pickle=False)  # type: ignore[no-any-return]  # numpy's error
+    if version not in (b"\x01\x00", b"\x02\x00"):  # 3.0 (utf-8 header) or unknown: numpy decides
+        A = np.load(io.BytesIO(body), allow_pickle=False)
+        if not isinstance(A, np.ndarray):
+            raise ValueError("not a single array")
+        return A
     size = 2 if version == b"\x01\x00" else 4
     offset = 8 + size + int.from_bytes(body[8 : 8 + size], "little")
     shape, fortran, dtype = _npy_header(bytes(body[:offset]))

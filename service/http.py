@@ -14,8 +14,10 @@ README's Speed table for the current figures.
 HTTP/1.1 semantics kept: keep-alive and `Connection: close`, HTTP/1.0, pipelining (a request that
 arrives while a fast-path response is pending is queued with uvicorn's own pipeline and started
 after it), the body size limit (413 and close, as soon as Content-Length or the bytes read pass
-it), the server and date headers, the access log, graceful shutdown (a connection with a response
-pending closes after it). Multipart bodies, `Expect: 100-continue`, upgrades and servers run with
+it; the header checks' 401 / 406 / 415 come first, as on the ASGI path), repeated headers (the
+first counts, as in starlette), the server and date headers, the access log (with the
+X-Forwarded-For client when uvicorn's proxy headers apply), graceful shutdown (a connection with a
+response pending closes after it). Multipart bodies, `Expect: 100-continue`, upgrades and servers run with
 `limit_concurrency` take the ASGI path.
 """
 
@@ -27,14 +29,14 @@ from typing import Any
 import httptools
 from starlette.responses import Response
 from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.codecs import error_response
-from service.errors import PayloadTooLarge
 from service.inference import VERBS, InferenceService, Verb
 
 FAST_VERBS: dict[bytes, Verb] = {f"/{name}".encode(): verb for name, verb in VERBS.items()}
+LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
 _READS_RAW = (b"application/json", b"application/x-npy")  # multipart goes to the ASGI path
 
 
@@ -46,17 +48,21 @@ class _Pending:
     response_complete = False
 
 
-def find_service(app: Any) -> InferenceService | None:
-    """The app's InferenceService when it runs the fast path, through uvicorn's wrappers."""
+def find_service(app: Any) -> tuple[InferenceService | None, ProxyHeadersMiddleware | None]:
+    """The app's InferenceService when it runs the fast path, and uvicorn's proxy-headers wrapper
+    when there is one, by unwrapping uvicorn's middleware."""
+    proxy = None
     for _ in range(8):
+        if isinstance(app, ProxyHeadersMiddleware):
+            proxy = app
         fast = getattr(app, "fast_path", None)
         if fast is not None:
             service: InferenceService = fast.service
-            return service
+            return service, proxy
         app = getattr(app, "app", None)
         if app is None:
-            return None
-    return None
+            break
+    return None, proxy
 
 
 class LatentServeProtocol(HttpToolsProtocol):
@@ -68,8 +74,8 @@ class LatentServeProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        service = find_service(self.app) if config.limit_concurrency is None else None
-        self.service = service
+        service, self.proxy = find_service(self.app)
+        self.service = service if config.limit_concurrency is None else None
         self.max_body = service.settings.max_body_bytes if service is not None else 0
         # the request being read on the fast path (None: uvicorn's own path has it)
         self.fast_verb: Verb | None = None
@@ -79,9 +85,20 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_keep_alive = True
         self.fast_pending = 0  # fast-path responses not yet written on this connection
         self.close_after = False
+        self.lingering = False  # a refused body is being read and dropped before the close
 
     # ---- parser callbacks -------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # a fast-path answer written while this buffer is parsed arms the keep-alive timer; the
+        # next request in the buffer is work in progress, and must not be cut off by it
+        self._unset_keepalive_if_required()
+
     def on_headers_complete(self) -> None:
+        if self.transport.is_closing():  # pipelined behind an answer that closed: nobody to answer
+            self.fast_verb = None
+            self.fast_chunks = _DISCARD
+            return
         verb = self._fast_verb()
         if verb is None:
             if self.fast_pending:  # queue it behind the pending response (uvicorn's pipeline)
@@ -94,16 +111,20 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         declared = self._header(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            self._too_large(f"body: {declared} bytes is over the limit of {self.max_body} bytes")
+            self._too_large(int(declared))
 
     def on_body(self, body: bytes) -> None:
         if self.fast_verb is None:
             if self.fast_chunks is not _DISCARD:
                 super().on_body(body)
+            elif self.lingering:  # the refused body: drop it, up to LINGER_BYTES over the limit
+                self.fast_size += len(body)
+                if self.fast_size > self.max_body + LINGER_BYTES:
+                    self.transport.close()
             return
         self.fast_size += len(body)
         if self.fast_size > self.max_body:
-            self._too_large(f"body: more than the limit of {self.max_body} bytes")
+            self._too_large(None)
             return
         self.fast_chunks.append(body)
 
@@ -112,15 +133,16 @@ class LatentServeProtocol(HttpToolsProtocol):
         if verb is None:
             if self.fast_chunks is not _DISCARD:
                 super().on_message_complete()
+            elif self.lingering:  # the refused body is read: now close
+                self.transport.close()
             return
         self.fast_verb = None
         chunks, self.fast_chunks = self.fast_chunks, []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers}
         self.fast_pending += 1
         reply = _Reply(self, self.fast_keep_alive)
         assert self.service is not None
-        self.service.handle_raw(verb, headers, self.fast_query, body, reply)
+        self.service.handle_raw(verb, self._headers(), self.fast_query, body, reply)
 
     # ---- connection lifecycle ---------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -156,13 +178,39 @@ class LatentServeProtocol(HttpToolsProtocol):
                 return value.decode("latin-1")
         return None
 
-    def _too_large(self, message: str) -> None:
-        """413 now and close: the rest of the body is not read."""
-        exc = PayloadTooLarge(message, field="body", details={"limit": self.max_body})
+    def _headers(self) -> dict[str, str]:
+        """Lower-case names to values; of repeated headers the first counts, as in starlette."""
+        out: dict[str, str] = {}
+        for name, value in self.headers:
+            out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        return out
+
+    def _too_large(self, declared: int | None) -> None:
+        """Answer now (a header check's error, else 413, with `Connection: close`), then read and drop
+        the rest of the body before closing: closing with unread data would reset the connection,
+        and the client could lose the answer. A body LINGER_BYTES over the limit is cut off."""
+        verb = self.fast_verb
+        assert verb is not None and self.service is not None
         self.fast_verb = None
         self.fast_chunks = _DISCARD
+        self.lingering = True
         self.fast_pending += 1
-        _Reply(self, keep_alive=False)(error_response(exc))
+        _Reply(self, keep_alive=False, linger=True)(self.service.refuse_body(verb, self._headers(), declared))
+
+    def client_for_log(self) -> str:
+        """host:port of the client as uvicorn's access log shows it: with proxy headers on and the
+        peer trusted, the address X-Forwarded-For names (uvicorn's ProxyHeadersMiddleware rule)."""
+        client = self.client
+        proxy = self.proxy
+        if proxy is not None and client is not None and client[0] in proxy.trusted_hosts:
+            forwarded = [value for name, value in self.headers if name == b"x-forwarded-for"]
+            if forwarded:
+                host, port = proxy.trusted_hosts.get_trusted_client_address(
+                    b", ".join(forwarded).decode("latin-1")
+                )
+                if host:
+                    client = (host, port)
+        return "%s:%d" % client if client else ""  # noqa: UP031 (uvicorn's format)
 
 
 _DISCARD: list[bytes] = []  # marks a connection whose request was refused mid-body: drop the rest
@@ -172,11 +220,12 @@ class _Reply:
     """Writes one fast-path response on its connection, then lets uvicorn carry on (keep-alive
     timer, the next pipelined request) or closes the connection."""
 
-    __slots__ = ("keep_alive", "protocol", "target", "version")
+    __slots__ = ("keep_alive", "linger", "protocol", "target", "version")
 
-    def __init__(self, protocol: LatentServeProtocol, keep_alive: bool) -> None:
+    def __init__(self, protocol: LatentServeProtocol, keep_alive: bool, linger: bool = False) -> None:
         self.protocol = protocol
         self.keep_alive = keep_alive
+        self.linger = linger  # keep the connection open until the refused body is read
         self.target = protocol.url.decode("latin-1")
         self.version = protocol.parser.get_http_version()
 
@@ -197,10 +246,16 @@ class _Reply:
         parts += [b"\r\n", response.body]
         transport.write(b"".join(parts))
         if p.access_log:
-            client = "%s:%d" % p.client if p.client else ""  # noqa: UP031 (uvicorn's format)
             p.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d', client, "POST", self.target, self.version, response.status_code
+                '%s - "%s %s HTTP/%s" %d',
+                p.client_for_log(),
+                "POST",
+                self.target,
+                self.version,
+                response.status_code,
             )
+        if self.linger:
+            return  # on_message_complete closes once the body is read
         if not keep_alive:
             transport.close()
         p.on_response_complete()  # counts the request; re-arms keep-alive or starts the next one

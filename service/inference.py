@@ -256,6 +256,16 @@ class InferenceService:
             return
         self.submit(verb, parsed, media, reply, start)
 
+    def refuse_body(self, verb: Verb, headers: Mapping[str, str], declared: int | None) -> Response:
+        """The answer to a body over MAX_BODY_BYTES read by the HTTP fast path: the header checks'
+        error if any (as on the ASGI path, where they come first), else the 413; counted."""
+        start = time.perf_counter()
+        try:
+            self.admit(verb, headers)
+            raise codecs.body_too_large(self.settings.max_body_bytes, declared)
+        except Exception:
+            return self._failed(verb, _Labels(), start)
+
     def admit(self, verb: Verb, headers: Mapping[str, str]) -> tuple[str, str]:
         """The checks that need only the headers, in order: API key (401), Accept (406) and
         Content-Type (415). Returns the response and request media types."""

@@ -310,3 +310,87 @@ def test_fast_path_off_leaves_everything_to_asgi(run: Any, digits: np.ndarray) -
         assert status == 200
 
     run(test, fast_path=False)
+
+
+def test_an_early_answer_does_not_time_out_the_next_request(run: Any, digits: np.ndarray) -> None:
+    """A fast-path answer written while a buffer is parsed must not arm the keep-alive timer over
+    the next request of that buffer (it would close the connection mid-request)."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        body = _body("digits-pca", digits[:1])
+        second = post("/anomaly-score", body)
+        conn.send(post("/encode", body, extra="Accept: text/csv\r\n") + second[:-10])  # 406, then half
+        [(status, _, _)] = await conn.responses(1)
+        assert status == 406
+        assert conn.protocol.timeout_keep_alive_task is None  # a request is in progress
+        conn.send(second[-10:])
+        (_, (status, _, got)) = await conn.responses(2)
+        assert status == 200 and len(json.loads(got)["scores"]) == 1
+        assert conn.protocol.timeout_keep_alive_task is not None  # idle again: the timer runs
+
+    run(test)
+
+
+def test_refused_body_header_errors_first_then_413_counted(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        big = _body("digits-pca", digits[:12])
+        conn = Conn(config, state)  # no key and a body too large: the 401 wins, as on the ASGI path
+        conn.send(post("/anomaly-score", big))
+        [(status, _, got)] = await conn.responses(1)
+        assert status == 401
+        conn = Conn(config, state)
+        raw = post("/anomaly-score", big, extra="X-API-Key: k\r\n")
+        conn.send(raw[:-100])  # the body is not all sent yet
+        [(status, headers, got)] = await conn.responses(1)
+        err = json.loads(got)["error"]
+        assert status == 413 and headers["connection"] == "close"
+        assert err["details"] == {"limit": 2000, "got": len(big)}
+        assert not conn.transport.closed  # reading the rest, so the client is not reset
+        conn.send(raw[-100:])
+        assert conn.transport.closed
+        metrics = (await asgi.get("/metrics", headers={"x-api-key": "k"})).text
+        assert (
+            'latentserve_requests_total{endpoint="anomaly-score",model="<unknown>",status="413"} 1.0'
+            in metrics
+        )
+        assert (
+            'latentserve_requests_total{endpoint="anomaly-score",model="<unknown>",status="401"} 1.0'
+            in metrics
+        )
+
+    run(test, max_body_bytes=2000, api_key="k")
+
+
+def test_repeated_headers_the_first_counts_as_on_the_asgi_path(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        body = _body("digits-pca", digits[:1])
+        for keys, expected in ((("k", "wrong"), 200), (("wrong", "k"), 401)):
+            extra = "".join(f"X-API-Key: {key}\r\n" for key in keys)
+            conn = Conn(config, state)
+            conn.send(post("/anomaly-score", body, extra=extra))
+            [(status, _, _)] = await conn.responses(1)
+            ref = await asgi.post(
+                "/anomaly-score",
+                content=body,
+                headers=[("content-type", "application/json"), *(("x-api-key", key) for key in keys)],
+            )
+            assert status == ref.status_code == expected
+
+    run(test, api_key="k")
+
+
+def test_access_log_names_the_forwarded_client(
+    run: Any, digits: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)  # the peer is 127.0.0.1, which uvicorn trusts by default
+        conn.send(
+            post("/anomaly-score", _body("digits-pca", digits[:1]), extra="X-Forwarded-For: 203.0.113.9\r\n")
+        )
+        await conn.responses(1)
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        run(test)
+    lines = [r.getMessage() for r in caplog.records if "POST /anomaly-score" in r.getMessage()]
+    assert lines and lines[0].startswith("203.0.113.9"), lines

@@ -340,6 +340,12 @@ def test_unsupported_content_type(client):
     assert "application/x-npy" in err["message"]
 
 
+def _npz(A: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, a=A)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
@@ -349,6 +355,7 @@ def test_unsupported_content_type(client):
         (npy(np.zeros(64)), "at least 2 dimensions"),
         (npy(np.zeros((2, 10))), "expects rows of shape [8, 8]"),
         (npy(np.full((2, 64), np.nan)), "row 0 contains NaN"),
+        (_npz(np.zeros((2, 64))), "a .npz archive"),
     ],
 )
 def test_bad_npy(client, content, needle):
@@ -438,3 +445,11 @@ def test_large_batches_run_in_a_thread(make_client, digits):
             "/anomaly-score", json={"model": "digits-pca", "inputs": np.tile(digits, (20, 1, 1)).tolist()}
         )
         assert r.status_code == 200 and len(r.json()["scores"]) == 240
+
+
+def test_deeply_nested_rows_are_a_422(client):
+    """A row nested a thousand lists deep (orjson reads up to 1024) is named, not a RecursionError."""
+    deep = "[" * 1000 + "1" + "]" * 1000
+    body = '{"model": "digits-pca", "inputs": [[0.5], ' + deep + "]}"
+    err = error_of(client.post("/encode", content=body, headers={"content-type": "application/json"}), 422)
+    assert "row 1 nests lists more than 32 deep" in err["message"], err
