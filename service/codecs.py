@@ -315,6 +315,8 @@ def _npy_header(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     shape, fortran, dtype = reader(stream)
     if dtype.hasobject:
         raise ValueError("object arrays need pickles, which are refused")
+    if any(int(n) < 0 for n in shape):
+        raise ValueError(f"the header's shape {list(shape)} has a negative length")
     return tuple(shape), bool(fortran), dtype
 
 

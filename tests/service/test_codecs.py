@@ -106,3 +106,11 @@ def test_npy_bodies_with_the_same_header_keep_their_own_data() -> None:
     np.testing.assert_array_equal(codecs.load_npy(_npy(B), "inputs"), B)
     with pytest.raises(codecs.InvalidInput, match="shorter than shape"):
         codecs.load_npy(_npy(B)[:-8], "inputs")
+
+
+def test_npy_header_with_a_negative_length_is_refused() -> None:
+    body = _npy(np.zeros((2, 64)))
+    forged = body.replace(b"(2, 64)", b"(-2,64)", 1)  # same length: the header stays well-formed
+    assert len(forged) == len(body) and forged != body
+    with pytest.raises(codecs.InvalidInput, match="negative length"):
+        codecs.load_npy(forged, "inputs")
