@@ -47,3 +47,32 @@ def test_no_server_errors(api_schema: Any) -> None:
         run()
         checked.append(operation.label)
     assert len(checked) >= 11, checked
+
+
+def test_no_server_errors_over_the_http_fast_path(models_dir: Path, tmp_path: Path) -> None:
+    """The inference POSTs again, against `python -m service` over a socket: they take the HTTP
+    fast path (service.http), which the ASGI run above does not reach."""
+    from tests.deploy.live import service
+
+    with service(models_dir, tmp_path / "service.log") as url:
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        checked = []
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if operation.method.upper() != "POST" or operation.path == "/admin/reload":
+                continue
+
+            @given(case=operation.as_strategy())
+            @settings(
+                max_examples=EXAMPLES,
+                derandomize=EXAMPLES <= 25,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: Any) -> None:
+                case.call_and_validate(base_url=url, checks=[not_a_server_error])
+
+            run()
+            checked.append(operation.label)
+    assert len(checked) == 5, checked  # encode, decode, reconstruct, anomaly-score, sample
