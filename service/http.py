@@ -8,17 +8,18 @@ chunks are collected as httptools parses them, the whole request goes to
 `InferenceService.handle_raw` (the same core, API key check, limits, errors and metrics as the
 ASGI routes), and the response is written to the socket when the core replies: for small bodies
 at the end of the same event-loop turn, batched with the other requests parsed in it
-(`service.batching`). Measured on one core: single-row JSON at 16 in flight 6,600 -> see the
-README's Speed table for the current figures.
+(`service.batching`). On one core this took single-row JSON at 16 in flight from about 6,600 to
+10,000 requests/s (the README's Speed section has the current table).
 
 HTTP/1.1 semantics kept: keep-alive and `Connection: close`, HTTP/1.0, pipelining (a request that
 arrives while a fast-path response is pending is queued with uvicorn's own pipeline and started
-after it), the body size limit (413 and close, as soon as Content-Length or the bytes read pass
-it; the header checks' 401 / 406 / 415 come first, as on the ASGI path), repeated headers (the
-first counts, as in starlette), the server and date headers, the access log (with the
-X-Forwarded-For client when uvicorn's proxy headers apply), graceful shutdown (a connection with a
-response pending closes after it). Multipart bodies, `Expect: 100-continue`, upgrades and servers run with
-`limit_concurrency` take the ASGI path.
+after it), the body size limit (as soon as Content-Length or the bytes read pass it: the header
+checks' 401 / 406 / 415 if any, as on the ASGI path, else 413; then the rest of the body is read
+and dropped before the close), repeated headers (the first counts, as in starlette), the server
+and date headers, the access log (with the X-Forwarded-For client when uvicorn's proxy headers
+apply), graceful shutdown (a connection with a response pending closes after it). Multipart
+bodies, `Expect: 100-continue`, upgrades and servers run with `limit_concurrency` take the ASGI
+path.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def find_service(app: Any) -> tuple[InferenceService | None, ProxyHeadersMiddlew
 
 
 class LatentServeProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection; the inference POSTs go to the core directly (see the module doc)."""
+
     def __init__(
         self,
         config: Config,
