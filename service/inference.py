@@ -279,7 +279,9 @@ class InferenceService:
         """Serve a request whose body is read; call `reply` exactly once with the response.
 
         Small bodies are parsed and validated here, on the event loop, and their rows go to the
-        batcher (the reply comes at the end of this loop turn); the others run in a worker thread.
+        batcher (the reply comes at the end of this loop turn); larger .npy bodies are validated
+        here and run here too when their model call is predicted short; the others run in a
+        worker thread (see the module doc).
         """
         labels = _Labels()
         try:
