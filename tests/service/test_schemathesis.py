@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,15 @@ def api_schema(models_dir: Path) -> Any:
 EXAMPLES = int(os.environ.get("LATENTSERVE_FUZZ_EXAMPLES", "25"))
 
 
-def test_no_server_errors(api_schema: Any) -> None:
+def fuzz(
+    schema: Any, keep: Callable[[Any], bool] = lambda op: True, base_url: str | None = None
+) -> list[str]:
+    """Run EXAMPLES generated requests per kept operation, failing on any 5xx; return the labels."""
     checked = []
-    for result in api_schema.get_all_operations():
+    for result in schema.get_all_operations():
         operation = result.ok()
+        if not keep(operation):
+            continue
 
         @given(case=operation.as_strategy())
         @settings(
@@ -42,10 +48,15 @@ def test_no_server_errors(api_schema: Any) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
-            case.call_and_validate(checks=[not_a_server_error])
+            case.call_and_validate(base_url=base_url, checks=[not_a_server_error])
 
         run()
         checked.append(operation.label)
+    return checked
+
+
+def test_no_server_errors(api_schema: Any) -> None:
+    checked = fuzz(api_schema)
     assert len(checked) >= 11, checked
 
 
@@ -56,23 +67,6 @@ def test_no_server_errors_over_the_http_fast_path(models_dir: Path, tmp_path: Pa
 
     with service(models_dir, tmp_path / "service.log") as url:
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-        checked = []
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            if operation.method.upper() != "POST" or operation.path == "/admin/reload":
-                continue
-
-            @given(case=operation.as_strategy())
-            @settings(
-                max_examples=EXAMPLES,
-                derandomize=EXAMPLES <= 25,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                case.call_and_validate(base_url=url, checks=[not_a_server_error])
-
-            run()
-            checked.append(operation.label)
+        inference = lambda op: op.method.upper() == "POST" and op.path != "/admin/reload"  # noqa: E731
+        checked = fuzz(schema, inference, base_url=url)
     assert len(checked) == 5, checked  # encode, decode, reconstruct, anomaly-score, sample
