@@ -34,11 +34,11 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.inference import VERBS, InferenceService, Verb
+from service.codecs import JSON, NPY, media_type
+from service.inference import PATHS, InferenceService, Verb
 
-FAST_VERBS: dict[bytes, Verb] = {f"/{name}".encode(): verb for name, verb in VERBS.items()}
+FAST_VERBS: dict[bytes, Verb] = {path.encode(): verb for path, verb in PATHS.items()}
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
-_READS_RAW = (b"application/json", b"application/x-npy")  # multipart goes to the ASGI path
 
 
 class _Pending:
@@ -169,8 +169,8 @@ class LatentServeProtocol(HttpToolsProtocol):
         verb = FAST_VERBS.get(url.path)
         if verb is None:
             return None
-        ctype = (self._header(b"content-type") or "application/json").split(";", 1)[0].strip().lower()
-        if ctype.encode() not in _READS_RAW and not ctype.endswith("+json"):
+        ctype = media_type(self._header(b"content-type")) or JSON
+        if ctype not in (JSON, NPY) and not ctype.endswith("+json"):
             return None  # multipart (read by starlette's parser) or an unsupported type: ASGI answers
         self.fast_query = (url.query or b"").decode("latin-1")
         return verb

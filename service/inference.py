@@ -137,12 +137,8 @@ def _score_op(opts: AnomalyScoreOptions) -> Op:
 def _scored(job: Job, out: Outputs) -> Result:
     rt, opts = job.runtime, job.opts
     scores = out[-1]
-    threshold = float(rt.manifest.threshold.value if opts.threshold is None else opts.threshold)
-    arrays: dict[str, Array] = {
-        "scores": scores,
-        "is_anomaly": scores > threshold,
-        "p_values": rt.p_values(scores),
-    }
+    threshold, is_anomaly, p_values = rt.judge(scores, opts.threshold)
+    arrays: dict[str, Array] = {"scores": scores, "is_anomaly": is_anomaly, "p_values": p_values}
     if opts.return_feature_errors:
         arrays["feature_errors"] = rt.feature_errors(job.X, out[0]).reshape(job.shape)
     return _result(job, arrays, scalars={"threshold": threshold})
@@ -191,6 +187,7 @@ VERBS: dict[str, Verb] = {
         Verb("sample", SampleRequest, None, _prior, _always("decode"), _decoded, (JSON,), _ANY_OUT),
     )
 }
+PATHS: dict[str, Verb] = {f"/{name}": verb for name, verb in VERBS.items()}  # what the fast paths serve
 
 
 @dataclass

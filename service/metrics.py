@@ -103,7 +103,8 @@ class Metrics:
         if error is not None:
             self.errors.labels(endpoint, model, error).inc()
 
-    def observe_batch(self, requests: int, rows: int) -> None:
+    def observe_batch(self, requests: int, _rows: int) -> None:
+        """One stacked model call of the batcher (the rows it held are not recorded)."""
         self.batch_requests.observe(requests)
 
     def render(self) -> bytes:

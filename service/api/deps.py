@@ -14,12 +14,6 @@ from service.inference import InferenceService
 from service.metrics import Metrics
 from service.registry import Registry
 from service.security import check_api_key
-from service.settings import Settings
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_registry(request: Request) -> Registry:
@@ -42,7 +36,6 @@ async def require_api_key(request: Request) -> None:
     check_api_key(request.headers, request.app.state.settings.api_key)
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

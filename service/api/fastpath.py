@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api.routes.inference import FAST_PATHS
 from service.codecs import internal_error_response
-from service.inference import InferenceService
+from service.inference import PATHS, InferenceService
 
 
 class InferenceFastPath:
@@ -28,7 +27,7 @@ class InferenceFastPath:
         """Serve the request if it is an inference POST; return False to let FastAPI have it."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return False
-        verb = FAST_PATHS.get(scope["path"])
+        verb = PATHS.get(scope["path"])
         if verb is None:
             return False
         response: Response

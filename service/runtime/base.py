@@ -32,7 +32,6 @@ class AnomalyResult:
     threshold: float
     is_anomaly: npt.NDArray[np.bool_]
     p_values: FloatArray
-    X: FloatArray  # the validated rows, float32 (n, *input.shape)
     X_hat: FloatArray
 
 
@@ -244,17 +243,16 @@ class ModelRuntime(ABC):
 
     def anomaly(self, X: npt.NDArray[np.generic], threshold: float | None = None) -> AnomalyResult:
         """Score rows against the calibrated threshold (or the one given)."""
-        X32 = self.check_inputs(X)
-        rec = self._reconstruct(X32)
+        rec = self._reconstruct(self.check_inputs(X))
+        t, is_anomaly, p_values = self.judge(rec.scores, threshold)
+        return AnomalyResult(rec.scores, t, is_anomaly, p_values, rec.X_hat)
+
+    def judge(
+        self, scores: FloatArray, threshold: float | None = None
+    ) -> tuple[float, npt.NDArray[np.bool_], FloatArray]:
+        """The threshold used (the calibrated one unless given), score > threshold, and p-values."""
         t = float(self.manifest.threshold.value if threshold is None else threshold)
-        return AnomalyResult(
-            scores=rec.scores,
-            threshold=t,
-            is_anomaly=rec.scores > t,
-            p_values=self.p_values(rec.scores),
-            X=X32,
-            X_hat=rec.X_hat,
-        )
+        return t, scores > t, self.p_values(scores)
 
     @staticmethod
     def feature_errors(X: FloatArray, X_hat: FloatArray) -> FloatArray:

@@ -124,7 +124,3 @@ async def anomaly_score(request: Request, service: ServiceDep) -> Response:
 async def sample(request: Request, service: ServiceDep) -> Response:
     """Decode draws from the latent prior (models with a standard-normal latent; 422 otherwise)."""
     return await service.handle(request, _SAMPLE)
-
-
-# The fast path (service.api.fastpath) dispatches these POSTs to the same core without the router.
-FAST_PATHS: dict[str, Verb] = {f"/{verb.name}": verb for verb in (_ENCODE, _DECODE, _RECON, _SCORE, _SAMPLE)}
