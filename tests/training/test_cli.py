@@ -49,6 +49,16 @@ def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert Manifest.model_validate_json(capsys.readouterr().out).version == 1
 
 
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`python -m training argv` in this process: its exit status and what it wrote to stderr."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,27 +118,40 @@ def test_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     ],
 )
 def test_bad_arguments_exit_2_with_one_clear_line_and_touch_nothing(
-    tmp_path: Path, argv: list[str], message: str
+    tmp_path: Path,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     models = tmp_path / "models"
     assert main(fit_argv("pca", "digits", "x", models, "--n-components", "3")) == 0
     before = _tree(models)
     empty = tmp_path / "empty"
     empty.mkdir()
+    monkeypatch.setenv("LATENTSERVE_DATA_DIR", str(empty))
     argv = [a.replace("{empty}", str(empty)) for a in argv]
-    env_block = ["--models-dir", str(models)]
+    code, stderr = run_cli([*argv, "--models-dir", str(models)], capsys)
+    assert code == 2
+    err_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(err_lines) == 1 and message in err_lines[0], stderr
+    assert "Traceback" not in stderr
+    assert _tree(models) == before
+
+
+def test_the_entry_point_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """The cases above run in-process; this one goes through `python -m training` itself."""
     proc = subprocess.run(
-        [sys.executable, "-m", "training", *argv, *env_block],
+        [sys.executable, "-m", "training", "show", "ghost", "--models-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LATENTSERVE_DATA_DIR": str(empty)},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert proc.returncode == 2
     err_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(err_lines) == 1 and message in err_lines[0], proc.stderr
+    assert len(err_lines) == 1 and "no model 'ghost'" in err_lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert _tree(models) == before
 
 
 def test_bootstrap_trains_every_default_into_an_empty_registry_once(tmp_path: Path) -> None:
