@@ -87,10 +87,11 @@ def running(
 
 
 @contextlib.contextmanager
-def service(models_dir: Path, log: Path) -> Iterator[str]:
-    """`python -m service --models-dir DIR --port P` on a free port; yields its base URL."""
+def service(models_dir: Path, log: Path, **env: str) -> Iterator[str]:
+    """`python -m service --models-dir DIR --port P` on a free port, with `env` added to a clean
+    environment; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--port", str(port)]
-    with running(argv, clean_env(), url, log):
+    with running(argv, clean_env(**env), url, log):
         yield url

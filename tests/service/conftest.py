@@ -8,22 +8,16 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from starlette.exceptions import StarletteDeprecationWarning
+from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-
-with warnings.catch_warnings():
-    # starlette asks for the httpx2 fork; the installed httpx works and is not ours to change
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,25 +54,20 @@ def _fit(models_dir: Path, name: str, kind: str, dataset: str, extra: list[str])
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """digits-pca, breast-cancer-pca (ONNX), digits-kernel-pca (joblib), digits-vae when training.nn works."""
+    """digits-pca, breast-cancer-pca (ONNX), digits-kernel-pca (joblib) and digits-vae (ONNX)."""
     root = tmp_path_factory.mktemp("registry")
-    vae = None
-    if (ROOT / "training" / "nn" / "fit.py").is_file():
-        # the autoencoder trains in its own process, alongside the PCA models
-        cmd = [sys.executable, "-m", "training", "fit", "--name", VAE[0], "--models-dir", str(root), *VAE[1]]
-        vae = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for name, kind, dataset, extra in PCA_MODELS:
-        _fit(root, name, kind, dataset, extra)
-    if vae is not None:
-        try:
-            _, err = vae.communicate(timeout=90)
-            if vae.returncode != 0:
-                warnings.warn(f"digits-vae did not train: {err.decode()[-500:]}", stacklevel=1)
-                shutil.rmtree(root / VAE[0], ignore_errors=True)
-        except subprocess.TimeoutExpired:
+    # the autoencoder trains in its own process, alongside the PCA models
+    cmd = [sys.executable, "-m", "training", "fit", "--name", VAE[0], "--models-dir", str(root), *VAE[1]]
+    vae = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for name, kind, dataset, extra in PCA_MODELS:
+            _fit(root, name, kind, dataset, extra)
+        _, err = vae.communicate(timeout=90)
+    finally:
+        if vae.poll() is None:
             vae.kill()
             vae.communicate()
-            shutil.rmtree(root / VAE[0], ignore_errors=True)
+    assert vae.returncode == 0, f"digits-vae did not train: {err.decode()[-500:]}"
     shutil.rmtree(root / ".staging", ignore_errors=True)
     return root
 

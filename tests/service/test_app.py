@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from fastapi.testclient import TestClient
+
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import ROOT, TestClient, error_of
+from tests.service.conftest import ROOT, error_of
 
 
 def test_service_never_imports_torch_or_training():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from service.client import AnomalyScores, Client, ClientError, ServiceUnreachable
-from tests.deploy.live import clean_env, free_port, running
+from tests.deploy.live import free_port, service
 from tests.service.client.conftest import Reply, Stub, error_reply, scores_reply
 
 
@@ -208,10 +208,7 @@ def test_the_package_needs_only_httpx_and_numpy() -> None:
 
 
 def test_api_key_against_a_service_that_demands_one(client_registry: Path, tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "service", "--models-dir", str(client_registry), "--port", str(port)]
-    with running(argv, clean_env(LATENTSERVE_API_KEY="s3cret"), url, tmp_path / "service.log"):
+    with service(client_registry, tmp_path / "service.log", LATENTSERVE_API_KEY="s3cret") as url:
         with Client(url, retries=0) as client, pytest.raises(ClientError) as caught:
             client.models()
         assert caught.value.status == 401 and "API key" in caught.value.message

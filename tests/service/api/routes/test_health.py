@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import TestClient, error_of
+from tests.service.conftest import error_of
 
 
 def test_live_and_ready(client):
