@@ -260,13 +260,14 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
             max_rows=pcfg.max_rows,
             seed=cfg.seed,
         )
+    score = _score_spec(args, ds)  # a bad --score-* flag fails before the fit, not after it
     est.fit(run.splits.X_train)
-    est.score_spec_ = _score_spec(est.score_spec_, args, ds)
+    est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
     return export_pca_family(est, run, cfg.models_dir, cfg.name)
 
 
-def _score_spec(spec: ScoreSpec, args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
-    """The estimator's score (its standardisation scale) with the --score-* flags applied."""
+def _score_spec(args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
+    """The score the --score-* flags ask for (the fitted estimator adds its standardisation scale)."""
     return score_spec(
         ds.row_shape,
         ds.layout,
@@ -274,7 +275,6 @@ def _score_spec(spec: ScoreSpec, args: argparse.Namespace, ds: Dataset) -> Score
         topk=args.score_topk,
         pool=getattr(args, "score_pool", None),
         relative=bool(getattr(args, "score_relative", False)),
-        scale=spec.scale,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,6 +51,15 @@ class TrainingRun:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     history: list[EpochRecord] = field(default_factory=list)
     extra_writers: list[Writer] = field(default_factory=list)
+    _scores: dict[str, F32] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def scores(self, est: ReconstructionEstimator, part: Literal["train", "val", "cal"]) -> F32:
+        """Per-row scores of one split under the estimator being exported: the manifest and the
+        pictures both need them, so each is computed once per `export` (which clears them)."""
+        if part not in self._scores:
+            X = {"train": self.splits.X_train, "val": self.splits.X_val, "cal": self.splits.X_cal}[part]
+            self._scores[part] = est.score_samples(X)
+        return self._scores[part]
 
 
 def framework_versions(*packages: str) -> dict[str, str]:
@@ -121,9 +130,9 @@ def build_manifest(
 ) -> Manifest:
     """Describe the staged version (version 1 is a placeholder; publishing assigns the real one)."""
     sp = run.splits
-    cal_scores = est.score_samples(sp.X_cal)
-    train_err = float(est.score_samples(sp.X_train).mean())
-    val_err = float(est.score_samples(sp.X_val).mean())
+    cal_scores = run.scores(est, "cal")
+    train_err = float(run.scores(est, "train").mean())
+    val_err = float(run.scores(est, "val").mean())
     ds = run.dataset
     standardized = est.score_spec_.scale is not None
     ratios = getattr(est, "explained_variance_ratio_", None)
@@ -235,6 +244,7 @@ def export(
     **manifest_fields: Any,
 ) -> Path:
     """Write, describe, verify and publish; return the new version folder."""
+    run._scores.clear()  # scores of whatever this run exported before
     with Staging(models_dir, name) as stage:
         written: Written = []
         for writer in [*writers, *run.extra_writers]:

@@ -245,7 +245,7 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
         ax.set_title("input (top) vs reconstruction (bottom)", fontsize=8)
         save(fig, "reconstructions.png")
 
-    cal = est.score_samples(sp.X_cal)
+    cal = run.scores(est, "cal")
     threshold = calibrate(cal, run.quantile).value
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.hist(cal, bins=40)
@@ -268,7 +268,7 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
         fig.subplots_adjust(left=0.18, bottom=0.16, right=0.96, top=0.9)  # fixed: tight_layout costs 0.1 s
         save(fig, "codes.png")
 
-    val_err = float(est.score_samples(sp.X_val).mean())
+    val_err = float(run.scores(est, "val").mean())
     last = est.history_[-1] if est.history_ else None
     parity = getattr(est, "parity_", {})
     arch = est.net.architecture

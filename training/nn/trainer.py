@@ -90,11 +90,12 @@ def cpu_settings(net: Autoencoder, device: torch.device, threads: int) -> Iterat
 
 
 def _resident(X: Tensor, device: torch.device) -> Tensor:
-    """X on the device when it takes under half the free memory, else pinned host memory."""
+    """X on the device when it takes under half the free memory, else X where it is. (Pinning the
+    whole set would not help: a batch gathered by index from it is a new, unpinned tensor.)"""
     if device.type != "cuda":
         return X
     free, _ = torch.cuda.mem_get_info(device)
-    return X.to(device) if X.numel() * 4 < free // 2 else X.pin_memory()
+    return X.to(device) if X.numel() * 4 < free // 2 else X
 
 
 @torch.no_grad()
