@@ -184,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
+    for flag in ("epochs", "batch_size", "patience"):  # shared by every kind that reads them
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if getattr(args, "mmap", False) and args.model != "incremental-pca":
+        raise UsageError(
+            f"--mmap streams rows through --model incremental-pca only; --model {args.model} reads "
+            "the whole file: drop --mmap"
+        )
     return FitConfig(
         model=args.model,
         dataset=args.dataset,

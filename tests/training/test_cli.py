@@ -113,6 +113,18 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
             ],
             "missing ['train-images-idx3-ubyte.gz'",
         ),
+        (
+            ["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--batch-size", "-5"],
+            "--batch-size must be >= 1",
+        ),
+        (
+            ["fit", "--model", "dense", "--dataset", "digits", "--name", "x", "--epochs", "0"],
+            "--epochs must be >= 1",
+        ),
+        (
+            ["fit", "--model", "pca", "--dataset", "digits", "--name", "x", "--mmap"],
+            "--mmap streams rows through",
+        ),
         (["show", "ghost"], "no model 'ghost'"),
         (["show", "x:zero"], "version: expected a positive integer"),
     ],

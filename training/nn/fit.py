@@ -87,9 +87,6 @@ def train_config(cfg: FitConfig, args: argparse.Namespace) -> TrainConfig:
     opt: dict[str, Any] = {
         k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "patience", "optimizer")
     }
-    for k in ("epochs", "batch_size", "patience"):
-        if opt[k] is not None and opt[k] < 1:
-            raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {opt[k]}")
     opt.update({k: bool(getattr(args, k, False)) for k in ("bf16", "compile", "quiet")})
     return TrainConfig(seed=cfg.seed, device=cfg.device, **{k: v for k, v in opt.items() if v is not None})
 
