@@ -50,7 +50,6 @@ class TrainingRun:
     quantile: float = 0.99
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     history: list[EpochRecord] = field(default_factory=list)
-    extra_writers: list[Writer] = field(default_factory=list)
     _scores: dict[str, F32] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def scores(self, est: ReconstructionEstimator, part: Literal["train", "val", "cal"]) -> F32:
@@ -125,7 +124,6 @@ def build_manifest(
     kind: str,
     files: list[FileEntry],
     primary_format: str,
-    extra_metrics: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Manifest:
     """Describe the staged version (version 1 is a placeholder; publishing assigns the real one)."""
@@ -146,7 +144,6 @@ def build_manifest(
         metrics["explained_variance"] = _tabulate(est.explained_variance_[:k])  # type: ignore[attr-defined]
         metrics["explained_variance_ratio"] = _tabulate(ratios[:k])
         metrics["explained_variance_ratio_total"] = float(np.sum(ratios[:k]))
-    metrics.update(extra_metrics or {})
     lo = float(min(sp.X_train.min(), sp.X_val.min(), sp.X_cal.min()))
     hi = float(max(sp.X_train.max(), sp.X_val.max(), sp.X_cal.max()))
     return Manifest.model_validate(
@@ -240,18 +237,17 @@ def export(
     primary_format: str,
     rtol: float = 1e-5,
     atol: float = 0.0,
-    check_rows: F32 | None = None,
     **manifest_fields: Any,
 ) -> Path:
     """Write, describe, verify and publish; return the new version folder."""
     run._scores.clear()  # scores of whatever this run exported before
     with Staging(models_dir, name) as stage:
         written: Written = []
-        for writer in [*writers, *run.extra_writers]:
+        for writer in writers:
             written += writer(est, stage.path)
         files = [stage.file_entry(role, fname, fmt) for role, fname, fmt in written]
         manifest = build_manifest(est, run, name, est.kind, files, primary_format, **manifest_fields)
-        X_check = check_rows if check_rows is not None else run.splits.X_val[:256]
+        X_check = run.splits.X_val[:256]
         verify(manifest, stage.path, est, X_check, rtol=rtol, atol=atol)
         return stage.publish(manifest)
 

@@ -30,23 +30,23 @@ class PresetError(ValueError):
     """An unknown preset name, or --preset without one."""
 
 
-def _preset_name(argv: list[str]) -> tuple[str | None, int]:
-    """The --preset value in argv and the index of its flag (-1 when absent)."""
+def _preset_name(argv: list[str]) -> str | None:
+    """The --preset value in argv (None when absent)."""
     for i, token in enumerate(argv):
         if token == "--preset":
             if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                 raise PresetError(f"--preset: expected a name, one of {sorted(PRESETS)}")
-            return argv[i + 1], i
+            return argv[i + 1]
         if token.startswith("--preset="):
-            return token.split("=", 1)[1], i
-    return None, -1
+            return token.split("=", 1)[1]
+    return None
 
 
 def apply_preset(argv: list[str]) -> list[str]:
     """Insert a `fit` command's preset flags right after `fit`, before the explicit flags (which win)."""
     if not argv or argv[0] != "fit":
         return argv
-    name, _ = _preset_name(argv)
+    name = _preset_name(argv)
     if name is None:
         return argv
     preset = PRESETS.get(name)

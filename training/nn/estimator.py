@@ -88,7 +88,6 @@ class Autoencoder(ReconstructionEstimator):
     net_: Network
     history_: list[EpochRecord]
     parity_: dict[str, float]  # max |ONNX - PyTorch| on random inputs, set by the ONNX writer
-    picture_seconds_: float  # time the picture writer took
 
     def __init__(self, net: NetConfig | None = None, train: TrainConfig | None = None) -> None:
         self.net = net or NetConfig()

@@ -9,7 +9,6 @@ ATOL + RTOL * max |reference| (1e-4 plus float32-scale slack) raises and nothing
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -210,7 +209,6 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t0 = time.perf_counter()
     sp = run.splits
     out: Written = []
 
@@ -297,5 +295,4 @@ def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
     ]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
     out.append(("card", "README.md", "md"))
-    est.picture_seconds_ = time.perf_counter() - t0
     return out
