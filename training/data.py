@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import logging
 import os
 import struct
 import urllib.error
@@ -26,6 +27,7 @@ I64 = npt.NDArray[np.int64]
 
 EMBEDDED = ("digits", "breast-cancer", "gaussian-2d")
 IDX_DATASETS = ("mnist", "fashion-mnist")
+log = logging.getLogger("latentserve.training")
 
 # The original files and their md5 sums, as published with each data set.
 IDX_FILES: dict[str, dict[str, str]] = {
@@ -185,14 +187,44 @@ def _idx_dataset(name: str, data_dir: Path | None, download: bool) -> Dataset:
             f"{name}: missing {missing} in {folder}; put the original IDX .gz files there "
             "(or pass --data-dir DIR / set LATENTSERVE_DATA_DIR)"
         )
+    arrays = {filename: _read_idx(folder / filename) for filename in IDX_FILES[name]}
     for filename, md5 in IDX_FILES[name].items():
+        # downloads are md5-checked in _fetch; a local copy may be re-compressed (another gzip
+        # container around the same bytes), so its content is what is checked
         if _md5(folder / filename) != md5:
-            raise DataError(f"{folder / filename}: md5 does not match the published {md5}")
-    X = _read_idx(folder / "train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-    y = _read_idx(folder / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    Xt = _read_idx(folder / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-    yt = _read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+            _check_idx_content(name, folder / filename, arrays[filename])
+    X = arrays["train-images-idx3-ubyte.gz"].astype(np.float32) / 255.0
+    y = arrays["train-labels-idx1-ubyte.gz"].astype(np.int64)
+    Xt = arrays["t10k-images-idx3-ubyte.gz"].astype(np.float32) / 255.0
+    yt = arrays["t10k-labels-idx1-ubyte.gz"].astype(np.int64)
     return Dataset(name, X, y, "image", Xt, yt, source=str(folder))
+
+
+IDX_SHAPES = {  # the published shapes of both IDX data sets; labels are 0..9
+    "train-images-idx3-ubyte.gz": (60000, 28, 28),
+    "train-labels-idx1-ubyte.gz": (60000,),
+    "t10k-images-idx3-ubyte.gz": (10000, 28, 28),
+    "t10k-labels-idx1-ubyte.gz": (10000,),
+}
+
+
+def _check_idx_content(name: str, path: Path, arr: npt.NDArray[np.uint8]) -> None:
+    """A local IDX file whose .gz bytes differ from the published ones: its header (read by
+    `_read_idx`), shape and label range must be those of the published file; raise naming the check."""
+    expected = IDX_SHAPES[path.name]
+    if arr.shape != expected:
+        raise DataError(
+            f"{path}: its .gz differs from the published {name} file and its content does not match "
+            f"either: shape {list(arr.shape)}, expected {list(expected)}"
+        )
+    if arr.ndim == 1 and int(arr.max()) > 9:
+        raise DataError(
+            f"{path}: its .gz differs from the published {name} file and its content does not match "
+            f"either: labels go up to {int(arr.max())}, expected 0..9"
+        )
+    log.info(
+        "%s: re-compressed copy (the .gz differs from the published one); its content checks passed", path
+    )
 
 
 # ---- user files ------------------------------------------------------------------------------

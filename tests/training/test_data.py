@@ -34,7 +34,21 @@ def test_missing_idx_files_name_the_files_and_the_folder(tmp_path: Path) -> None
         load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
 
 
-def test_corrupt_idx_file_is_refused_by_checksum(tmp_path: Path) -> None:
+def _write_idx(path: Path, arr: np.ndarray, level: int = 9) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb", compresslevel=level) as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+def _fake_idx(folder: Path, labels: int = 10) -> None:
+    """IDX files with the published shapes (their .gz bytes are not the published ones)."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60000), ("t10k", 10000)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 28), np.uint8), level=1)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, labels, n))
+
+
+def test_corrupt_idx_file_is_refused_naming_the_check(tmp_path: Path) -> None:
     for name in (
         "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
@@ -43,8 +57,33 @@ def test_corrupt_idx_file_is_refused_by_checksum(tmp_path: Path) -> None:
     ):
         with gzip.open(tmp_path / name, "wb") as fh:
             fh.write(b"\x00\x00\x08\x01" + b"\x00\x00\x00\x01" + b"\x07")
-    with pytest.raises(DataError, match="md5 does not match"):
+    with pytest.raises(
+        DataError, match=r"content does not match either: shape \[1\], expected \[60000, 28, 28\]"
+    ):
         load_dataset("mnist", data_dir=tmp_path, download=False)
+
+
+def test_recompressed_idx_files_with_the_published_content_load(tmp_path: Path) -> None:
+    _fake_idx(tmp_path)
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+    assert ds.X.shape == (60000, 28, 28) and ds.y is not None and int(ds.y.max()) == 9
+    _fake_idx(tmp_path, labels=12)
+    with pytest.raises(DataError, match=r"labels go up to 11, expected 0\.\.9"):
+        load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+
+
+@pytest.mark.mnist
+def test_recompressed_mnist_loads_the_same_rows(mnist_dir: Path, tmp_path: Path) -> None:
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        with gzip.open(f, "rb") as src:
+            data = src.read()
+        with gzip.open(tmp_path / f.name, "wb", compresslevel=1) as dst:  # other bytes, same content
+            dst.write(data)
+        assert (tmp_path / f.name).read_bytes() != f.read_bytes()
+    a = load_dataset("mnist", data_dir=mnist_dir)
+    b = load_dataset("mnist", data_dir=tmp_path, download=False)
+    np.testing.assert_array_equal(a.X_test, b.X_test)
+    np.testing.assert_array_equal(a.y, b.y)
 
 
 def test_user_files_load(tmp_path: Path) -> None:
