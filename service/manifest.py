@@ -33,8 +33,10 @@ ModelKind = Literal[
 ]
 ArtifactFormat = Literal["onnx", "joblib"]
 # encoder: X -> Z; decoder: Z -> X_hat; scorer: X -> (X_hat, scores); estimator: a pickled
-# scikit-learn object with transform / inverse_transform.
-FileRole = Literal["encoder", "decoder", "scorer", "estimator", "picture", "card", "report"]
+# scikit-learn object with transform / inverse_transform; reference: the codes of training rows that
+# a score with `neighbors` measures distances to (an (R, latent_dim) float32 .npy).
+FileRole = Literal["encoder", "decoder", "scorer", "estimator", "reference", "picture", "card", "report"]
+MAX_REFERENCE_ROWS = 16384  # the most reference codes a score may keep: its cost never grows past it
 
 
 def is_valid_name(name: str) -> bool:
@@ -60,7 +62,7 @@ class FileEntry(_Strict):
 
     role: FileRole
     path: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="file name inside the version folder")
-    format: ArtifactFormat | Literal["png", "md", "json"]
+    format: ArtifactFormat | Literal["npy", "png", "md", "json"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
 
@@ -120,8 +122,33 @@ class Metrics(_Strict):
     history: list[EpochRecord] = Field(default_factory=list)
 
 
+class NeighborsSpec(_Strict):
+    """The code's distance to its nearest training codes, added to the reconstruction error.
+
+    term = mean over the `k` nearest reference codes z_r of ||z - z_r||^2, divided by the row's
+    size d (so it is in the units of a mean squared error). For a PCA in standardised units the
+    two parts add up as the PCA theorem splits a squared distance: the part inside the kept subspace
+    (this term) and the residual (the reconstruction error).
+    """
+
+    k: int = Field(ge=1, description="how many nearest reference codes are averaged")
+    reference_rows: int = Field(
+        ge=1, le=MAX_REFERENCE_ROWS, description="how many reference codes are kept (a seeded subset)"
+    )
+    file: str = Field(
+        pattern=r"^[A-Za-z0-9._-]+$", description="the version's file (role reference) holding them"
+    )
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> NeighborsSpec:
+        if self.k > self.reference_rows:
+            raise ValueError(f"neighbors.k={self.k} exceeds reference_rows={self.reference_rows}")
+        return self
+
+
 class ScoreSpec(_Strict):
-    """How a row's anomaly score is computed from input X and reconstruction X_hat (raw units)."""
+    """How a row's anomaly score is computed from input X and reconstruction X_hat (raw units),
+    plus, with `neighbors`, its code's distance to the nearest training codes."""
 
     metric: Literal["mse"] = "mse"
     reduction: Literal["mean", "topk"] = "mean"
@@ -142,6 +169,9 @@ class ScoreSpec(_Strict):
         default=False,
         description="divide the reduced error by the variance of the row's input values (scaled alike), "
         "i.e. its contrast, + 1e-6",
+    )
+    neighbors: NeighborsSpec | None = Field(
+        default=None, description="add the code's mean squared distance to its k nearest training codes"
     )
 
     @model_validator(mode="after")
@@ -196,6 +226,13 @@ class Manifest(_Strict):
     hyperparameters: dict[str, str | int | float | bool | list[int] | None] = Field(default_factory=dict)
     frameworks: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _reference_listed(self) -> Manifest:
+        nb = self.score.neighbors
+        if nb is not None and not any(f.role == "reference" and f.path == nb.file for f in self.files):
+            raise ValueError(f"score.neighbors.file {nb.file!r} is not listed in files with role reference")
+        return self
 
     def file(self, role: FileRole, format: ArtifactFormat | None = None) -> FileEntry | None:
         """Return the file with this role (and format), or None."""

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.manifest import ScoreSpec
+from service.manifest import MAX_REFERENCE_ROWS, NeighborsSpec, ScoreSpec
 from service.runtime.base import row_scores
 
 F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
+REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
+DEFAULT_REFERENCE_ROWS = 4096  # reference codes a neighbors score keeps by default
 
 
 MIN_STD = 1e-12  # a feature with a smaller training std is constant: it keeps scale 1
@@ -113,13 +115,39 @@ class ReconstructionEstimator(ABC):
         return self._decode(self._encode(X2)).reshape((len(X2), *self.input_shape_))
 
     def score_samples(self, X: F32) -> F32:
-        """Per-row anomaly score (n,): the reconstruction error as the service computes it."""
+        """Per-row anomaly score (n,): the reconstruction error (plus, with a neighbors score, the
+        codes' distance to the reference codes) as the service computes it."""
         X2 = self._flat(X)
+        reference = getattr(self, "reference_codes_", None)
         parts = []
         for i in range(0, len(X2), SCORE_BATCH):  # bounded memory for large or memory-mapped X
             rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
-            parts.append(row_scores(rows, self._decode(self._encode(rows)), self.score_spec_))
+            Z = self._encode(rows)
+            parts.append(row_scores(rows, self._decode(Z), self.score_spec_, Z, reference))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def fit_neighbors(self, X: F32, k: int, *, max_rows: int, seed: int = 0) -> ReconstructionEstimator:
+        """Add the neighbors term to the score: keep the codes of at most `max_rows` rows of X (the
+        training rows; a seeded subset when there are more) as `reference_codes_` (R, latent_dim),
+        and average the squared distances to the k nearest of them. Returns self."""
+        X2 = self._flat(X)
+        if not 1 <= max_rows <= MAX_REFERENCE_ROWS:
+            raise ValueError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {max_rows}")
+        rows = min(len(X2), max_rows)
+        if not 1 <= k <= rows:
+            raise ValueError(f"--score-neighbors must be in [1, {rows}] (the reference rows), got {k}")
+        if len(X2) > max_rows:
+            idx = np.sort(np.random.default_rng(seed).choice(len(X2), max_rows, replace=False))
+        else:
+            idx = np.arange(len(X2))
+        codes = [
+            self._encode(np.asarray(X2[idx[i : i + SCORE_BATCH]], dtype=np.float32))
+            for i in range(0, len(idx), SCORE_BATCH)
+        ]
+        self.reference_codes_ = np.ascontiguousarray(np.concatenate(codes), dtype=np.float32)
+        neighbors = NeighborsSpec(k=k, reference_rows=rows, file=REFERENCE_FILE)
+        self.score_spec_ = self.score_spec_.model_copy(update={"neighbors": neighbors})
+        return self
 
     # ---- helpers ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.errors import LatentServeError
-from service.manifest import ScoreSpec, is_valid_name
+from service.manifest import MAX_REFERENCE_ROWS, ScoreSpec, is_valid_name
 from service.registry import model_names, read_manifest, versions_of
-from training.base import ReconstructionEstimator, score_spec
+from training.base import DEFAULT_REFERENCE_ROWS, ReconstructionEstimator, score_spec
 from training.config import PCA_KINDS, FitConfig, PCAConfig
 from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
 from training.export import TrainingRun, export_pca_family
@@ -160,6 +160,20 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         help="divide the score by the variance of the row's input values (its contrast)",
     )
     p.add_argument(
+        "--score-neighbors",
+        type=int,
+        default=None,
+        metavar="K",
+        help="add the code's mean squared distance to its K nearest training codes (feature data)",
+    )
+    p.add_argument(
+        "--score-reference-rows",
+        type=int,
+        default=DEFAULT_REFERENCE_ROWS,
+        metavar="R",
+        help=f"with --score-neighbors: keep the codes of at most R training rows (<= {MAX_REFERENCE_ROWS})",
+    )
+    p.add_argument(
         "--preset", default=None, help="named settings (see `presets`); explicit flags override them"
     )
 
@@ -272,11 +286,20 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
     score = _score_spec(args, ds)  # a bad --score-* flag fails before the fit, not after it
     est.fit(run.splits.X_train)
     est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
+    if args.score_neighbors is not None:
+        est.fit_neighbors(
+            run.splits.X_train, args.score_neighbors, max_rows=args.score_reference_rows, seed=cfg.seed
+        )
     return export_pca_family(est, run, cfg.models_dir, cfg.name)
 
 
 def _score_spec(args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
     """The score the --score-* flags ask for (the fitted estimator adds its standardisation scale)."""
+    k, rows = getattr(args, "score_neighbors", None), getattr(args, "score_reference_rows", 1)
+    if k is not None and k < 1:
+        raise UsageError(f"--score-neighbors must be >= 1, got {k}")
+    if not 1 <= rows <= MAX_REFERENCE_ROWS:
+        raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {rows}")
     return score_spec(
         ds.row_shape,
         ds.layout,
@@ -306,6 +329,11 @@ def run_fit(args: argparse.Namespace) -> Path:
     cfg = fit_config(args)
     if cfg.model not in FITTERS:
         raise UsageError(f"--model: unknown kind {cfg.model!r}; expected one of {sorted(FITTERS)}")
+    if getattr(args, "score_neighbors", None) is not None and cfg.model not in PCA_KINDS:
+        raise UsageError(
+            f"--score-neighbors: --model {cfg.model} keeps no reference codes; the PCA family "
+            f"({', '.join(PCA_KINDS)}) does"
+        )
     ds, run = _load_rows(cfg, args)
     return FITTERS[cfg.model](cfg, args, ds, run)
 

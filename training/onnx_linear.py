@@ -41,9 +41,10 @@ def _decoder_nodes(prefix: str, z: str, x_hat: str) -> list[onnx.NodeProto]:
 
 
 def score_nodes(
-    x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int
+    x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int, extra: str | None = None
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Nodes computing the per-row score exactly as `service.runtime.base.row_scores` does."""
+    """Nodes computing the per-row score exactly as `service.runtime.base.row_scores` does; `extra`
+    names a (batch,) term added to the reduced error before the relative division (neighbors)."""
     nodes = [helper.make_node("Sub", [x_flat, x_hat_flat], ["err"])]
     inits: list[onnx.TensorProto] = []
     src = "err"
@@ -79,8 +80,13 @@ def score_nodes(
         src = "sq_top"
     else:
         src = "sq"
+    reduced = "score_abs" if spec.relative or extra else scores
+    nodes.append(helper.make_node("ReduceMean", [src], [reduced], axes=[1], keepdims=0))
+    if extra is not None:
+        summed = "score_sum" if spec.relative else scores
+        nodes.append(helper.make_node("Add", [reduced, extra], [summed]))
+        reduced = summed
     if not spec.relative:
-        nodes.append(helper.make_node("ReduceMean", [src], [scores], axes=[1], keepdims=0))
         return nodes, inits
     # relative: divide by the variance of the row's (scaled) input values + eps
     x = x_flat
@@ -89,21 +95,62 @@ def score_nodes(
         x = "x_scaled"
     inits.append(_const("relative_eps", np.asarray(RELATIVE_EPS, dtype=np.float32)))
     nodes += [
-        helper.make_node("ReduceMean", [src], ["score_abs"], axes=[1], keepdims=0),
         helper.make_node("ReduceMean", [x], ["x_mean"], axes=[1], keepdims=1),
         helper.make_node("Sub", [x, "x_mean"], ["x_centred"]),
         helper.make_node("Mul", ["x_centred", "x_centred"], ["x_sq"]),
         helper.make_node("ReduceMean", ["x_sq"], ["x_contrast"], axes=[1], keepdims=0),
         helper.make_node("Add", ["x_contrast", "relative_eps"], ["x_contrast_eps"]),
-        helper.make_node("Div", ["score_abs", "x_contrast_eps"], [scores]),
+        helper.make_node("Div", [reduced, "x_contrast_eps"], [scores]),
+    ]
+    return nodes, inits
+
+
+def neighbor_nodes(
+    z: str, term: str, reference: np.ndarray, k: int, d: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """term = the mean of the k smallest ||z - r||^2 over reference rows r, / d, as
+    `service.runtime.base.neighbor_distances` computes it: ||z||^2 + (z . -2 r) + ||r||^2, the k
+    smallest clipped at 0 (clipping is monotone, so it commutes with taking the smallest)."""
+    R = np.asarray(reference, dtype=np.float32)
+    inits = [
+        _const("reference_T_m2", np.ascontiguousarray(-2.0 * R.T)),  # x2 is exact in binary floats
+        _const("reference_sq", np.square(R, dtype=np.float32).sum(axis=1, dtype=np.float32)),
+        _const("zero", np.asarray(0.0, dtype=np.float32)),
+        _const("neighbors_k", np.asarray([k], dtype=np.int64)),
+        _const("nb_axis1", np.asarray([1], dtype=np.int64)),
+        _const("row_size", np.asarray(float(d), dtype=np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Mul", [z, z], ["nb_z2"]),
+        helper.make_node("ReduceSum", ["nb_z2", "nb_axis1"], ["nb_z_sq"], keepdims=1),
+        helper.make_node("MatMul", [z, "reference_T_m2"], ["nb_cross"]),
+        helper.make_node("Add", ["nb_cross", "nb_z_sq"], ["nb_part"]),
+        helper.make_node("Add", ["nb_part", "reference_sq"], ["nb_dist"]),
+    ]
+    near = "nb_dist"
+    if k < len(R):
+        nodes.append(
+            helper.make_node("TopK", ["nb_dist", "neighbors_k"], ["nb_near", "nb_idx"], axis=1, largest=0)
+        )
+        near = "nb_near"
+    nodes += [
+        helper.make_node("Max", [near, "zero"], ["nb_clipped"]),
+        helper.make_node("ReduceMean", ["nb_clipped"], ["nb_mean"], axes=[1], keepdims=0),
+        helper.make_node("Div", ["nb_mean", "row_size"], [term]),
     ]
     return nodes, inits
 
 
 def build_linear_graphs(
-    center: np.ndarray, scale: np.ndarray, components: np.ndarray, row_shape: tuple[int, ...], spec: ScoreSpec
+    center: np.ndarray,
+    scale: np.ndarray,
+    components: np.ndarray,
+    row_shape: tuple[int, ...],
+    spec: ScoreSpec,
+    reference: np.ndarray | None = None,
 ) -> dict[str, onnx.ModelProto]:
-    """Return encoder, decoder and scorer models for a linear codec (float32)."""
+    """Return encoder, decoder and scorer models for a linear codec (float32); a score with
+    neighbors needs the reference codes (R, k)."""
     k, d = components.shape
     inits = [
         _const("center", center.astype(np.float32)),
@@ -132,7 +179,14 @@ def build_linear_graphs(
 
     enc = helper.make_graph(_encoder_nodes("e_", "X", "Z"), "encoder", [X], [Z], list(inits))
     dec = helper.make_graph(_decoder_nodes("d_", "Z", "X_hat"), "decoder", [Z], [X_hat], list(inits))
-    s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", "scores", spec, d)
+    n_nodes: list[onnx.NodeProto] = []
+    n_inits: list[onnx.TensorProto] = []
+    if spec.neighbors is not None:
+        if reference is None:
+            raise ValueError("a score with neighbors needs the reference codes")
+        n_nodes, n_inits = neighbor_nodes("Zs", "nb_term", reference, spec.neighbors.k, d)
+    s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", "scores", spec, d, "nb_term" if n_nodes else None)
+    s_nodes, s_inits = n_nodes + s_nodes, n_inits + s_inits
     scorer = helper.make_graph(
         _encoder_nodes("e_", "X", "Zs") + _decoder_nodes("d_", "Zs", "X_hat") + s_nodes,
         "scorer",

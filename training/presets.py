@@ -18,6 +18,12 @@ class Preset(NamedTuple):
 
 
 PRESETS: dict[str, Preset] = {
+    "tabular": Preset(
+        "feature rows: standardised PCA keeping 99% of the variance; score = residual + mean squared "
+        "distance of the code to its 5 nearest training codes (at most 4096 kept)",
+        "pca",
+        ("--n-components", "0.99", "--score-neighbors", "5"),
+    ),
     "one-class-pca": Preset(
         "one-class images: PCA k=16; score = 3x3-pooled squared error / the image's variance",
         "pca",

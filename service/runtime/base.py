@@ -37,15 +37,27 @@ class AnomalyResult:
 
 TIMED_MIN_ROWS = 32  # smaller calls are mostly fixed overhead: they would overstate the cost per row
 RELATIVE_EPS = 1e-6  # added to the row variance that spec.relative divides by
+DISTANCE_BLOCK_BYTES = 1 << 26  # the (rows x reference) distances of a neighbors score, per block
 
 
-def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
-    """Per-row anomaly score: mean squared (scaled) error over features, or the mean of the k largest.
+def row_scores(
+    X: FloatArray,
+    X_hat: FloatArray,
+    spec: ScoreSpec,
+    Z: FloatArray | None = None,
+    reference: FloatArray | None = None,
+) -> FloatArray:
+    """Per-row anomaly score: the one specification that the ONNX graphs (`training.onnx_linear`,
+    `training.nn.export._Scorer`) implement again and are parity-checked against at export.
 
-    With spec.pool the signed error is first averaged over pool x pool image windows; with
-    spec.relative the result is divided by the variance of the row's (scaled) input values, i.e. its
-    contrast, + RELATIVE_EPS: the score no longer depends on how much ink or contrast an image has,
-    nor on a brightness offset.
+    1. err = X - X_hat per feature, divided by spec.scale when set;
+    2. with spec.pool, err is averaged over pool x pool image windows (`box_mean`);
+    3. squared, then the mean over features (or over the spec.topk largest);
+    4. with spec.neighbors, plus `neighbor_distances(Z, reference, k)` / d: the codes' mean squared
+       distance to their k nearest reference codes, in the units of step 3;
+    5. with spec.relative, divided by the variance of the row's (scaled) input values, i.e. its
+       contrast, + RELATIVE_EPS: the score no longer depends on how much ink or contrast an image
+       has, nor on a brightness offset.
     """
     diff: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
@@ -57,6 +69,11 @@ def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
         k = spec.topk
         sq = np.partition(sq, sq.shape[1] - k, axis=1)[:, -k:]
     out: FloatArray = sq.mean(axis=1, dtype=np.float32)
+    if spec.neighbors is not None:
+        if Z is None or reference is None:
+            raise ValueError("a score with neighbors needs the codes Z and the reference codes")
+        near = neighbor_distances(Z, reference, spec.neighbors.k)
+        out = np.add(out, near / np.float32(diff.shape[1]), dtype=np.float32)
     if spec.relative:
         x = X.reshape(len(X), -1).astype(np.float32, copy=False)
         if spec.scale is not None:
@@ -64,6 +81,26 @@ def row_scores(X: FloatArray, X_hat: FloatArray, spec: ScoreSpec) -> FloatArray:
         centred = x - x.mean(axis=1, keepdims=True, dtype=np.float32)
         contrast = np.square(centred, dtype=np.float32).mean(axis=1, dtype=np.float32)
         out = np.divide(out, contrast + np.float32(RELATIVE_EPS), dtype=np.float32)
+    return out
+
+
+def neighbor_distances(Z: FloatArray, reference: FloatArray, k: int) -> FloatArray:
+    """Mean squared Euclidean distance of each code (n, m) to its k nearest rows of reference (R, m),
+    as ||z||^2 - 2 z.r + ||r||^2 with the k smallest clipped at 0 (the form the ONNX graph
+    computes); (n,) float32. Rows go in blocks so that the distances stay under
+    DISTANCE_BLOCK_BYTES."""
+    Z32 = np.asarray(Z, dtype=np.float32).reshape(len(Z), -1)
+    R_m2 = np.float32(-2.0) * np.asarray(reference, dtype=np.float32).T
+    r_sq = np.square(reference, dtype=np.float32).sum(axis=1, dtype=np.float32)
+    block = max(1, DISTANCE_BLOCK_BYTES // (4 * len(r_sq)))
+    out = np.empty(len(Z32), dtype=np.float32)
+    for i in range(0, len(Z32), block):
+        z = Z32[i : i + block]
+        z_sq = np.square(z, dtype=np.float32).sum(axis=1, keepdims=True, dtype=np.float32)
+        dist = (z @ R_m2 + z_sq) + r_sq
+        if k < len(r_sq):
+            dist = np.partition(dist, k - 1, axis=1)[:, :k]
+        out[i : i + block] = np.maximum(dist, np.float32(0.0)).mean(axis=1, dtype=np.float32)
     return out
 
 
@@ -78,6 +115,29 @@ def box_mean(flat: FloatArray, size: int, image_shape: list[int]) -> FloatArray:
     window = csum[:, size:, size:] - csum[:, :-size, size:] - csum[:, size:, :-size] + csum[:, :-size, :-size]
     out: FloatArray = (window / (size * size)).reshape(len(flat), -1).astype(np.float32)
     return out
+
+
+def load_reference(manifest: Manifest, folder: Path) -> FloatArray | None:
+    """The reference codes a neighbors score measures distances to (sha256-checked), or None."""
+    nb = manifest.score.neighbors
+    if nb is None:
+        return None
+    entry = next(f for f in manifest.files if f.role == "reference" and f.path == nb.file)
+    path = verify_file(folder, entry, manifest)
+    try:
+        R = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is not a .npy array",
+            field="files",
+        ) from exc
+    if R.dtype != np.float32 or R.shape != (nb.reference_rows, manifest.latent_dim):
+        raise IntegrityError(
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} holds "
+            f"{R.dtype} {list(R.shape)}, expected float32 [{nb.reference_rows}, {manifest.latent_dim}]",
+            field="files",
+        )
+    return np.ascontiguousarray(R)
 
 
 def conformal_p_values(scores: FloatArray, calibration_sorted: FloatArray) -> FloatArray:
@@ -128,6 +188,13 @@ class ModelRuntime(ABC):
         self._calibration = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
         self._label = f"model {manifest.name!r} version {manifest.version}"  # for error messages
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
+        self._reference = load_reference(manifest, folder)
+        # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows
+        self._block_rows = (
+            max(1, DISTANCE_BLOCK_BYTES // (4 * len(self._reference)))
+            if self._reference is not None
+            else None
+        )
 
     @classmethod
     @abstractmethod
@@ -141,8 +208,10 @@ class ModelRuntime(ABC):
     def _decode(self, Z: FloatArray) -> FloatArray: ...
 
     def _reconstruct(self, X: FloatArray) -> Reconstruction:
-        X_hat = self._decode(self._encode(X)).reshape(X.shape)
-        return Reconstruction(X_hat=X_hat, scores=row_scores(X, X_hat, self.manifest.score))
+        Z = self._encode(X)
+        X_hat = self._decode(Z).reshape(X.shape)
+        scores = row_scores(X, X_hat, self.manifest.score, Z, self._reference)
+        return Reconstruction(X_hat=X_hat, scores=scores)
 
     def _scores(self, X: FloatArray) -> FloatArray:
         """Per-row scores alone; formats with a fused scorer skip handing back X_hat."""
@@ -155,7 +224,11 @@ class ModelRuntime(ABC):
         scores), scores -> (scores,)."""
         start = time.perf_counter()
         out: tuple[FloatArray, ...]
-        if op == "encode":
+        if op in ("reconstruct", "scores") and self._block_rows is not None and len(X) > self._block_rows:
+            b = self._block_rows
+            parts = [self.compute(op, X[i : i + b]) for i in range(0, len(X), b)]
+            out = tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+        elif op == "encode":
             out = (self._encode(X),)
         elif op == "decode":
             out = (self._decode(X).reshape((len(X), *self.row_shape)),)
