@@ -164,7 +164,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="add the code's mean squared distance to its K nearest training codes (feature data)",
+        help="add the code's mean squared distance to its K nearest training codes to the score (0: off)",
     )
     p.add_argument(
         "--score-reference-rows",
@@ -286,7 +286,7 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
     score = _score_spec(args, ds)  # a bad --score-* flag fails before the fit, not after it
     est.fit(run.splits.X_train)
     est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
-    if args.score_neighbors is not None:
+    if args.score_neighbors:
         est.fit_neighbors(
             run.splits.X_train, args.score_neighbors, max_rows=args.score_reference_rows, seed=cfg.seed
         )
@@ -296,8 +296,8 @@ def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trainin
 def _score_spec(args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
     """The score the --score-* flags ask for (the fitted estimator adds its standardisation scale)."""
     k, rows = getattr(args, "score_neighbors", None), getattr(args, "score_reference_rows", 1)
-    if k is not None and k < 1:
-        raise UsageError(f"--score-neighbors must be >= 1, got {k}")
+    if k is not None and k < 0:
+        raise UsageError(f"--score-neighbors must be >= 0 (0: off), got {k}")
     if not 1 <= rows <= MAX_REFERENCE_ROWS:
         raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {rows}")
     return score_spec(
@@ -329,7 +329,7 @@ def run_fit(args: argparse.Namespace) -> Path:
     cfg = fit_config(args)
     if cfg.model not in FITTERS:
         raise UsageError(f"--model: unknown kind {cfg.model!r}; expected one of {sorted(FITTERS)}")
-    if getattr(args, "score_neighbors", None) is not None and cfg.model not in PCA_KINDS:
+    if getattr(args, "score_neighbors", None) and cfg.model not in PCA_KINDS:
         raise UsageError(
             f"--score-neighbors: --model {cfg.model} keeps no reference codes; the PCA family "
             f"({', '.join(PCA_KINDS)}) does"

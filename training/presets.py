@@ -25,9 +25,10 @@ PRESETS: dict[str, Preset] = {
         ("--n-components", "0.99", "--score-neighbors", "5"),
     ),
     "one-class-pca": Preset(
-        "one-class images: PCA k=16; score = 3x3-pooled squared error / the image's variance",
+        "one-class images: PCA k=16; score = (3x3-pooled squared error + mean squared distance of the "
+        "code to its 5 nearest training codes) / the image's variance",
         "pca",
-        ("--n-components", "16", "--score-pool", "3", "--score-relative"),
+        ("--n-components", "16", "--score-pool", "3", "--score-neighbors", "5", "--score-relative"),
     ),
 }
 

@@ -205,7 +205,10 @@ def test_cli_tabular_preset_publishes_a_neighbors_score(
     manifest = Manifest.read(folder)
     assert manifest.score.neighbors is not None and manifest.score.neighbors.k == 5
     assert manifest.score.scale is not None  # feature data is standardised
-    assert main([*argv, "--score-neighbors", "0"]) == 2
-    assert "--score-neighbors must be >= 1" in capsys.readouterr().err
+    assert main([*argv, "--score-neighbors", "-1"]) == 2
+    assert "--score-neighbors must be >= 0 (0: off)" in capsys.readouterr().err
+    assert main([*argv, "--score-neighbors", "0"]) == 0  # an explicit 0 turns the preset's term off
+    plain = Manifest.read(Path(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert plain.score.neighbors is None and plain.version == 2
     assert main([*argv, "--score-reference-rows", "99999"]) == 2
     assert "--score-reference-rows must be in [1, 16384]" in capsys.readouterr().err

@@ -70,6 +70,8 @@ def test_fit_preset_applies_its_settings(tmp_path: Path) -> None:
     assert m.hyperparameters["n_components"] == 16 == m.latent_dim
     assert m.score.pool == 3 and m.score.image_shape == [8, 8, 1] and m.score.relative
     assert m.score.reduction == "mean"
+    assert m.score.neighbors is not None and m.score.neighbors.k == 5
+    assert m.score.neighbors.reference_rows == m.data.rows_train  # fewer rows than the 4096 cap
     assert m.data.classes == [3]
 
 
