@@ -33,6 +33,15 @@ def _run(X: np.ndarray) -> TrainingRun:
     return TrainingRun(dataset=ds, splits=split(X, None, seed=0), seed=0)
 
 
+def _published(tmp_path: Path, rows: int, k: int, max_rows: int) -> tuple[Path, Manifest]:
+    """A standardised PCA (99% of the variance) with a k-nearest-codes score, published."""
+    run = _run(_features(rows))
+    est = PCA(0.99, standardize=True, device="cpu").fit(run.splits.X_train)
+    est.fit_neighbors(run.splits.X_train, k, max_rows=max_rows)
+    folder = export_pca_family(est, run, tmp_path, "nb")
+    return folder, Manifest.read(folder)
+
+
 def _brute_force(Z: np.ndarray, R: np.ndarray, k: int) -> np.ndarray:
     """The definition, in float64: mean of the k smallest squared distances."""
     d = ((Z[:, None, :].astype(np.float64) - R[None, :, :].astype(np.float64)) ** 2).sum(axis=2)
@@ -128,11 +137,7 @@ def test_reference_is_a_capped_seeded_subset_of_training_codes() -> None:
 
 
 def test_manifest_round_trips_and_requires_its_reference_file(tmp_path: Path) -> None:
-    X = _features(600)
-    run = _run(X)
-    est = PCA(0.99, standardize=True, device="cpu").fit(run.splits.X_train)
-    folder = export_pca_family(est.fit_neighbors(run.splits.X_train, 3, max_rows=50), run, tmp_path, "nb")
-    manifest = Manifest.read(folder)
+    _, manifest = _published(tmp_path, 600, 3, 50)
     assert Manifest.model_validate_json(manifest.to_json()) == manifest
     data = manifest.model_dump(mode="json")
     data["files"] = [f for f in data["files"] if f["role"] != "reference"]
@@ -143,11 +148,7 @@ def test_manifest_round_trips_and_requires_its_reference_file(tmp_path: Path) ->
 
 
 def test_a_changed_reference_file_is_refused(tmp_path: Path) -> None:
-    X = _features(600)
-    run = _run(X)
-    est = PCA(0.99, standardize=True, device="cpu").fit(run.splits.X_train)
-    folder = export_pca_family(est.fit_neighbors(run.splits.X_train, 3, max_rows=50), run, tmp_path, "nb")
-    manifest = Manifest.read(folder)
+    folder, manifest = _published(tmp_path, 600, 3, 50)
     R = np.load(folder / "neighbors.npy")
     np.save(folder / "neighbors.npy", R + 1.0)
     with pytest.raises(IntegrityError, match=r"neighbors\.npy"):
@@ -157,11 +158,7 @@ def test_a_changed_reference_file_is_refused(tmp_path: Path) -> None:
 def test_calibrated_threshold_flags_about_one_percent_of_new_normal_rows(tmp_path: Path) -> None:
     """The reference codes come from training rows only, so calibration rows are scored like
     unseen rows: on fresh rows of the same distribution about 1 - quantile are flagged."""
-    X = _features(20000)
-    run = _run(X)
-    est = PCA(0.99, standardize=True, device="cpu").fit(run.splits.X_train)
-    folder = export_pca_family(est.fit_neighbors(run.splits.X_train, 5, max_rows=4096), run, tmp_path, "nb")
-    manifest = Manifest.read(folder)
+    folder, manifest = _published(tmp_path, 20000, 5, 4096)
     rt = OnnxRuntime.load(manifest, folder)
     fresh = _features(8000, seed=123)
     scores = rt.compute("scores", rt.check_inputs(fresh))[0]
