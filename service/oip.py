@@ -20,6 +20,7 @@ Bodies are JSON, or with the binary tensor extension a JSON header of
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
@@ -147,10 +148,7 @@ class InferRequest:
     threshold: float | None = None
     n: int = 0  # {model}.sample: how many
     seed: int | None = None
-
-    @property
-    def ops(self) -> tuple[Op, ...]:
-        return ("decode",) if self.target != "model" else ops_for(self.outputs)
+    ops: tuple[Op, ...] = ("decode",)  # the model ops that produce the outputs
 
 
 def check_target(runtime: ModelRuntime, target: Target) -> None:
@@ -172,16 +170,15 @@ def read_request(
     check_target(runtime, target)
     m = runtime.manifest
     header, binary_at = _split_body(kind, body, headers)
-    doc, datas = _load_header(header)
-    envelope: V2InferenceRequest = validate_options(V2InferenceRequest, doc, "body")
-    specs, outputs = signature(m, target)
-    label = f"model {m.name + _suffix(target)!r} version {m.version}"
-    given = [t.name for t in envelope.inputs]
-    if given != [specs[0].name]:
-        spec = specs[0]
+    envelope, datas = _envelope(header, binary_at >= 0)
+    input_name, outputs = _NAMES[target]
+    if len(envelope.inputs) != 1 or envelope.inputs[0].name != input_name:
+        spec = signature(m, target)[0][0]
+        given = [t.name for t in envelope.inputs]
         got = f"the request has {given}" if given else "the request has none"
         raise InvalidInput(
-            f"inputs: {label} takes one input {spec.name!r} ({spec.datatype}, shape {spec.shape}); {got}",
+            f"inputs: {_label(m, target)} takes one input {spec.name!r} ({spec.datatype}, shape "
+            f"{spec.shape}); {got}",
             field="inputs",
             details={"expected": [spec.name], "got": given},
         )
@@ -201,13 +198,16 @@ def read_request(
     params = dict(envelope.parameters or {})
     all_binary = params.pop("binary_data_output", False) is True
     req = InferRequest(target, [], set(), envelope.id, params)
-    _select_outputs(req, envelope, tuple(t.name for t in outputs), all_binary, label)
+    _select_outputs(req, envelope, outputs, all_binary, m, target)
+    if target == "model":
+        req.ops = ops_for(req.outputs)
     req.threshold = _number(params, "threshold")
     if target == "sample":
         req.n = int(X.reshape(-1)[0]) if X.size == 1 else 0
         if X.size != 1 or req.n < 1:
             raise InvalidInput(
-                f"n: {label} takes n as one positive integer, shape [1], got {X.reshape(-1)[:4].tolist()}",
+                f"n: {_label(m, target)} takes n as one positive integer, shape [1], got "
+                f"{X.reshape(-1)[:4].tolist()}",
                 field="n",
             )
         req.seed = _seed(params.get("seed"))
@@ -215,8 +215,16 @@ def read_request(
     return req, X
 
 
-def _suffix(target: Target) -> str:
-    return "" if target == "model" else f".{target}"
+_NAMES: dict[Target, tuple[str, tuple[str, ...]]] = {  # the input and outputs of `signature`
+    "model": ("input", ("code", "reconstruction", "score", "is_anomaly", "p_value")),
+    "decoder": ("code", ("reconstruction",)),
+    "sample": ("n", ("sample",)),
+}
+_SUFFIX: dict[Target, str] = {"model": "", "decoder": ".decoder", "sample": ".sample"}
+
+
+def _label(m: Manifest, target: Target) -> str:
+    return f"model {m.name + _SUFFIX[target]!r} version {m.version}"
 
 
 def _split_body(kind: str, body: bytes, headers: Mapping[str, str]) -> tuple[bytes, int]:
@@ -232,6 +240,30 @@ def _split_body(kind: str, body: bytes, headers: Mapping[str, str]) -> tuple[byt
         )
     n = int(declared)
     return body[:n], n
+
+
+CACHED_HEADER_BYTES = 4096  # binary requests' JSON headers up to this size are parsed once
+
+
+def _envelope(header: bytes, binary: bool) -> tuple[V2InferenceRequest, list[object]]:
+    """The validated request (never changed afterwards) and each input's JSON data."""
+    if binary and len(header) <= CACHED_HEADER_BYTES:
+        cached = _binary_envelope(header)
+        if cached is not None:
+            return cached, [None] * len(cached.inputs)
+    doc, datas = _load_header(header)
+    envelope: V2InferenceRequest = validate_options(V2InferenceRequest, doc, "body")
+    return envelope, datas
+
+
+@functools.lru_cache(maxsize=256)
+def _binary_envelope(header: bytes) -> V2InferenceRequest | None:
+    """The request of a binary header whose inputs are all binary: a client sends the same few
+    headers (shape, outputs) again and again, so each is parsed and validated once (None: a
+    header with JSON data, which `_envelope` reads every time)."""
+    doc, datas = _load_header(header)
+    envelope: V2InferenceRequest = validate_options(V2InferenceRequest, doc, "body")
+    return envelope if all(data is None for data in datas) else None
 
 
 def _load_header(header: bytes) -> tuple[dict[str, Any], list[object]]:
@@ -389,7 +421,12 @@ _END = object()
 
 
 def _select_outputs(
-    req: InferRequest, envelope: V2InferenceRequest, known: tuple[str, ...], all_binary: bool, label: str
+    req: InferRequest,
+    envelope: V2InferenceRequest,
+    known: tuple[str, ...],
+    all_binary: bool,
+    m: Manifest,
+    target: Target,
 ) -> None:
     if not envelope.outputs:
         req.outputs = list(known)
@@ -398,7 +435,7 @@ def _select_outputs(
     for out in envelope.outputs:
         if out.name not in known:
             raise InvalidInput(
-                f"outputs: {label} has no output {out.name!r}; it has {list(known)}",
+                f"outputs: {_label(m, target)} has no output {out.name!r}; it has {list(known)}",
                 field="outputs",
                 details={"expected": list(known), "got": out.name},
             )
@@ -433,7 +470,7 @@ def _number(params: Mapping[str, Any], name: str) -> float | None:
 def encode_response(req: InferRequest, result: Result) -> Response:
     """The inference response: JSON, or a JSON header then the binary outputs' bytes."""
     doc: dict[str, Any] = {
-        "model_name": result.model + _suffix(req.target),
+        "model_name": result.model + _SUFFIX[req.target],
         "model_version": str(result.version),
     }
     if req.id is not None:
@@ -444,18 +481,15 @@ def encode_response(req: InferRequest, result: Result) -> Response:
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, A in result.arrays.items():
-        out: dict[str, Any] = {
-            "name": name,
-            "datatype": "BOOL" if A.dtype == np.bool_ else "FP32",
-            "shape": list(A.shape),
-        }
-        flat = np.ascontiguousarray(A).reshape(-1)
+        boolean = A.dtype.kind == "b"
+        datatype = "BOOL" if boolean else "FP32"
+        out: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(A.shape)}
         if name in req.binary:
-            raw = flat.astype("<f4", copy=False).tobytes() if A.dtype != np.bool_ else flat.tobytes()
+            raw = A.tobytes() if boolean else A.astype("<f4", copy=False).tobytes()  # row-major
             out["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            out["data"] = flat
+            out["data"] = np.ascontiguousarray(A).reshape(-1)
         outputs.append(out)
     doc["outputs"] = outputs
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -316,24 +316,20 @@ class ErrorResponse(BaseModel):
 # Unlike our own requests these ignore unknown fields: the protocol's clients send more than it
 # names (KServe's InferenceRESTClient adds `model_name` to the body).
 TensorData = list[Any]
+# Free-form parameters of any JSON value; the few read (`threshold`, `seed` of `.sample`,
+# `binary_data_output`, `binary_data`, `binary_data_size`) are checked where they are read.
+V2Params = dict[str, Any]
 
 
 class _V2Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class V2Parameters(BaseModel):
-    """Free-form parameters; `threshold` overrides the calibrated threshold, `seed` seeds `.sample`,
-    `binary_data_output` asks for every output in binary, `binary_data_size` sizes a binary tensor."""
-
-    model_config = ConfigDict(extra="allow")
-
-
 class V2RequestInput(_V2Request):
     name: str = Field(description="the input tensor's name: input, code (decoder) or n (sample)")
     shape: list[int] = Field(description="rows first, e.g. [2, 8, 8] or [2, 64]")
     datatype: str = Field(description="FP32 (FP16 and FP64 are converted); INT64 for n")
-    parameters: dict[str, JsonValue] | None = None
+    parameters: V2Params | None = None
     data: TensorData | None = Field(
         default=None, description="values, flat or nested, row-major; absent with binary_data_size"
     )
@@ -348,7 +344,7 @@ class V2RequestInput(_V2Request):
 
 class V2RequestOutput(_V2Request):
     name: str = Field(description="an output of the model's metadata")
-    parameters: dict[str, JsonValue] | None = Field(
+    parameters: V2Params | None = Field(
         default=None, description='{"binary_data": true} answers this output in binary'
     )
 
@@ -370,7 +366,7 @@ class V2InferenceRequest(_V2Request):
         }
     )
     id: str | None = None
-    parameters: dict[str, JsonValue] | None = None
+    parameters: V2Params | None = None
     inputs: list[V2RequestInput]
     outputs: list[V2RequestOutput] | None = None
 
@@ -379,7 +375,7 @@ class V2ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: dict[str, JsonValue] | None = None
+    parameters: V2Params | None = None
     data: TensorData | None = Field(default=None, description="flat, row-major; absent when binary")
 
 
@@ -403,7 +399,7 @@ class V2InferenceResponse(BaseModel):
     model_name: str
     model_version: str | None = None
     id: str | None = None
-    parameters: dict[str, JsonValue] | None = None
+    parameters: V2Params | None = None
     outputs: list[V2ResponseOutput]
 
 

@@ -434,3 +434,21 @@ def test_openapi_follows_the_protocol_spec(client):
     assert body["required"] == ["inputs"]
     assert {"name", "shape", "datatype"} <= set(body["properties"]["inputs"]["items"]["required"])
     assert body["properties"]["outputs"]["anyOf"][0]["items"]["required"] == ["name"]
+
+
+def test_a_repeated_binary_header_reads_each_bodys_own_tensor(client, digits):
+    """Binary headers are parsed once (a client repeats them); the data always comes from the body."""
+    A, B = digits[:2].astype("<f4"), digits[2:4].astype("<f4")
+    spec = {
+        "name": "input",
+        "shape": [2, 8, 8],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": A.nbytes},
+    }
+    doc = {"inputs": [spec], "outputs": [{"name": "score", "parameters": {"binary_data": True}}]}
+    scores = []
+    for X in (A, B, A):
+        body, headers = binary_request(doc, X)
+        scores.append(binary_outputs(client.post(INFER, content=body, headers=headers))[1]["score"].tolist())
+    ref = client.post("/anomaly-score", json={"model": "digits-pca", "inputs": B.tolist()}).json()["scores"]
+    assert scores[0] == scores[2] != scores[1] == np.float32(ref).tolist()
