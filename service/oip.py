@@ -47,7 +47,7 @@ except ImportError:  # optional: without it every body takes the orjson path
 HEADER_LENGTH = "inference-header-content-length"
 OCTET = "application/octet-stream"
 BINARY = "application/vnd.latentserve.oip-binary"  # a body's kind: the binary tensor extension
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 PLATFORMS = {"onnx": "onnxruntime_onnx", "joblib": "scikit-learn_joblib"}
 
 Target = Literal["model", "decoder", "sample"]

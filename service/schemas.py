@@ -454,6 +454,13 @@ class V2ModelMetadata(BaseModel):
     outputs: list[V2Tensor]
 
 
+class V2RepositoryModel(BaseModel):
+    name: str
+    version: str
+    state: str = Field(description="READY, or UNAVAILABLE (see reason)")
+    reason: str
+
+
 class V2Error(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"error": "model 'nope' not found"}]})
     error: str

@@ -57,7 +57,7 @@ def test_tritonclient(url: str, digits: np.ndarray) -> None:
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready("digits-pca") and client.is_model_ready("digits-pca", "1")
         assert not client.is_model_ready("no-such-model")
-        assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+        assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "model_repository"]
         meta = client.get_model_metadata("digits-pca")
         assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 8, 8]}]
         assert [o["name"] for o in meta["outputs"]] == [
@@ -85,6 +85,10 @@ def test_tritonclient(url: str, digits: np.ndarray) -> None:
             assert every.as_numpy("code").tolist() == np.float32(codes).tolist()
             assert every.as_numpy("p_value").tolist() == np.float32(ours["p_values"]).tolist()
             assert every.as_numpy("reconstruction").shape == (5, 8, 8)
+
+        index = client.get_model_repository_index()
+        assert {"name": "digits-pca", "version": "1", "state": "READY", "reason": ""} in index
+        client.load_model("digits-pca")  # the registry's reload
 
         bad = triton.InferInput("input", [5, 63], "FP32")
         bad.set_data_from_numpy(np.ascontiguousarray(X.reshape(5, 64)[:, :63]))

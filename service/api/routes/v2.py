@@ -1,18 +1,21 @@
 """The Open Inference Protocol (KServe V2) beside our routes: health, metadata, readiness, infer.
 
 Model `{name}` encodes, reconstructs and scores (its outputs pick the ops), `{name}.decoder`
-decodes, `{name}.sample` samples (see `service.oip`). Infer goes to the same core as our routes
-(`InferenceService.handle`; both fast paths serve it too); errors under /v2 are `{"error": message}`
-(`service.app` maps them).
+decodes, `{name}.sample` samples (see `service.oip`). The model repository extension maps `load`
+onto the registry's reload; `unload` is refused (the registry serves its whole folder). Infer goes
+to the same core as our routes (`InferenceService.handle`; both fast paths serve it too); errors
+under /v2 are `{"error": message}` (`service.app` maps them).
 """
 
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from service import oip
 from service.api.deps import APIKey, RegistryDep, ServiceDep
+from service.errors import InvalidInput
 from service.registry import Registry
 from service.runtime import ModelRuntime
 from service.schemas import (
@@ -21,6 +24,7 @@ from service.schemas import (
     V2InferenceResponse,
     V2ModelMetadata,
     V2ModelReady,
+    V2RepositoryModel,
     V2ServerLive,
     V2ServerMetadata,
     V2ServerReady,
@@ -156,3 +160,40 @@ async def infer_version(name: str, version: str, request: Request, service: Serv
     """Run one version of the model on the input tensor."""
     verb, path = service.v2_verb(name, version)
     return await service.handle(request, verb, path)
+
+
+# ---- the model repository extension, mapped onto the registry's reload ------------------------------
+@router.post(
+    "/repository/index", response_model=list[V2RepositoryModel], dependencies=[APIKey], responses=_ERRORS
+)
+def repository_index(registry: RegistryDep) -> list[V2RepositoryModel]:
+    """Every version in the registry, READY or UNAVAILABLE (with the reason)."""
+    return [
+        V2RepositoryModel(
+            name=name,
+            version=str(v),
+            state="READY" if r.runtime is not None else "UNAVAILABLE",
+            reason=r.error or "",
+        )
+        for name, versions in sorted(registry.records().items())
+        for v, r in sorted(versions.items())
+    ]
+
+
+@router.post("/repository/models/{name}/load", dependencies=[APIKey], responses=_ERRORS)
+async def repository_load(name: str, registry: RegistryDep) -> dict[str, str]:
+    """Rescan the registry (as POST /admin/reload), then answer 200 if `name` has a loaded version."""
+    await run_in_threadpool(registry.reload)
+    _model(registry, name, None)  # 404 unknown, 400 no version loaded
+    return {}
+
+
+@router.post("/repository/models/{name}/unload", dependencies=[APIKey], responses=_ERRORS)
+def repository_unload(name: str, registry: RegistryDep) -> dict[str, str]:
+    """Refused: the registry serves every version in MODELS_DIR."""
+    _model(registry, name, None)
+    raise InvalidInput(
+        f"model {name!r}: unload is not supported; the registry serves every version in its folder, "
+        "remove the version folder (then reload) to stop serving it",
+        field="model",
+    )

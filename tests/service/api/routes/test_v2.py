@@ -63,7 +63,7 @@ def test_health_and_server_metadata(client):
     assert client.get("/v2").json() == {
         "name": "latentserve",
         "version": "0.1.0",
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "model_repository"],
     }
 
 
@@ -452,3 +452,18 @@ def test_a_repeated_binary_header_reads_each_bodys_own_tensor(client, digits):
         scores.append(binary_outputs(client.post(INFER, content=body, headers=headers))[1]["score"].tolist())
     ref = client.post("/anomaly-score", json={"model": "digits-pca", "inputs": B.tolist()}).json()["scores"]
     assert scores[0] == scores[2] != scores[1] == np.float32(ref).tolist()
+
+
+def test_model_repository_index_load_and_unload(make_client, registry_copy):
+    import shutil
+
+    with make_client(registry_copy) as c:
+        index = c.post("/v2/repository/index").json()
+        assert {"name": "digits-pca", "version": "1", "state": "READY", "reason": ""} in index
+        assert "available models" in v2_error(c.post("/v2/repository/models/copy-pca/load"), 404)
+        shutil.copytree(registry_copy / "digits-pca", registry_copy / "copy-pca")  # a new model appears
+        manifest = registry_copy / "copy-pca" / "1" / "manifest.json"
+        manifest.write_text(manifest.read_text().replace('"digits-pca"', '"copy-pca"'))
+        assert c.post("/v2/repository/models/copy-pca/load").json() == {}  # the registry's reload
+        assert c.get("/v2/models/copy-pca/ready").status_code == 200
+        assert "unload is not supported" in v2_error(c.post("/v2/repository/models/copy-pca/unload"), 400)
