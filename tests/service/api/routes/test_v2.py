@@ -467,3 +467,15 @@ def test_model_repository_index_load_and_unload(make_client, registry_copy):
         assert c.post("/v2/repository/models/copy-pca/load").json() == {}  # the registry's reload
         assert c.get("/v2/models/copy-pca/ready").status_code == 200
         assert "unload is not supported" in v2_error(c.post("/v2/repository/models/copy-pca/unload"), 400)
+
+
+def test_large_json_bodies_take_simdjson_and_still_name_bad_data(client, digits):
+    X = np.concatenate([digits] * 4)  # 48 rows: a body of ~20 KB, read by simdjson
+    doc = {"inputs": [{"name": "input", "shape": [48, 8, 8], "datatype": "FP32", "data": X.tolist()}]}
+    body = client.post(INFER, json={**doc, "outputs": [{"name": "score"}]}).json()
+    ref = client.post("/anomaly-score", json={"model": "digits-pca", "inputs": X.tolist()}).json()
+    assert outputs_of(body)["score"].tolist() == ref["scores"]
+    bad = X.reshape(-1).tolist()
+    bad[100] = "x"
+    doc = {"inputs": [{"name": "input", "shape": [48, 64], "datatype": "FP32", "data": bad}]}
+    assert _bad(client, doc) == "input: data must hold numbers only (flat or nested lists)"
