@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -420,10 +420,13 @@ def error_response(exc: LatentServeError) -> Response:
     )
 
 
-def internal_error_response(method: str, path: str) -> Response:
-    """Log the exception being handled and answer the one 500, without a stack trace."""
+def internal_error_response(
+    method: str, path: str, render: Callable[[LatentServeError], Response] | None = None
+) -> Response:
+    """Log the exception being handled and answer the one 500, without a stack trace, in the error
+    shape of `render` (default: ours)."""
     logging.getLogger("latentserve.app").exception("unhandled error on %s %s", method, path)
-    return error_response(InternalError("internal error; the server log has the details"))
+    return (render or error_response)(InternalError("internal error; the server log has the details"))
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
