@@ -22,6 +22,7 @@ from training.base import ReconstructionEstimator, score_spec
 from training.config import PCA_KINDS, FitConfig, PCAConfig
 from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
 from training.export import TrainingRun, export_pca_family
+from training.publish import RegistryNotWritable, check_writable
 
 log = logging.getLogger("latentserve.training")
 
@@ -306,6 +307,7 @@ def run_fit(args: argparse.Namespace) -> Path:
     cfg = fit_config(args)
     if cfg.model not in FITTERS:
         raise UsageError(f"--model: unknown kind {cfg.model!r}; expected one of {sorted(FITTERS)}")
+    check_writable(cfg.models_dir)  # before the training, not after it
     ds, run = _load_rows(cfg, args)
     return FITTERS[cfg.model](cfg, args, ds, run)
 
@@ -393,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LatentServeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except RegistryNotWritable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; the registry is unchanged", file=sys.stderr)
         return 130
