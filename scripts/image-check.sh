@@ -227,8 +227,8 @@ else
     # shellcheck disable=SC2016  # "$1" is mmdebstrap's, expanded by its hook
     logged base mmdebstrap --variant=minbase \
       --include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates \
-      --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' bookworm "$tarball.tmp"
-    mv "$tarball.tmp" "$tarball"
+      --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' bookworm "$cache/partial.tar"
+    mv "$cache/partial.tar" "$tarball"   # mmdebstrap picks the format by the name: keep .tar last
     base_detail="local $base built by mmdebstrap (cached in $cache)"
   fi
   ctr="$(buildah from scratch)"
