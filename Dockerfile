@@ -36,9 +36,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 latentserve \
     && useradd --system --uid 10001 --gid latentserve --create-home --shell /usr/sbin/nologin latentserve \
     && mkdir -p /models && chown latentserve:latentserve /models
-# install from the builder's wheels only, without copying them into a layer
+# install from the builder's wheels only, without copying them into a layer; an empty mount (a layer
+# cache that drops `--mount=type=bind,from=builder`, as buildah's --layers does) says so instead of
+# pip's "not a valid wheel filename"
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels /wheels/latentserve-*.whl
+    set -- /wheels/latentserve-*.whl \
+    && { [ -f "$1" ] || { echo "no latentserve wheel in /wheels: the builder stage's wheels were not mounted" >&2; exit 1; }; } \
+    && pip install --no-index --find-links /wheels "$1"
 WORKDIR /home/latentserve
 USER 10001:10001
 EXPOSE 8000
@@ -65,7 +69,9 @@ RUN groupadd --system --gid 10001 latentserve \
     && ln -s /models /home/latentserve/models
 RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --find-links /wheels "$(echo /wheels/latentserve-*.whl)[train]"
+    set -- /wheels/latentserve-*.whl \
+    && { [ -f "$1" ] || { echo "no latentserve wheel in /wheels: the builder stage's wheels were not mounted" >&2; exit 1; }; } \
+    && pip install --find-links /wheels "$1[train]"
 # the default --models-dir `models` is the symlink to /models (mount the registry volume there)
 WORKDIR /home/latentserve
 USER 10001:10001

@@ -22,6 +22,7 @@ from training.base import DEFAULT_REFERENCE_ROWS, ReconstructionEstimator, score
 from training.config import PCA_KINDS, FitConfig, PCAConfig
 from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
 from training.export import TrainingRun, export_pca_family
+from training.publish import RegistryNotWritable, check_writable
 
 log = logging.getLogger("latentserve.training")
 
@@ -334,6 +335,7 @@ def run_fit(args: argparse.Namespace) -> Path:
             f"--score-neighbors: --model {cfg.model} keeps no reference codes; the PCA family "
             f"({', '.join(PCA_KINDS)}) does"
         )
+    check_writable(cfg.models_dir)  # before the training, not after it
     ds, run = _load_rows(cfg, args)
     return FITTERS[cfg.model](cfg, args, ds, run)
 
@@ -421,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LatentServeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except RegistryNotWritable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; the registry is unchanged", file=sys.stderr)
         return 130

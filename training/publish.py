@@ -24,6 +24,32 @@ STAGING = ".staging"
 STALE_AFTER_S = 24 * 3600
 
 
+class RegistryNotWritable(PermissionError):  # noqa: N818 (named for the condition, like the service's errors)
+    """This process cannot write the registry folder (a host folder mounted with another owner)."""
+
+    def __init__(self, folder: Path) -> None:
+        uid, gid = os.getuid(), os.getgid()
+        st = folder.stat()
+        super().__init__(
+            f"cannot write the registry: {folder} belongs to uid {st.st_uid}:{st.st_gid} (mode "
+            f"{st.st_mode & 0o777:o}) and this process runs as uid {uid}:{gid}; give it write access, "
+            f"e.g. `chown -R {uid}:{gid}` on the folder (a host folder mounted at /models of the train "
+            "image must belong to its user, uid 10001)"
+        )
+
+
+def check_writable(models_dir: Path) -> None:
+    """Raise RegistryNotWritable unless this process can create versions under `models_dir` (or
+    create `models_dir` itself); checked before training, so a long fit does not fail at the end."""
+    if models_dir.exists():
+        folders = [f for f in (models_dir, models_dir / STAGING) if f.exists()]
+    else:
+        folders = [next(p for p in models_dir.parents if p.exists())]
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise RegistryNotWritable(folder)
+
+
 class Staging:
     """`with Staging(models_dir, name) as stage:` write files into `stage.path`, then `stage.publish(m)`."""
 

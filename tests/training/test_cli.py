@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,31 @@ def test_bad_arguments_exit_2_with_one_clear_line_and_touch_nothing(
     assert len(err_lines) == 1 and message in err_lines[0], stderr
     assert "Traceback" not in stderr
     assert _tree(models) == before
+
+
+def test_an_unwritable_registry_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host folder mounted at the train image's /models with another owner: one line that says
+    which uid needs write access and how, before any data is loaded (root passes every access check,
+    so the check is made to fail here)."""
+    import training.cli
+    import training.publish
+
+    models = tmp_path / "models"
+    models.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        training.publish.os, "access", lambda p, mode: Path(p) != models and real_access(p, mode)
+    )
+    monkeypatch.setattr(training.cli, "_load_rows", lambda *a: pytest.fail("loaded data"))
+    code, stderr = run_cli(fit_argv("pca", "digits", "x", models, "--n-components", "3"), capsys)
+    assert code == 1
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert f"{models} belongs to uid {os.getuid()}" in line
+    assert f"chown -R {os.getuid()}:{os.getgid()}" in line and "uid 10001" in line
+    assert "Traceback" not in stderr
+    assert list(models.iterdir()) == []
 
 
 def test_the_entry_point_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
