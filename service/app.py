@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_pickle=settings.allow_pickle,
         trusted_models=frozenset(settings.trusted_models),
         threads=settings.threads,
+        allow_symlinks=settings.allow_symlinks,
     )
     metrics = Metrics(registry)
 

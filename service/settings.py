@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         default=None, description="when set, every route but health needs X-API-Key or Authorization: Bearer"
     )
     allow_pickle: bool = Field(default=False, description="load joblib (pickle) artifacts of any model")
+    allow_symlinks: bool = Field(
+        default=False, description="follow symlinks in the registry that lead out of MODELS_DIR"
+    )
     trusted_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="models whose joblib artifacts may load (comma-separated or JSON)"
     )

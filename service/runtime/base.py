@@ -158,8 +158,10 @@ def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
     try:
         actual = sha256_of(path)
     except OSError as exc:  # unreadable (permissions, I/O): this version fails, the others load
+        reason = exc.strerror or type(exc).__name__  # str(exc) would name the server path
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: {exc}",
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: "
+            f"{reason}",
             field="files",
         ) from exc
     if actual != entry.sha256:
