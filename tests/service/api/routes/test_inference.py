@@ -448,3 +448,16 @@ def test_deeply_nested_rows_are_a_422(client):
     body = '{"model": "digits-pca", "inputs": [[0.5], ' + deep + "]}"
     err = error_of(client.post("/encode", content=body, headers={"content-type": "application/json"}), 422)
     assert "row 1 nests lists more than 32 deep" in err["message"], err
+
+
+def test_scores_that_become_non_finite_are_a_422_naming_the_row(client, digits):
+    """1e20 is a finite float32, its square is not: never a 200 with a null score."""
+    rows = [digits[0].tolist(), [[1e20] * 8] * 8]
+    for path in ("/anomaly-score", "/reconstruct"):
+        err = error_of(client.post(path, json={"model": "digits-pca", "inputs": rows}), 422)
+        assert "row 1 gives a non-finite" in err["message"] and err["details"]["rows"] == [1], err
+    big = np.full((1, 64), 2**62, dtype=np.int64)
+    r = client.post("/anomaly-score?model=digits-pca", content=npy(big), headers=NPY_HEADERS)
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 200:
+        assert all(isinstance(s, float) for s in r.json()["scores"])
