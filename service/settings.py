@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="when set, every route but health needs X-API-Key or Authorization: Bearer"
     )
+    docs_public: bool = Field(
+        default=False, description="with an API key set, serve /docs, /redoc and /openapi.json without it"
+    )
     allow_pickle: bool = Field(default=False, description="load joblib (pickle) artifacts of any model")
     allow_symlinks: bool = Field(
         default=False, description="follow symlinks in the registry that lead out of MODELS_DIR"
