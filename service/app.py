@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from service.admission import Admission
 from service.allocator import tune_allocator
 from service.api.deps import APIKey
 from service.api.fastpath import InferenceFastPath
@@ -133,7 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threads=settings.threads,
         allow_symlinks=settings.allow_symlinks,
     )
-    metrics = Metrics(registry)
+    admission = Admission(settings)
+    metrics = Metrics(registry, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -162,7 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
-    app.state.service = InferenceService(registry, settings, metrics)
+    app.state.service = InferenceService(registry, settings, metrics, admission)
+    app.state.draining = False  # set on SIGTERM by service.server: readiness answers 503
     for exc_type in (LatentServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, _on_error)
     app.include_router(api_router)
