@@ -20,6 +20,7 @@ MAX_RESPONSE_BYTES is a 413 before any model call.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -66,6 +67,8 @@ from service.settings import Settings
 
 Array = npt.NDArray[Any]
 Reply = Callable[[Response], None]
+# true / false as an array element (after "[" or ","); an option's boolean follows ":" instead
+_ARRAY_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)")
 COMPUTE_CHUNK_ROWS = 4096  # a worker-thread call checks its deadline between chunks of this many rows
 JSON_VALUE_BYTES = 16  # a float32 in a JSON answer: up to 9 significant digits, sign, exponent, comma
 
@@ -207,7 +210,7 @@ class _Parsed:
     query: dict[str, str]
     images: list[ImageFile] | None = None
     resize: bool = False  # the `resize` query flag of image bodies
-    booleans: bool = False  # a JSON body that may hold true / false: its rows are checked for them
+    booleans: bool = False  # a JSON body with true / false in an array: its rows are checked for them
     deadline: float | None = None  # time.monotonic() past which decoding stops (worker threads)
 
 
@@ -469,7 +472,7 @@ class InferenceService:
                 parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
         fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
-        parsed.booleans = b"true" in parsed.body or b"false" in parsed.body  # in the rows? checked later
+        parsed.booleans = _ARRAY_BOOLEAN.search(parsed.body) is not None  # rows are walked for them
         rows: object = None
         if fast is not None:
             data, rows = fast
