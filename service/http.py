@@ -163,6 +163,9 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.timer = None
         if self.transport.is_closing():
             return
+        if self.flow.read_paused:  # we stopped reading (a pipelined body waits its turn): not the client
+            self._arm(self.limits.body_timeout_s, reason)
+            return
         self.admission.close(reason)
         self.fast_verb = None
         self.fast_chunks = _DISCARD
