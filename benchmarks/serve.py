@@ -4,12 +4,17 @@
 
 Builds the lecture's stacked autoencoder 784-100-30-100-784 (random weights, torch) and exports it
 to ONNX into a temporary registry. Each server runs pinned to core 0 (`taskset -c 0`); `wrk`
-drives it from core 1 over loopback; `/anomaly-score` is measured. Needs `wrk` and `taskset`.
+drives it from core 1 over loopback; `/anomaly-score` is measured, and the same scores through
+the Open Inference Protocol (`POST /v2/models/bench-ae/infer`, outputs score, is_anomaly and
+p_value), binary (the binary tensor extension, as Triton's clients send) and JSON (flat data).
+Needs `wrk` and `taskset`.
 
 Targets (ratios within this run):
   .npy 256-row rows/s        >= 60% of in-process onnxruntime rows/s at batch 256
   JSON 256-row rows/s        >= 4x the naive server
   JSON 1-row, 16 in flight   >= 4x the naive server's req/s, with p99 <= 10 ms
+  V2 binary, 256 and 1 row   >= 0.9x our .npy path at the same rows and concurrency
+  V2 JSON, 256 and 1 row     >= 0.9x our JSON path at the same rows and concurrency
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("WRK_CTYPE")
+local header_length = os.getenv("WRK_HEADER_LENGTH")
+if header_length ~= nil and header_length ~= "" then
+  wrk.headers["Inference-Header-Content-Length"] = header_length
+end
 """
 
 
@@ -238,13 +247,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wrk(
-    label: str, url: str, body: bytes, ctype: str, rows: int, conc: int, seconds: float, work: Path, pid: int
+    label: str,
+    url: str,
+    body: bytes,
+    ctype: str,
+    rows: int,
+    conc: int,
+    seconds: float,
+    work: Path,
+    pid: int,
+    header_length: int | None = None,
 ) -> Load:
     body_file = work / f"body-{abs(hash(label))}.bin"
     body_file.write_bytes(body)
     script = work / "post.lua"
     script.write_text(LUA)
     env = {**os.environ, "WRK_BODY": str(body_file), "WRK_CTYPE": ctype}
+    if header_length is not None:
+        env["WRK_HEADER_LENGTH"] = str(header_length)
     base = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conc}", "-s", str(script), "--latency", url]
     subprocess.run([*base[:5], "-d1s", *base[5:]], env=env, capture_output=True, check=True)  # warm-up
     cpu0 = cpu_seconds(pid)
@@ -272,11 +292,31 @@ def npy_bytes(A: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+V2_OUTPUTS = [{"name": "score"}, {"name": "is_anomaly"}, {"name": "p_value"}]  # what /anomaly-score answers
+
+
+def v2_json(X: np.ndarray) -> bytes:
+    """An Open Inference Protocol request with the rows as flat JSON data (tritonclient's JSON mode)."""
+    tensor = {"name": "input", "shape": list(X.shape), "datatype": "FP32", "data": X.reshape(-1)}
+    return orjson.dumps({"inputs": [tensor], "outputs": V2_OUTPUTS}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def v2_binary(X: np.ndarray) -> tuple[bytes, int]:
+    """The same with the binary tensor extension, answered in binary too; and the header's length."""
+    A = np.ascontiguousarray(X, dtype="<f4")
+    size = {"binary_data_size": A.nbytes}
+    tensor = {"name": "input", "shape": list(A.shape), "datatype": "FP32", "parameters": size}
+    doc = {"inputs": [tensor], "outputs": V2_OUTPUTS, "parameters": {"binary_data_output": True}}
+    header = orjson.dumps(doc)
+    return header + A.tobytes(), len(header)
+
+
 def one_round(registry: Path, weights: Path, X: np.ndarray, s: float, work: Path) -> list[Load]:
     """Both servers, one after the other, each on core 0 alone."""
     json256 = orjson.dumps({"model": MODEL, "inputs": X[:256]}, option=orjson.OPT_SERIALIZE_NUMPY)
     json1 = orjson.dumps({"model": MODEL, "inputs": X[:1]}, option=orjson.OPT_SERIALIZE_NUMPY)
-    npy256 = npy_bytes(X[:256])
+    npy256, npy1 = npy_bytes(X[:256]), npy_bytes(X[:1])
+    (bin256, head256), (bin1, head1) = v2_binary(X[:256]), v2_binary(X[:1])
     port = free_port()
     naive = [sys.executable, "benchmarks/naive_server.py", "--weights", str(weights), "--port", str(port)]
     proc = start(naive, port, "/health")
@@ -305,10 +345,17 @@ def one_round(registry: Path, weights: Path, X: np.ndarray, s: float, work: Path
     proc = start(ours, port, "/health/ready", env)
     try:
         url = f"http://127.0.0.1:{port}/anomaly-score"
+        v2 = f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer"
+        octet, pid = "application/octet-stream", proc.pid
         results += [
-            wrk(OURS_256, url, json256, "application/json", 256, 4, s, work, proc.pid),
-            wrk(OURS_NPY, f"{url}?model={MODEL}", npy256, "application/x-npy", 256, 4, s, work, proc.pid),
-            wrk(OURS_1, url, json1, "application/json", 1, 16, s, work, proc.pid),
+            wrk(OURS_256, url, json256, "application/json", 256, 4, s, work, pid),
+            wrk(V2_JSON_256, v2, v2_json(X[:256]), "application/json", 256, 4, s, work, pid),
+            wrk(OURS_NPY, f"{url}?model={MODEL}", npy256, "application/x-npy", 256, 4, s, work, pid),
+            wrk(V2_BIN_256, v2, bin256, octet, 256, 4, s, work, pid, head256),
+            wrk(OURS_1, url, json1, "application/json", 1, 16, s, work, pid),
+            wrk(V2_JSON_1, v2, v2_json(X[:1]), "application/json", 1, 16, s, work, pid),
+            wrk(OURS_NPY_1, f"{url}?model={MODEL}", npy1, "application/x-npy", 1, 16, s, work, pid),
+            wrk(V2_BIN_1, v2, bin1, octet, 1, 16, s, work, pid, head1),
         ]
     finally:
         stop(proc)
@@ -320,6 +367,17 @@ NAIVE_1 = "naive JSON 1 row, 16 in flight"
 OURS_256 = "latentserve JSON 256 rows, 4 in flight"
 OURS_NPY = "latentserve .npy 256 rows, 4 in flight"
 OURS_1 = "latentserve JSON 1 row, 16 in flight"
+OURS_NPY_1 = "latentserve .npy 1 row, 16 in flight"
+V2_JSON_256 = "V2 JSON 256 rows, 4 in flight"
+V2_BIN_256 = "V2 binary 256 rows, 4 in flight"
+V2_JSON_1 = "V2 JSON 1 row, 16 in flight"
+V2_BIN_1 = "V2 binary 1 row, 16 in flight"
+V2_CHECKS = [  # (V2 row, our row it is compared with)
+    (V2_BIN_256, OURS_NPY),
+    (V2_BIN_1, OURS_NPY_1),
+    (V2_JSON_256, OURS_256),
+    (V2_JSON_1, OURS_1),
+]
 
 
 def main() -> int:
@@ -397,6 +455,16 @@ def main() -> int:
             ours1.p99_ms <= 10.0,
         ),
     ]
+    for v2, ours in V2_CHECKS:
+        checks.append(
+            (
+                f"{v2.split(',')[0]} vs ours",
+                best[v2].req_s / best[ours].req_s,
+                lean[v2].cpu_req_s / lean[ours].cpu_req_s,
+                0.9,
+                True,
+            )
+        )
     print(f"\n{'ratio':<40} {'wall':>7} {'per CPU':>8}  target")
     ok = all(r.errors == 0 for loads in runs.values() for r in loads)
     for name, wall, per_cpu, target, extra in checks:

@@ -1,7 +1,8 @@
 """The ASGI app: `create_app(settings)`; `uvicorn --factory service.app:create_app` reads the env.
 
 Start-up loads the registry in a worker thread (liveness answers at once, readiness once loaded)
-and starts the reload poller; one exception handler maps every error to the one JSON shape.
+and starts the reload poller; one exception handler maps every error to the one JSON shape (under
+/v2, the Open Inference Protocol's `{"error": message}`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from service import oip
 from service.admission import Admission
 from service.allocator import tune_allocator
 from service.api.deps import APIKey
@@ -52,13 +54,15 @@ answers name the model in the `X-Model` and `X-Model-Version` headers. Every err
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
+    path = request.url.path
+    render = oip.error_response if path == "/v2" or path.startswith("/v2/") else error_response
     if isinstance(exc, LatentServeError):
-        return error_response(exc)
+        return render(exc)
     if isinstance(exc, RequestValidationError):
-        return error_response(InvalidInput.from_errors(exc.errors()))
+        return render(InvalidInput.from_errors(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
-        return error_response(_from_http(request, exc))
-    return internal_error_response(request.method, request.url.path)
+        return render(_from_http(request, exc))
+    return internal_error_response(request.method, path, render)
 
 
 def _from_http(request: Request, exc: StarletteHTTPException) -> LatentServeError:

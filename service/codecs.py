@@ -19,7 +19,7 @@ import functools
 import io
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -473,10 +473,13 @@ def error_response(exc: LatentServeError) -> Response:
     )
 
 
-def internal_error_response(method: str, path: str) -> Response:
-    """Log the exception being handled and answer the one 500, without a stack trace."""
+def internal_error_response(
+    method: str, path: str, render: Callable[[LatentServeError], Response] | None = None
+) -> Response:
+    """Log the exception being handled and answer the one 500, without a stack trace, in the error
+    shape of `render` (default: ours)."""
     logging.getLogger("latentserve.app").exception("unhandled error on %s %s", method, path)
-    return error_response(InternalError("internal error; the server log has the details"))
+    return (render or error_response)(InternalError("internal error; the server log has the details"))
 
 
 def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:

@@ -22,7 +22,10 @@
     ├── MethodNotAllowed             405  the route exists, the method does not
     └── InternalError                500  anything unexpected (no stack trace in the body)
 
-The JSON body is always `{"error": {"type": ..., "message": ..., "field": ..., "details": ...}}`.
+The JSON body is always `{"error": {"type": ..., "message": ..., "field": ..., "details": ...}}`;
+under /v2 (the Open Inference Protocol, `service.oip`) it is `{"error": message}` with
+`oip_status_code`: 400 for bad input (not 422) and for a version that failed to load (not 503),
+the error's own status otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 
 class LatentServeError(Exception):
     status_code = 500
+    oip_status_code: int | None = None  # the status under /v2 when it differs from status_code
 
     def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -49,9 +53,18 @@ class LatentServeError(Exception):
             body["details"] = self.details
         return {"error": body}
 
+    def to_oip_dict(self) -> dict[str, Any]:
+        """The Open Inference Protocol's error body: the message alone."""
+        return {"error": self.message}
+
+    @property
+    def oip_status(self) -> int:
+        return self.status_code if self.oip_status_code is None else self.oip_status_code
+
 
 class InvalidInput(LatentServeError):
     status_code = 422
+    oip_status_code = 400  # what the protocol's clients expect for a bad request
 
     @classmethod
     def from_errors(cls, errors: Sequence[Mapping[str, Any]], source: str = "body") -> InvalidInput:
@@ -80,6 +93,7 @@ class ModelNotFound(LatentServeError):
 
 class ModelUnavailable(LatentServeError):
     status_code = 503
+    oip_status_code = 400  # the protocol's "model not ready"
 
 
 class Unauthorized(LatentServeError):

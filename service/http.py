@@ -2,7 +2,8 @@
 
 `python -m service` runs uvicorn with `http="service.http:LatentServeProtocol"`. For every other
 request this is uvicorn's `HttpToolsProtocol` unchanged. For `POST /encode`, `/decode`,
-`/reconstruct`, `/anomaly-score` and `/sample` with a JSON or `.npy` body it skips what an ASGI
+`/reconstruct`, `/anomaly-score`, `/sample` and `/v2/models/{m}[/versions/{v}]/infer`
+(`InferenceService.find`) with a JSON, `.npy` or binary-tensor body it skips what an ASGI
 request costs (a scope dict, an asyncio task, receive/send events, the app's middleware): the body
 chunks are collected as httptools parses them, the whole request goes to
 `InferenceService.handle_raw` (the same core, API key check, limits, errors and metrics as the
@@ -49,10 +50,10 @@ from uvicorn.server import ServerState
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
 from service.codecs import JSON, NPY, error_response, media_type
 from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded
-from service.inference import PATHS, InferenceService, Verb
+from service.inference import InferenceService, Verb
+from service.oip import OCTET
 from service.settings import Settings
 
-FAST_VERBS: dict[bytes, Verb] = {path.encode(): verb for path, verb in PATHS.items()}
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
@@ -107,6 +108,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         # the request being read on the fast path (None: uvicorn's own path has it)
         self.fast_verb: Verb | None = None
         self.fast_query = ""
+        self.fast_params: dict[str, str] = {}  # the path's parameters (/v2: model, version)
         self.fast_chunks: list[bytes] = []
         self.fast_size = 0
         self.fast_keep_alive = True
@@ -286,7 +288,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         reply = _Reply(self, self.fast_keep_alive, ticket=self.fast_ticket)
         self.fast_ticket = None  # the reply releases it
         assert self.service is not None
-        self.service.handle_raw(verb, self._headers(), self.fast_query, body, reply)
+        self.service.handle_raw(verb, self._headers(), self.fast_query, body, reply, self.fast_params)
 
     def _should_upgrade(self) -> bool:
         return not self.refused_upgrade and super()._should_upgrade()
@@ -322,13 +324,14 @@ class LatentServeProtocol(HttpToolsProtocol):
         ):
             return None
         url = httptools.parse_url(self.url)
-        verb = FAST_VERBS.get(url.path)
-        if verb is None:
+        found = self.service.find(url.path.decode("latin-1"))
+        if found is None:
             return None
         ctype = media_type(self._header(b"content-type")) or JSON
-        if ctype not in (JSON, NPY) and not ctype.endswith("+json"):
+        if ctype not in (JSON, NPY, OCTET) and not ctype.endswith("+json"):
             return None  # multipart (read by starlette's parser) or an unsupported type: ASGI answers
         self.fast_query = (url.query or b"").decode("latin-1")
+        verb, self.fast_params = found
         return verb
 
     def _header(self, name: bytes) -> str | None:

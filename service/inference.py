@@ -10,6 +10,11 @@ Where the work runs:
   - everything else (large JSON, images, /sample) in a worker thread under REQUEST_TIMEOUT_S.
 An in-flight request keeps the runtime it got even if a reload swaps the registry meanwhile.
 
+The Open Inference Protocol's infer (`POST /v2/models/{m}[/versions/{v}]/infer`) is three more
+verbs (`V2_VERBS`: a model, its `.decoder`, its `.sample`) with their own wire format: the verb's
+`parse`, `encode` and `error` come from `service.oip`; everything between is this same core. A
+request may need more than one model op (`code` with `score`): each goes to the batcher alone.
+
 Every request is admitted (`service.admission`) once its headers are checked, before its body is
 read: past the memory budget or the queue it is a 503 with Retry-After. At most MAX_CONCURRENCY
 run in worker threads; the others wait their turn within REQUEST_TIMEOUT_S. A worker-thread call
@@ -24,10 +29,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import anyio
 import anyio.to_thread
@@ -36,7 +41,7 @@ import numpy.typing as npt
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service import codecs
+from service import codecs, oip
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
 from service.batching import Batcher, Outputs
 from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
@@ -85,27 +90,51 @@ class Job:
     media: str
 
     @property
-    def op(self) -> Op:
-        return self.verb.op(self.opts)
+    def ops(self) -> tuple[Op, ...]:
+        return self.verb.ops(self.opts)
+
+    def compute(self) -> Outputs:
+        """Every op of this job on its rows, their outputs in op order."""
+        outputs: Outputs = ()
+        for op in self.ops:
+            outputs += self.runtime.compute(op, self.X)
+        return outputs
+
+    def predicted_seconds(self) -> float | None:
+        total = 0.0
+        for op in self.ops:
+            seconds = self.runtime.predicted_seconds(op, len(self.X))
+            if seconds is None:
+                return None
+            total += seconds
+        return total
+
+
+def _native_encode(job: Job, result: Result) -> Response:
+    return codecs.encode_response(result, job.media)
 
 
 @dataclass(frozen=True)
 class Verb:
-    """One inference endpoint: what it reads, which model op it runs, how it answers.
+    """One inference endpoint: what it reads, which model ops it runs, how it answers.
 
-    `rows` validates the request's array into model rows, `op` picks the model call
+    `rows` validates the request's array into model rows, `ops` picks the model calls
     (`ModelRuntime.compute`, which the batcher may stack with other requests'), and `finish`
-    turns that call's outputs into the response arrays.
+    turns their outputs into the response arrays. A verb with its own wire format (/v2) brings
+    `parse` (body -> options and array), `encode` (the answer) and `error` (the error shape).
     """
 
     name: str
-    options: type[InferenceOptions]
-    field: str | None  # the array field of the JSON body ("inputs", "codes"), None for /sample
+    options: type[InferenceOptions] | None  # the envelope our own routes validate (None: `parse` does)
+    field: str | None  # the array field of the body ("inputs", "codes", "input"), None for samples
     rows: Callable[[ModelRuntime, Array, Any], FloatArray]
-    op: Callable[[Any], Op]
+    ops: Callable[[Any], tuple[Op, ...]]
     finish: Callable[[Job, Outputs], Result]
     reads: tuple[str, ...]
     produces: tuple[str, ...]
+    parse: Callable[[_Parsed, ModelRuntime], tuple[Any, Array]] | None = None  # needs path["model"]
+    encode: Callable[[Job, Result], Response] = _native_encode
+    error: Callable[[LatentServeError], Response] = codecs.error_response
 
 
 def _result(job: Job, arrays: dict[str, Array], **kw: Any) -> Result:
@@ -143,8 +172,8 @@ def _reconstructed(job: Job, out: Outputs) -> Result:
     )
 
 
-def _score_op(opts: AnomalyScoreOptions) -> Op:
-    return "reconstruct" if opts.return_feature_errors else "scores"
+def _score_op(opts: AnomalyScoreOptions) -> tuple[Op, ...]:
+    return ("reconstruct",) if opts.return_feature_errors else ("scores",)
 
 
 def _scored(job: Job, out: Outputs) -> Result:
@@ -157,8 +186,9 @@ def _scored(job: Job, out: Outputs) -> Result:
     return _result(job, arrays, scalars={"threshold": threshold})
 
 
-def _always(op: Op) -> Callable[[Any], Op]:
-    return lambda _opts: op
+def _always(op: Op) -> Callable[[Any], tuple[Op, ...]]:
+    ops = (op,)
+    return lambda _opts: ops
 
 
 _ROWS_IN = (JSON, NPY, MULTIPART)
@@ -203,11 +233,91 @@ VERBS: dict[str, Verb] = {
 PATHS: dict[str, Verb] = {f"/{name}": verb for name, verb in VERBS.items()}  # what the fast paths serve
 
 
+# ---- the Open Inference Protocol's infer (service.oip) -------------------------------------------
+def _v2_parse(target: oip.Target) -> Callable[[_Parsed, ModelRuntime], tuple[oip.InferRequest, Array]]:
+    def parse(parsed: _Parsed, runtime: ModelRuntime) -> tuple[oip.InferRequest, Array]:
+        return oip.read_request(parsed.kind, parsed.body, parsed.headers, runtime, target)
+
+    return parse
+
+
+def _v2_inputs(rt: ModelRuntime, X: Array, opts: oip.InferRequest) -> FloatArray:
+    return rt.check_inputs(X, "input")
+
+
+def _v2_codes(rt: ModelRuntime, Z: Array, opts: oip.InferRequest) -> FloatArray:
+    return rt.check_codes(Z, "code")
+
+
+def _v2_prior(rt: ModelRuntime, _: Array, opts: oip.InferRequest) -> FloatArray:
+    return rt.prior_codes(opts.n, opts.seed)
+
+
+def _v2_ops(opts: oip.InferRequest) -> tuple[Op, ...]:
+    return opts.ops
+
+
+def _v2_inferred(job: Job, out: Outputs) -> Result:
+    """The requested outputs of `{model}`, from the outputs of `oip.ops_for`'s ops in order."""
+    opts: oip.InferRequest = job.opts
+    found: dict[str, Array] = {}
+    rest = list(out)
+    for op in job.ops:
+        if op == "encode":
+            found["code"] = rest.pop(0)
+        elif op == "reconstruct":
+            found["reconstruction"] = rest.pop(0).reshape(job.shape)  # in the rows' own layout
+            found["score"] = rest.pop(0)
+        else:
+            found["score"] = rest.pop(0)
+    scalars: dict[str, float] = {}
+    if any(name in opts.outputs for name in oip.JUDGED):
+        threshold, found["is_anomaly"], found["p_value"] = job.runtime.judge(found["score"], opts.threshold)
+        if "is_anomaly" in opts.outputs:
+            scalars["threshold"] = threshold
+    return _result(job, {name: found[name] for name in opts.outputs}, scalars=scalars)
+
+
+def _v2_decoded(name: str) -> Callable[[Job, Outputs], Result]:
+    return lambda job, out: _result(job, {name: out[0]})
+
+
+def _v2_encode(job: Job, result: Result) -> Response:
+    return oip.encode_response(job.opts, result)
+
+
+def _v2_verb(name: str, target: oip.Target, field: str | None, rows: Any, finish: Any) -> Verb:
+    return Verb(
+        name,
+        None,
+        field,
+        rows,
+        _v2_ops,
+        finish,
+        (JSON, oip.OCTET),
+        (JSON, oip.OCTET),
+        parse=_v2_parse(target),
+        encode=_v2_encode,
+        error=oip.error_response,
+    )
+
+
+V2_VERBS: dict[oip.Target, Verb] = {
+    "model": _v2_verb("v2/infer", "model", "input", _v2_inputs, _v2_inferred),
+    "decoder": _v2_verb("v2/decoder", "decoder", "code", _v2_codes, _v2_decoded("reconstruction")),
+    "sample": _v2_verb("v2/sample", "sample", None, _v2_prior, _v2_decoded("sample")),
+}
+_V2_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+_ZERO_COPY = (NPY, oip.BINARY)  # bodies whose arrays are read without a copy
+
+
 @dataclass
 class _Parsed:
     kind: str
     body: bytes
     query: dict[str, str]
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    path: Mapping[str, str] = field(default_factory=dict)  # parameters in the path (/v2: model, version)
     images: list[ImageFile] | None = None
     resize: bool = False  # the `resize` query flag of image bodies
     booleans: bool = False  # a JSON body with true / false in an array: its rows are checked for them
@@ -238,7 +348,22 @@ class InferenceService:
         self._tasks: set[asyncio.Task[None]] = set()  # worker-thread requests in flight
 
     # ---- entries: the ASGI one (routes, ASGI fast path) and the raw one (service.http) ------------
-    async def handle(self, request: Request, verb: Verb) -> Response:
+    def find(self, path: str) -> tuple[Verb, dict[str, str]] | None:
+        """The verb that serves POST `path` and the parameters in the path, or None."""
+        verb = PATHS.get(path)
+        if verb is not None:
+            return verb, {}
+        match = _V2_INFER.fullmatch(path)
+        if match is None:
+            return None
+        return self.v2_verb(unquote(match[1]), match[2] and unquote(match[2]))
+
+    def v2_verb(self, name: str, version: str | None) -> tuple[Verb, dict[str, str]]:
+        """The /v2 infer verb for model `name` (`{model}`, `.decoder`, `.sample`) and its path parameters."""
+        model, target = oip.split_name(name, self.registry.records())
+        return V2_VERBS[target], {"model": model, "version": version or ""}
+
+    async def handle(self, request: Request, verb: Verb, path: Mapping[str, str] | None = None) -> Response:
         """Serve one ASGI request: admit its headers, read its body, then `submit` it."""
         start = time.perf_counter()
         ticket: Ticket | None = None
@@ -252,7 +377,7 @@ class InferenceService:
                 ticket = self.admission.enter(size, JSON_WEIGHT if kind == JSON else BINARY_WEIGHT)
                 body = await codecs.read_body(request, self.settings.max_body_bytes, ticket)
                 query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry options
-                parsed = _Parsed(kind, body, query)
+                parsed = _Parsed(kind, body, query, request.headers, path or {})
                 if kind == MULTIPART:
                     parsed.images = await codecs.read_images(request, self.settings.max_rows)
             except ClientDisconnect:
@@ -269,17 +394,24 @@ class InferenceService:
                 ticket.release()
 
     def handle_raw(
-        self, verb: Verb, headers: Mapping[str, str], query: str, body: bytes, reply: Reply
+        self,
+        verb: Verb,
+        headers: Mapping[str, str],
+        query: str,
+        body: bytes,
+        reply: Reply,
+        path: Mapping[str, str] | None = None,
     ) -> None:
         """Serve one request read by the HTTP fast path (`service.http`): lower-case header names, the
-        raw query string and the whole body; `reply` gets the response, in this loop turn or later."""
+        raw query string, the whole body and the path's parameters (`find`); `reply` gets the
+        response, in this loop turn or later."""
         start = time.perf_counter()
         try:
             media, kind = self.admit(verb, headers)
             if kind == MULTIPART:  # service.http hands multipart bodies to the ASGI app instead
                 raise UnsupportedMediaType("multipart bodies are read by the ASGI path", field="content-type")
             options = dict(parse_qsl(query, keep_blank_values=True)) if kind != JSON else {}
-            parsed = _Parsed(kind, body, options)
+            parsed = _Parsed(kind, body, options, headers, path or {})
         except Exception:
             reply(self._failed(verb, _Labels(), start))
             return
@@ -302,11 +434,14 @@ class InferenceService:
 
     def admit(self, verb: Verb, headers: Mapping[str, str]) -> tuple[str, str]:
         """The checks that need only the headers, in order: API key (401), Accept (406),
-        Content-Type and Content-Encoding (415). Returns the response and request media types."""
+        Content-Type and Content-Encoding (415). Returns the response and request media types (a /v2
+        body with Inference-Header-Content-Length: `oip.BINARY`)."""
         check_api_key(headers, self.settings.api_key)
         media = codecs.negotiate(headers.get("accept"), verb.produces)
         kind = codecs.check_content_type(codecs.media_type(headers.get("content-type")), verb.reads)
         codecs.check_content_encoding(headers.get("content-encoding"))
+        if verb.parse is not None and (kind == oip.OCTET or oip.HEADER_LENGTH in headers):
+            kind = oip.BINARY
         return media, kind
 
     # ---- the core ----------------------------------------------------------------------------------
@@ -322,13 +457,13 @@ class InferenceService:
         try:
             if not self.runs_inline(verb, parsed):
                 work = partial(self.serve, verb, parsed, media, labels)
-                if parsed.kind == NPY and len(parsed.body) <= self.settings.inline_npy_bytes:
-                    # a .npy body is read without a copy: validate it here, and run the model
-                    # here too when this version's own timings say the call is short
+                if parsed.kind in _ZERO_COPY and len(parsed.body) <= self.settings.inline_npy_bytes:
+                    # a .npy (or /v2 binary) body is read without a copy: validate it here, and run
+                    # the model here too when this version's own timings say the call is short
                     job = self.prepare(verb, parsed, media, labels)
-                    predicted = job.runtime.predicted_seconds(job.op, len(job.X))
+                    predicted = job.predicted_seconds()
                     if predicted is not None and predicted <= self.settings.inline_compute_ms / 1000:
-                        self._finish(job, labels, start, reply, job.runtime.compute(job.op, job.X))
+                        self._finish(job, labels, start, reply, job.compute())
                         return
                     work = partial(self._compute_and_respond, job)
                 task = asyncio.get_running_loop().create_task(
@@ -339,13 +474,36 @@ class InferenceService:
                 return
             job = self.prepare(verb, parsed, media, labels)
             if self.settings.batching:
-                self.batcher.submit(
-                    job.runtime, job.op, job.X, partial(self._finish, job, labels, start, reply)
-                )
+                self._batch(job, partial(self._finish, job, labels, start, reply))
             else:
-                self._finish(job, labels, start, reply, job.runtime.compute(job.op, job.X))
+                self._finish(job, labels, start, reply, job.compute())
         except Exception:
             reply(self._failed(verb, labels, start))
+
+    def _batch(self, job: Job, done: Callable[[Outputs | BaseException], None]) -> None:
+        """Hand each op of the job to the batcher; `done` gets their outputs in op order, or the
+        first exception, once all of them ran (in the same flush)."""
+        ops = job.ops
+        if len(ops) == 1:
+            self.batcher.submit(job.runtime, ops[0], job.X, done)
+            return
+        parts: list[Outputs | BaseException | None] = [None] * len(ops)
+
+        def part(i: int, result: Outputs | BaseException) -> None:
+            parts[i] = result
+            if any(p is None for p in parts):
+                return
+            outputs: Outputs = ()
+            for p in parts:
+                if isinstance(p, BaseException):
+                    done(p)
+                    return
+                assert p is not None
+                outputs += p
+            done(outputs)
+
+        for i, op in enumerate(ops):
+            self.batcher.submit(job.runtime, op, job.X, partial(part, i))
 
     def runs_inline(self, verb: Verb, parsed: _Parsed) -> bool:
         """Small bodies run on the event loop (through the batcher); the rest in a worker thread.
@@ -385,10 +543,12 @@ class InferenceService:
         exc = sys.exc_info()[1]
         elapsed = time.perf_counter() - start
         if isinstance(exc, LatentServeError):
-            self.metrics.observe(verb.name, labels.model, exc.status_code, elapsed, 0, type(exc).__name__)
-            return codecs.error_response(exc)
+            response = verb.error(exc)
+            status = response.status_code
+            self.metrics.observe(verb.name, labels.model, status, elapsed, 0, type(exc).__name__)
+            return response
         self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
-        return codecs.internal_error_response("POST", f"/{verb.name}")
+        return codecs.internal_error_response("POST", f"/{verb.name}", verb.error)
 
     async def _in_thread(self, work: Callable[[float], Response], verb: Verb) -> Response:
         """Run `work(deadline)` in a worker thread once one of MAX_CONCURRENCY slots is free; the
@@ -408,25 +568,33 @@ class InferenceService:
         return self._compute_and_respond(self.prepare(verb, parsed, media, labels), deadline)
 
     def _compute_and_respond(self, job: Job, deadline: float) -> Response:
-        """The model call in chunks of COMPUTE_CHUNK_ROWS, checking the deadline between them."""
-        X, n = job.X, len(job.X)
+        """The model calls in chunks of COMPUTE_CHUNK_ROWS, checking the deadline between them."""
+        n = len(job.X)
         if n <= 2 * COMPUTE_CHUNK_ROWS:
-            return self.respond(job, job.runtime.compute(job.op, X))
+            return self.respond(job, job.compute())
         parts = []
         for i in range(0, n, COMPUTE_CHUNK_ROWS):
             if time.monotonic() > deadline:
                 raise _timeout(job.verb, self.settings.request_timeout_s)
-            parts.append(job.runtime.compute(job.op, X[i : i + COMPUTE_CHUNK_ROWS]))
+            parts.append(replace(job, X=job.X[i : i + COMPUTE_CHUNK_ROWS]).compute())
         return self.respond(job, tuple(np.concatenate(column) for column in zip(*parts, strict=True)))
 
     def prepare(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Job:
         """Parse the body, find the runtime and validate the rows: every 4xx is raised here."""
         if not self.registry.loaded:
             raise NotReady("the model registry is still loading; try again shortly")
-        opts, rows = self._options_and_rows(verb, parsed)
-        runtime = self.registry.get(opts.model, opts.version)
-        labels.model = runtime.manifest.name
-        X = self._to_array(verb, parsed, rows, runtime, opts)
+        if verb.parse is not None:  # a verb with its own wire format (/v2) names the model in the path
+            version = oip.parse_version(parsed.path.get("version"))
+            runtime = self.registry.get(parsed.path["model"], version)
+            labels.model = runtime.manifest.name
+            opts, X = verb.parse(parsed, runtime)
+            if len(X) > self.settings.max_rows:
+                raise self._too_many(len(X), verb.field or "n")
+        else:
+            opts, rows = self._options_and_rows(verb, parsed)
+            runtime = self.registry.get(opts.model, opts.version)
+            labels.model = runtime.manifest.name
+            X = self._to_array(verb, parsed, rows, runtime, opts)
         model_rows = verb.rows(runtime, X, opts)
         labels.rows = len(model_rows)
         job = Job(verb, runtime, opts, model_rows, X.shape, media)
@@ -462,9 +630,10 @@ class InferenceService:
 
     @staticmethod
     def respond(job: Job, outputs: Outputs) -> Response:
-        return codecs.encode_response(job.verb.finish(job, outputs), job.media)
+        return job.verb.encode(job, job.verb.finish(job, outputs))
 
     def _options_and_rows(self, verb: Verb, parsed: _Parsed) -> tuple[Any, object]:
+        assert verb.options is not None
         if parsed.kind != JSON:
             query = dict(parsed.query)
             if MULTIPART in verb.reads and "resize" in query:

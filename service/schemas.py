@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from service.manifest import NAME_PATTERN, Metrics
 
@@ -308,3 +308,159 @@ class ErrorResponse(BaseModel):
     )
 
     error: ErrorBody
+
+
+# ---- the Open Inference Protocol (/v2, `service.oip`) --------------------------------------------
+# Field names and required fields follow the protocol's open_inference_rest.yaml. Tensor `data` is
+# read by numpy (`service.oip`), not by pydantic; it is described here for the OpenAPI schema.
+# Unlike our own requests these ignore unknown fields: the protocol's clients send more than it
+# names (KServe's InferenceRESTClient adds `model_name` to the body).
+TensorData = list[Any]
+# Free-form parameters of any JSON value; the few read (`threshold`, `seed` of `.sample`,
+# `binary_data_output`, `binary_data`, `binary_data_size`) are checked where they are read.
+V2Params = dict[str, Any]
+
+
+class _V2Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class V2RequestInput(_V2Request):
+    name: str = Field(description="the input tensor's name: input, code (decoder) or n (sample)")
+    shape: list[int] = Field(description="rows first, e.g. [2, 8, 8] or [2, 64]")
+    datatype: str = Field(description="FP32 (FP16 and FP64 are converted); INT64 for n")
+    parameters: V2Params | None = None
+    data: TensorData | None = Field(
+        default=None, description="values, flat or nested, row-major; absent with binary_data_size"
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _non_negative(cls, v: list[int]) -> list[int]:
+        if any(d < 0 for d in v):
+            raise ValueError("shape holds sizes, no negative one")
+        return v
+
+
+class V2RequestOutput(_V2Request):
+    name: str = Field(description="an output of the model's metadata")
+    parameters: V2Params | None = Field(
+        default=None, description='{"binary_data": true} answers this output in binary'
+    )
+
+
+class V2InferenceRequest(_V2Request):
+    """An inference request; the tensors' `data` may also follow the JSON in binary."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "42",
+                    "inputs": [
+                        {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": _DIGIT_ROW}
+                    ],
+                    "outputs": [{"name": "score"}, {"name": "is_anomaly"}],
+                }
+            ]
+        }
+    )
+    id: str | None = None
+    parameters: V2Params | None = None
+    inputs: list[V2RequestInput]
+    outputs: list[V2RequestOutput] | None = None
+
+
+class V2ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: V2Params | None = None
+    data: TensorData | None = Field(default=None, description="flat, row-major; absent when binary")
+
+
+class V2InferenceResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_name": "digits-pca",
+                    "model_version": "1",
+                    "id": "42",
+                    "parameters": {"threshold": 0.031},
+                    "outputs": [
+                        {"name": "score", "datatype": "FP32", "shape": [1], "data": [0.012]},
+                        {"name": "is_anomaly", "datatype": "BOOL", "shape": [1], "data": [False]},
+                    ],
+                }
+            ]
+        }
+    )
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: V2Params | None = None
+    outputs: list[V2ResponseOutput]
+
+
+class V2ServerLive(BaseModel):
+    live: bool
+
+
+class V2ServerReady(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2ServerMetadata(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "latentserve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}]
+        }
+    )
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Tensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "digits-pca",
+                    "versions": ["1"],
+                    "platform": "onnxruntime_onnx",
+                    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 8, 8]}],
+                    "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]}],
+                }
+            ]
+        }
+    )
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2Tensor]
+    outputs: list[V2Tensor]
+
+
+class V2RepositoryModel(BaseModel):
+    name: str
+    version: str
+    state: str = Field(description="READY, or UNAVAILABLE (see reason)")
+    reason: str
+
+
+class V2Error(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"error": "model 'nope' not found"}]})
+    error: str

@@ -2,8 +2,9 @@
 
 FastAPI's middleware stack, router matching and dependency solving cost about as much as a one-row
 model call, and the inference routes need none of them: `LatentServeApp.__call__` hands
-`POST /encode`, `/decode`, `/reconstruct`, `/anomaly-score` and `/sample` straight to
-`InferenceService.handle`, the same core the routes in `service.api.routes.inference` call (those
+`POST /encode`, `/decode`, `/reconstruct`, `/anomaly-score`, `/sample` and the Open Inference
+Protocol's `/v2/models/{m}[/versions/{v}]/infer` (`InferenceService.find`) straight to
+`InferenceService.handle`, the same core the routes in `service.api.routes.inference` and `.v2` call (those
 stay the OpenAPI definitions, and the path taken with LATENTSERVE_FAST_PATH=false). The API key
 check and the error shape are the core's: `InferenceService.handle` answers every error itself.
 `python -m service` goes one step further down, see `service.http`.
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.codecs import internal_error_response
-from service.inference import PATHS, InferenceService
+from service.inference import InferenceService
 
 
 class InferenceFastPath:
@@ -27,13 +28,14 @@ class InferenceFastPath:
         """Serve the request if it is an inference POST; return False to let FastAPI have it."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return False
-        verb = PATHS.get(scope["path"])
-        if verb is None:
+        found = self.service.find(scope["path"])
+        if found is None:
             return False
+        verb, path = found
         response: Response
         try:
-            response = await self.service.handle(Request(scope, receive), verb)
+            response = await self.service.handle(Request(scope, receive), verb, path)
         except Exception:  # handle answers every error itself; this is the last guard
-            response = internal_error_response("POST", scope["path"])
+            response = internal_error_response("POST", scope["path"], verb.error)
         await response(scope, receive, send)
         return True

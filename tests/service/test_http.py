@@ -204,6 +204,41 @@ def test_inference_posts_answer_like_the_asgi_app_without_an_asgi_task(run: Any,
     run(test)
 
 
+def test_v2_infer_answers_like_the_asgi_app_without_an_asgi_task(run: Any, digits: np.ndarray) -> None:
+    X = np.ascontiguousarray(digits[:3], dtype="<f4")
+    tensor = {"name": "input", "shape": [3, 8, 8], "datatype": "FP32"}
+    header = json.dumps(
+        {"inputs": [{**tensor, "parameters": {"binary_data_size": X.nbytes}}], "outputs": [{"name": "score"}]}
+    ).encode()
+    binary = f"Inference-Header-Content-Length: {len(header)}\r\n"
+    as_json = json.dumps({"id": "1", "inputs": [{**tensor, "data": X.reshape(-1).tolist()}]}).encode()
+    cases = [
+        ("/v2/models/digits-pca/infer", as_json, "application/json", ""),
+        ("/v2/models/digits-pca/versions/1/infer", header + X.tobytes(), "application/octet-stream", binary),
+        ("/v2/models/digits-pca/infer", header + X.tobytes(), "application/json", binary),
+        ("/v2/models/digits-pca.decoder/infer", as_json, "application/json", ""),  # 400: wants `code`
+        ("/v2/models/nope/infer", as_json, "application/json", ""),  # 404
+        ("/v2/models/digits-pca/infer", header + X.tobytes()[:-1], "application/octet-stream", binary),
+    ]
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        for path, body, ctype, extra in cases:
+            conn = Conn(config, state)
+            conn.send(post(path, body, ctype, extra))
+            assert not state.tasks, f"{path} started an ASGI task"
+            [(status, headers, got)] = await conn.responses(1)
+            headers_in = {k: v for k, v in (line.split(": ", 1) for line in extra.splitlines() if line)}
+            ref = await asgi.post(path, content=body, headers={"content-type": ctype, **headers_in})
+            assert status == ref.status_code, (path, got)
+            assert headers["content-type"] == ref.headers["content-type"]
+            assert headers.get("inference-header-content-length") == ref.headers.get(
+                "inference-header-content-length"
+            )
+            assert got == ref.content, path
+
+    run(test)
+
+
 def test_keep_alive_pipelining_and_order(run: Any, digits: np.ndarray) -> None:
     async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
         conn = Conn(config, state)
