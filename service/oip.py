@@ -506,7 +506,7 @@ def encode_response(req: InferRequest, result: Result) -> Response:
 
 def error_response(exc: LatentServeError) -> Response:
     """The protocol's error shape, `{"error": message}`, with the error's status under /v2."""
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = exc.headers or None  # WWW-Authenticate on a 401, Retry-After on a shed 503
     return Response(
         orjson.dumps(exc.to_oip_dict()), status_code=exc.oip_status, media_type=JSON, headers=headers
     )

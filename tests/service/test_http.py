@@ -602,3 +602,16 @@ def test_on_shutdown_a_request_already_on_its_way_is_answered_then_idle_ones_clo
         await _closed(idle)
 
     run(test)
+
+
+def test_v2_infer_is_admitted_like_our_routes(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        held = Conn(config, state)
+        held.send(_head("/v2/models/digits-pca/infer", 1000))
+        shed = Conn(config, state)
+        shed.send(_head("/v2/models/digits-pca/infer", 1000))
+        [(status, headers, got)] = await shed.responses(1)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "MAX_CONCURRENCY + MAX_QUEUE" in json.loads(got)["error"]  # the protocol's shape
+
+    run(test, max_concurrency=1, max_queue=0)

@@ -479,3 +479,14 @@ def test_large_json_bodies_take_simdjson_and_still_name_bad_data(client, digits)
     bad[100] = "x"
     doc = {"inputs": [{"name": "input", "shape": [48, 64], "datatype": "FP32", "data": bad}]}
     assert _bad(client, doc) == "input: data must hold numbers only (flat or nested lists)"
+
+
+# ---- the protections of issue 13, through the same core -------------------------------------------
+def test_v2_shares_the_input_rules_and_limits(make_client, digits):
+    body = {"inputs": [tensor("input", digits[:2].reshape(2, 64))]}
+    with make_client(max_response_bytes=100) as c:
+        r = c.post(INFER, content=orjson.dumps(body), headers={"content-encoding": "gzip"})
+        assert "Content-Encoding" in v2_error(r, 415)
+        assert "LATENTSERVE_MAX_RESPONSE_BYTES" in v2_error(c.post(INFER, json=body), 413)
+        c.app.state.draining = True
+        assert c.get("/v2/health/ready").status_code == 400  # the protocol's "not ready"
