@@ -18,6 +18,7 @@ import contextlib
 import functools
 import io
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ def load_json(body: bytes) -> dict[str, Any]:
 
 
 FAST_JSON_MIN_BYTES = 32 * 1024
+# true / false as an array element (after "[" or ","); an option's boolean follows ":" instead. A
+# body that has one gets its rows walked, since numpy reads true among numbers as 1.0
+ARRAY_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)")
 
 
 def load_json_rows(body: bytes, field: str) -> tuple[dict[str, Any], npt.NDArray[np.float64]] | None:

@@ -72,8 +72,6 @@ from service.settings import Settings
 
 Array = npt.NDArray[Any]
 Reply = Callable[[Response], None]
-# true / false as an array element (after "[" or ","); an option's boolean follows ":" instead
-_ARRAY_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)")
 COMPUTE_CHUNK_ROWS = 4096  # a worker-thread call checks its deadline between chunks of this many rows
 JSON_VALUE_BYTES = 16  # a float32 in a JSON answer: up to 9 significant digits, sign, exponent, comma
 
@@ -641,7 +639,7 @@ class InferenceService:
                 parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
         fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
-        parsed.booleans = _ARRAY_BOOLEAN.search(parsed.body) is not None  # rows are walked for them
+        parsed.booleans = codecs.ARRAY_BOOLEAN.search(parsed.body) is not None  # rows are walked for them
         rows: object = None
         if fast is not None:
             data, rows = fast

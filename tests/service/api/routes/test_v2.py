@@ -490,3 +490,19 @@ def test_v2_shares_the_input_rules_and_limits(make_client, digits):
         assert "LATENTSERVE_MAX_RESPONSE_BYTES" in v2_error(c.post(INFER, json=body), 413)
         c.app.state.draining = True
         assert c.get("/v2/health/ready").status_code == 400  # the protocol's "not ready"
+
+
+@pytest.mark.parametrize("n", [1, 40])  # orjson below SIMDJSON_MIN_BYTES, simdjson above
+def test_v2_booleans_and_repeated_keys_follow_our_rules_at_every_size(client, n):
+    data = ([0.5] * 63 + [True]) * n
+    body = {"inputs": [{"name": "input", "shape": [n, 64], "datatype": "FP32", "data": data}]}
+    assert "numbers only" in v2_error(client.post(INFER, content=orjson.dumps(body)), 400)
+
+    def inputs(value: float) -> str:
+        data = orjson.dumps([value] * 64 * n).decode()
+        return f'[{{"name": "input", "shape": [{n}, 64], "datatype": "FP32", "data": {data}}}]'
+
+    raw = f'{{"inputs": {inputs(0.5)}, "inputs": {inputs(0.25)}}}'.encode()  # the last counts
+    r = client.post(INFER, content=raw, headers={"content-type": "application/json"})
+    last = client.post(INFER, content=f'{{"inputs": {inputs(0.25)}}}'.encode())
+    assert r.status_code == 200 and r.json()["outputs"] == last.json()["outputs"], r.text[:200]
