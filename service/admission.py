@@ -8,13 +8,16 @@ pass MAX_INFLIGHT_BYTES, or find MAX_CONCURRENCY + MAX_QUEUE requests already ad
 with `Overloaded` (503 + Retry-After) at once; a request alone is always admitted, so a body under
 MAX_BODY_BYTES can be served even when the budget is smaller. Of the admitted requests, at most
 MAX_CONCURRENCY compute in worker threads at once (`slot`); the others wait in the queue. Both
-fast paths and the ASGI path take the same tickets; `/metrics` reads the counters.
+fast paths and the ASGI path take the same tickets; `/metrics` reads the counters. Once its rows
+are parsed a request's ticket also reserves its predicted answer (`Ticket.reserve`), from a worker
+thread as often as from the event loop: the counters change under a lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 from service.errors import Overloaded
@@ -37,16 +40,18 @@ class Admission:
         self.shed: dict[str, int] = {"bytes": 0, "requests": 0}  # 503s by the limit that shed them
         self.closed: dict[str, int] = {}  # connections closed by a timeout or a cap, by reason
         self._slots: asyncio.Semaphore | None = None
+        self.lock = threading.Lock()
 
     def enter(self, declared: int | None, weight: int) -> Ticket:
         """Admit one request whose body declares `declared` bytes (None: unknown, chunked)."""
-        if self.requests >= self.max_requests:
-            self.shed["requests"] += 1
-            raise Overloaded(
-                f"{self.requests} requests in flight", "MAX_CONCURRENCY + MAX_QUEUE", RETRY_AFTER_S
-            )
-        ticket = Ticket(self, weight)
-        self.requests += 1
+        with self.lock:
+            if self.requests >= self.max_requests:
+                self.shed["requests"] += 1
+                raise Overloaded(
+                    f"{self.requests} requests in flight", "MAX_CONCURRENCY + MAX_QUEUE", RETRY_AFTER_S
+                )
+            ticket = Ticket(self, weight)
+            self.requests += 1
         if declared:
             ticket.grow(declared)
         return ticket
@@ -76,25 +81,35 @@ class Ticket:
         self.released = False
 
     def grow(self, size: int) -> None:
-        """Reserve `size` more body bytes, or release the ticket and raise Overloaded."""
+        """Reserve `size` more body bytes (weighted), or release the ticket and raise Overloaded."""
+        self.reserve(size * self.weight, "request bodies")
+
+    def reserve(self, add: int, what: str = "request bodies and answers") -> None:
+        """Reserve `add` more bytes as they are, or release the ticket and raise Overloaded."""
         a = self.admission
-        add = size * self.weight
-        alone = a.requests == 1 and a.bytes == self.held  # a lone request always passes
-        if not alone and a.bytes + add > a.max_bytes:
-            a.shed["bytes"] += 1
+        with a.lock:
+            alone = a.requests == 1 and a.bytes == self.held  # a lone request always passes
+            over = not alone and a.bytes + add > a.max_bytes
+            if over:
+                a.shed["bytes"] += 1
+                total = a.bytes + add
+            else:
+                a.bytes += add
+                self.held += add
+        if over:
             self.release()
             raise Overloaded(
-                f"{a.bytes + add} bytes of request bodies would be in flight, over {a.max_bytes}",
+                f"{total} bytes of {what} would be in flight, over {a.max_bytes}",
                 "MAX_INFLIGHT_BYTES",
                 RETRY_AFTER_S,
             )
-        a.bytes += add
-        self.held += add
 
     def release(self) -> None:
-        if self.released:
-            return
-        self.released = True
-        self.admission.bytes -= self.held
-        self.admission.requests -= 1
-        self.held = 0
+        a = self.admission
+        with a.lock:
+            if self.released:
+                return
+            self.released = True
+            a.bytes -= self.held
+            a.requests -= 1
+            self.held = 0

@@ -285,10 +285,12 @@ class LatentServeProtocol(HttpToolsProtocol):
         chunks, self.fast_chunks = self.fast_chunks, []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.fast_pending += 1
-        reply = _Reply(self, self.fast_keep_alive, ticket=self.fast_ticket)
-        self.fast_ticket = None  # the reply releases it
+        ticket, self.fast_ticket = self.fast_ticket, None  # the reply releases it
+        reply = _Reply(self, self.fast_keep_alive, ticket=ticket)
         assert self.service is not None
-        self.service.handle_raw(verb, self._headers(), self.fast_query, body, reply, self.fast_params)
+        self.service.handle_raw(
+            verb, self._headers(), self.fast_query, body, reply, self.fast_params, ticket=ticket
+        )
 
     def _should_upgrade(self) -> bool:
         return not self.refused_upgrade and super()._should_upgrade()

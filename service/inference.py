@@ -320,6 +320,7 @@ class _Parsed:
     resize: bool = False  # the `resize` query flag of image bodies
     booleans: bool = False  # a JSON body with true / false in an array: its rows are checked for them
     deadline: float | None = None  # time.monotonic() past which decoding stops (worker threads)
+    ticket: Ticket | None = None  # the request's admission, which also reserves its answer
 
 
 class _Labels:
@@ -375,7 +376,7 @@ class InferenceService:
                 ticket = self.admission.enter(size, JSON_WEIGHT if kind == JSON else BINARY_WEIGHT)
                 body = await codecs.read_body(request, self.settings.max_body_bytes, ticket)
                 query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry options
-                parsed = _Parsed(kind, body, query, request.headers, path or {})
+                parsed = _Parsed(kind, body, query, request.headers, path or {}, ticket=ticket)
                 if kind == MULTIPART:
                     parsed.images = await codecs.read_images(request, self.settings.max_rows)
             except ClientDisconnect:
@@ -399,6 +400,7 @@ class InferenceService:
         body: bytes,
         reply: Reply,
         path: Mapping[str, str] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         """Serve one request read by the HTTP fast path (`service.http`): lower-case header names, the
         raw query string, the whole body and the path's parameters (`find`); `reply` gets the
@@ -409,7 +411,7 @@ class InferenceService:
             if kind == MULTIPART:  # service.http hands multipart bodies to the ASGI app instead
                 raise UnsupportedMediaType("multipart bodies are read by the ASGI path", field="content-type")
             options = dict(parse_qsl(query, keep_blank_values=True)) if kind != JSON else {}
-            parsed = _Parsed(kind, body, options, headers, path or {})
+            parsed = _Parsed(kind, body, options, headers, path or {}, ticket=ticket)
         except Exception:
             reply(self._failed(verb, _Labels(), start))
             return
@@ -596,12 +598,14 @@ class InferenceService:
         model_rows = verb.rows(runtime, X, opts)
         labels.rows = len(model_rows)
         job = Job(verb, runtime, opts, model_rows, X.shape, media)
-        self._check_answer_size(job)
+        self._check_answer_size(job, parsed.ticket)
         return job
 
-    def _check_answer_size(self, job: Job) -> None:
+    def _check_answer_size(self, job: Job, ticket: Ticket | None) -> None:
         """Refuse (413) before computing an answer predicted over MAX_RESPONSE_BYTES: rows x the
-        values each row answers x the bytes a value takes in the response's media type."""
+        values each row answers x the bytes a value takes in the response's media type. The
+        request's admission ticket then reserves that answer too (encoded, then copied into the
+        socket's buffer: twice its size), so concurrent large answers are shed (503)."""
         m = job.runtime.manifest
         size = m.input.size
         per_row = {
@@ -625,6 +629,8 @@ class InferenceService:
                 field="accept",
                 details={"limit": limit, "predicted": predicted},
             )
+        if ticket is not None:
+            ticket.reserve(2 * predicted)
 
     @staticmethod
     def respond(job: Job, outputs: Outputs) -> Response:

@@ -40,3 +40,14 @@ def test_requests_past_concurrency_plus_queue_are_shed() -> None:
     assert a.shed["requests"] == 1
     tickets[0].release()
     a.enter(None, weight=1)
+
+
+def test_a_predicted_answer_is_reserved_too() -> None:
+    a = _admission(max_inflight_bytes=1000)
+    first, second = a.enter(100, weight=2), a.enter(100, weight=2)
+    first.reserve(500)  # its answer: 700 held in all, under the budget
+    with pytest.raises(Overloaded, match="request bodies and answers"):
+        second.reserve(400)
+    assert a.bytes == 700 and a.requests == 1
+    first.release()
+    assert a.bytes == 0
