@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
+from service.server import DrainingServer
 from service.settings import Settings
 
 
@@ -48,14 +49,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": settings.access_log,
-        "timeout_graceful_shutdown": 10,
-        # inference POSTs skip the ASGI cycle (service.http); everything else is uvicorn's httptools
-        "http": "service.http:LatentServeProtocol" if settings.fast_path else "auto",
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+        "timeout_keep_alive": settings.keepalive_timeout_s,
+        # every connection gets service.http's timeouts and header caps; with FAST_PATH the
+        # inference POSTs also skip the ASGI cycle; everything else is uvicorn's httptools
+        "http": "service.http:LatentServeProtocol",
     }
     if settings.workers == 1:
         from service.app import create_app
 
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        app = create_app(settings)
+        config = uvicorn.Config(app, **common)  # type: ignore[arg-type]
+        server = DrainingServer(
+            config, settings.shutdown_drain_s, lambda: setattr(app.state, "draining", True)
+        )
+        server.run()
     else:
         # worker processes build their own settings from the environment through the factory
         os.environ.update(settings.as_env())

@@ -16,13 +16,16 @@ from http import HTTPStatus
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from service import oip
+from service.admission import Admission
 from service.allocator import tune_allocator
+from service.api.deps import APIKey
 from service.api.fastpath import InferenceFastPath
 from service.api.main import api_router
 from service.codecs import error_response, internal_error_response
@@ -106,6 +109,23 @@ class LatentServeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _docs_behind_key(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc as routes behind the API key (LATENTSERVE_DOCS_PUBLIC=false)."""
+    key = [APIKey]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=key)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=key)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=key)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; with no settings, read them from the environment (uvicorn --factory)."""
     settings = settings if settings is not None else Settings()
@@ -116,8 +136,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_pickle=settings.allow_pickle,
         trusted_models=frozenset(settings.trusted_models),
         threads=settings.threads,
+        allow_symlinks=settings.allow_symlinks,
     )
-    metrics = Metrics(registry)
+    admission = Admission(settings)
+    metrics = Metrics(registry, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,14 +155,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = LatentServeApp(title="latentserve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    docs_open = settings.api_key is None or settings.docs_public
+    app = LatentServeApp(
+        title="latentserve",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs_open else None,
+        docs_url="/docs" if docs_open else None,
+        redoc_url="/redoc" if docs_open else None,
+    )
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
-    app.state.service = InferenceService(registry, settings, metrics)
+    app.state.service = InferenceService(registry, settings, metrics, admission)
+    app.state.draining = False  # set on SIGTERM by service.server: readiness answers 503
     for exc_type in (LatentServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, _on_error)
     app.include_router(api_router)
+    if not docs_open:
+        _docs_behind_key(app)
     if settings.fast_path:
         app.fast_path = InferenceFastPath(app.state.service)
     return app

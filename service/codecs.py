@@ -14,12 +14,15 @@ version in the `X-Model` / `X-Model-Version` headers:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,9 +42,13 @@ from service.errors import (
     LatentServeError,
     NotAcceptable,
     PayloadTooLarge,
+    Timeout,
     UnsupportedMediaType,
 )
 from service.manifest import InputSpec
+
+if TYPE_CHECKING:
+    from service.admission import Ticket
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -52,8 +59,9 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 # ---- request bodies ---------------------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
-    """Return the whole body, or raise PayloadTooLarge (413) once it passes `limit` bytes."""
+async def read_body(request: Request, limit: int, ticket: Ticket | None = None) -> bytes:
+    """Return the whole body, or raise PayloadTooLarge (413) once it passes `limit` bytes; a body
+    longer than the admission `ticket` reserved (no Content-Length) grows it, or is shed (503)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit, int(declared))
@@ -63,6 +71,8 @@ async def read_body(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise body_too_large(limit)
+        if ticket is not None and size * ticket.weight > ticket.held:
+            ticket.grow(size - ticket.held // ticket.weight)
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # later readers (the multipart parser) get the cached bytes
@@ -102,6 +112,20 @@ def check_content_type(ctype: str, accepted: tuple[str, ...]) -> str:
     return ctype
 
 
+def check_content_encoding(header: str | None) -> None:
+    """Bodies are read as sent: a Content-Encoding other than identity is a 415 (not decoded)."""
+    if header is None:
+        return
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+    if any(c != "identity" for c in codings):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {header!r} is not supported; send the body uncompressed "
+            "(Content-Encoding: identity or none)",
+            field="content-encoding",
+            details={"supported": ["identity"]},
+        )
+
+
 def validate_options(model: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:
     """Validate the small envelope of a request; pydantic errors become one 422 in our shape."""
     try:
@@ -126,6 +150,9 @@ def load_json(body: bytes) -> dict[str, Any]:
 
 
 FAST_JSON_MIN_BYTES = 32 * 1024
+# true / false as an array element (after "[" or ","); an option's boolean follows ":" instead. A
+# body that has one gets its rows walked, since numpy reads true among numbers as 1.0
+ARRAY_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)")
 
 
 def load_json_rows(body: bytes, field: str) -> tuple[dict[str, Any], npt.NDArray[np.float64]] | None:
@@ -136,13 +163,17 @@ def load_json_rows(body: bytes, field: str) -> tuple[dict[str, Any], npt.NDArray
     a plain list of equal-length lists of numbers: the body holds exactly n + 1 "[" (the outer
     list and the n rows), every row has the same length, and simdjson's typed
     buffer accepts only numbers. Anything else returns None and goes through `load_json`, whose
-    messages name the bad row.
+    messages name the bad row; so does a body with a repeated top-level key, so that the last one
+    counts whatever the body's size (orjson's rule; simdjson would take the first).
     """
     if _simdjson is None or len(body) < FAST_JSON_MIN_BYTES:
         return None
     try:
         doc = _simdjson.Parser().parse(body)
         if not isinstance(doc, _simdjson.Object) or field not in doc:
+            return None
+        keys = list(doc.keys())
+        if len(keys) != len(set(keys)):
             return None
         rows = doc[field]
         if not isinstance(rows, _simdjson.Array):
@@ -161,7 +192,7 @@ def load_json_rows(body: bytes, field: str) -> tuple[dict[str, Any], npt.NDArray
         if width == 0 or flat.size != n * width:
             return None
         rest: dict[str, Any] = {}
-        for key in doc.keys():  # noqa: SIM118 (a simdjson Object, not a dict)
+        for key in keys:
             if key != field:
                 value = doc[key]
                 rest[key] = value.as_dict() if isinstance(value, _simdjson.Object) else value
@@ -184,8 +215,11 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
-def rows_to_array(values: object, field: str) -> npt.NDArray[Any]:
-    """Turn a JSON list of rows into one numeric array, or raise InvalidInput naming the bad row."""
+def rows_to_array(values: object, field: str, booleans: bool = True) -> npt.NDArray[Any]:
+    """Turn a JSON list of rows into one numeric array, or raise InvalidInput naming the bad row.
+
+    numpy reads true / false among numbers as 1.0 / 0.0: with `booleans` (the body holds the word
+    true or false somewhere) the rows are walked for them, and one is a 422 naming its row."""
     if isinstance(values, np.ndarray):  # already parsed by load_json_rows
         return values
     if not isinstance(values, list) or not values:
@@ -196,7 +230,7 @@ def rows_to_array(values: object, field: str) -> npt.NDArray[Any]:
         A = np.asarray(values)
     except (ValueError, TypeError, OverflowError):
         raise _bad_row(values, field) from None
-    if A.dtype.kind not in "fiu":
+    if A.dtype.kind not in "fiu" or (booleans and any(_first_non_number(row) is not _OK for row in values)):
         raise _bad_row(values, field)
     if A.ndim == 1:
         raise InvalidInput(
@@ -353,9 +387,30 @@ async def read_images(request: Request, max_files: int) -> list[ImageFile]:
     return files
 
 
-def images_to_array(files: list[ImageFile], spec: InputSpec, resize: bool) -> npt.NDArray[np.float32]:
-    """Decode PNG/JPEG files to rows in [value_range] shaped like the manifest's input."""
+def images_to_array(
+    files: list[ImageFile],
+    spec: InputSpec,
+    resize: bool,
+    max_pixels: int | None = None,
+    deadline: float | None = None,
+) -> npt.NDArray[np.float32]:
+    """Decode PNG/JPEG files to rows in [value_range] shaped like the manifest's input. More than
+    `max_pixels` decoded pixels in all is a 413 before any file is decoded (read from the files'
+    headers); past `deadline` (time.monotonic()) decoding stops with a 504."""
     from PIL import Image
+
+    if max_pixels is not None:
+        total = 0
+        for f in files:
+            with contextlib.suppress(Exception), Image.open(io.BytesIO(f.data)) as img:  # corrupt: below
+                total += img.width * img.height
+        if total > max_pixels:
+            raise PayloadTooLarge(
+                f"files: {total} pixels to decode is over the limit of {max_pixels} per request "
+                "(LATENTSERVE_MAX_REQUEST_PIXELS); send fewer or smaller images",
+                field="files",
+                details={"limit": max_pixels, "got": total},
+            )
 
     if spec.layout != "image":
         raise InvalidInput(
@@ -368,6 +423,8 @@ def images_to_array(files: list[ImageFile], spec: InputSpec, resize: bool) -> np
     lo, hi = spec.value_range if spec.value_range is not None else (0.0, 1.0)
     rows = []
     for i, f in enumerate(files):
+        if deadline is not None and time.monotonic() > deadline:
+            raise Timeout(f"files: decoding stopped at files[{i}]: the request ran past its deadline")
         where = f"files[{i}] ({f.name})"
         try:
             with Image.open(io.BytesIO(f.data)) as img:
@@ -414,7 +471,7 @@ class Result:
 
 def error_response(exc: LatentServeError) -> Response:
     """The one JSON error shape, with the error's own status code."""
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = exc.headers or None  # WWW-Authenticate on a 401, Retry-After on a shed 503
     return Response(
         orjson.dumps(exc.to_dict()), status_code=exc.status_code, media_type=JSON, headers=headers
     )

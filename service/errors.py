@@ -6,13 +6,17 @@
     ├── ModelNotFound                404  unknown model or version (lists what exists)
     ├── ModelUnavailable             503  the version exists but failed to load
     ├── Unauthorized                 401  missing or wrong API key
-    ├── PayloadTooLarge              413  body or row count over the limit
-    ├── UnsupportedMediaType         415  a Content-Type we do not read
+    ├── BadRequest                   400  not a request we serve (an Upgrade on a POST)
+    ├── PayloadTooLarge              413  body, rows, pixels or predicted answer over the limit
+    ├── HeadersTooLarge              431  request headers over MAX_HEADER_BYTES / MAX_HEADERS
+    ├── UnsupportedMediaType         415  a Content-Type or Content-Encoding we do not read
     ├── NotAcceptable                406  an Accept we cannot produce
     ├── RegistryError                500  the registry is inconsistent (bad manifest, checksum)
     │   └── IntegrityError           500  a file does not match its manifest sha256
     ├── ExportError                  500  (training side) an export failed verification
-    ├── NotReady                     503  the registry has not finished its first load
+    ├── NotReady                     503  the registry has not finished its first load, or draining
+    ├── Overloaded                   503  shed before the body is read (Retry-After); see admission
+    ├── ClientClosed                 499  the client left before its request was read (never sent)
     ├── Timeout                      504  a model call ran past REQUEST_TIMEOUT_S
     ├── RouteNotFound                404  no route at this path
     ├── MethodNotAllowed             405  the route exists, the method does not
@@ -39,6 +43,7 @@ class LatentServeError(Exception):
         self.message = message
         self.field = field
         self.details = details
+        self.headers: dict[str, str] = {}  # extra response headers (Retry-After, WWW-Authenticate)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": type(self).__name__, "message": self.message}
@@ -94,6 +99,18 @@ class ModelUnavailable(LatentServeError):
 class Unauthorized(LatentServeError):
     status_code = 401
 
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message, field=field, details=details)
+        self.headers["WWW-Authenticate"] = "Bearer"
+
+
+class BadRequest(LatentServeError):
+    status_code = 400
+
+
+class HeadersTooLarge(LatentServeError):
+    status_code = 431
+
 
 class PayloadTooLarge(LatentServeError):
     status_code = 413
@@ -123,6 +140,26 @@ class NotReady(LatentServeError):
     """The registry has not finished its first load."""
 
     status_code = 503
+
+
+class Overloaded(LatentServeError):
+    """Admission control shed this request before reading its body; retry after `retry_after` s."""
+
+    status_code = 503
+
+    def __init__(self, reason: str, limit: str, retry_after: int) -> None:
+        super().__init__(
+            f"server busy: {reason} (LATENTSERVE_{limit}); retry after {retry_after} s",
+            field="body",
+            details={"limit": limit, "retry_after_s": retry_after},
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class ClientClosed(LatentServeError):
+    """The connection closed (or timed out) before the request body was read; nobody gets this."""
+
+    status_code = 499
 
 
 class Timeout(LatentServeError):

@@ -19,8 +19,20 @@ checks' 401 / 406 / 415 if any, as on the ASGI path, else 413; then the rest of 
 and dropped before the close), repeated headers (the first counts, as in starlette), the server
 and date headers, the access log (with the X-Forwarded-For client when uvicorn's proxy headers
 apply), graceful shutdown (a connection with a response pending closes after it). Multipart
-bodies, `Expect: 100-continue`, upgrades and servers run with `limit_concurrency` take the ASGI
-path.
+bodies, `Expect: 100-continue` and servers run with `limit_concurrency` take the ASGI path.
+
+What holds under floods and slow clients, on every connection (fast path or not):
+  - a new connection's request line and headers must arrive within HEADER_TIMEOUT_S, a body within
+    BODY_TIMEOUT_S of its headers; a connection that stalls is closed and its buffer freed; an idle
+    keep-alive connection closes after KEEPALIVE_TIMEOUT_S (uvicorn's timer);
+  - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
+  - a client that reads nothing of its answer for WRITE_TIMEOUT_S is dropped;
+  - an Upgrade on anything but GET is a 400 (the body would otherwise be lost to the upgrade);
+  - on the fast path the API key, Accept, Content-Type and Content-Encoding are checked, and the
+    request is admitted (`service.admission`: 503 + Retry-After past the memory budget or the
+    queue) when the headers are complete, before any body byte is kept;
+  - on shutdown an idle connection gets SHUTDOWN_GRACE_S to deliver a request already on its way
+    (answered with `Connection: close`) before it closes, so no received request is reset.
 """
 
 from __future__ import annotations
@@ -35,11 +47,15 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.codecs import JSON, NPY, media_type
+from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
+from service.codecs import JSON, NPY, error_response, media_type
+from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded
 from service.inference import InferenceService, Verb
 from service.oip import OCTET
+from service.settings import Settings
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
+SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
 
 class _Pending:
@@ -50,21 +66,20 @@ class _Pending:
     response_complete = False
 
 
-def find_service(app: Any) -> tuple[InferenceService | None, ProxyHeadersMiddleware | None]:
-    """The app's InferenceService when it runs the fast path, and uvicorn's proxy-headers wrapper
-    when there is one, by unwrapping uvicorn's middleware."""
+def find_service(app: Any) -> tuple[InferenceService | None, bool, ProxyHeadersMiddleware | None]:
+    """The app's InferenceService, whether the app runs the fast path, and uvicorn's proxy-headers
+    wrapper when there is one, by unwrapping uvicorn's middleware."""
     proxy = None
     for _ in range(8):
         if isinstance(app, ProxyHeadersMiddleware):
             proxy = app
-        fast = getattr(app, "fast_path", None)
-        if fast is not None:
-            service: InferenceService = fast.service
-            return service, proxy
+        service = getattr(getattr(app, "state", None), "service", None)
+        if isinstance(service, InferenceService):
+            return service, getattr(app, "fast_path", None) is not None, proxy
         app = getattr(app, "app", None)
         if app is None:
             break
-    return None, proxy
+    return None, False, proxy
 
 
 class LatentServeProtocol(HttpToolsProtocol):
@@ -78,9 +93,18 @@ class LatentServeProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        service, self.proxy = find_service(self.app)
-        self.service = service if config.limit_concurrency is None else None
+        service, fast, self.proxy = find_service(self.app)
+        self.service = service if fast and config.limit_concurrency is None else None
         self.max_body = service.settings.max_body_bytes if service is not None else 0
+        self.limits = service.settings if service is not None else Settings()
+        self.admission = service.admission if service is not None else Admission(self.limits)
+        self.fast_ticket: Ticket | None = None  # the admitted fast-path request being read
+        self.head_bytes = 0  # bytes received while a request line and headers are being read
+        self.reading_head = True
+        self.timer: asyncio.TimerHandle | None = None  # the header or body deadline
+        self.write_timer: asyncio.TimerHandle | None = None
+        self.draining = False  # shutdown began: answer what arrives with Connection: close
+        self.refused_upgrade = False
         # the request being read on the fast path (None: uvicorn's own path has it)
         self.fast_verb: Verb | None = None
         self.fast_query = ""
@@ -91,6 +115,75 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_pending = 0  # fast-path responses not yet written on this connection
         self.close_after = False
         self.lingering = False  # a refused body is being read and dropped before the close
+        self.linger_keep_alive = False  # ... or before the connection carries on
+
+    # ---- the connection and its timers -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.limits.header_timeout_s, "header_timeout")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+        self._release_fast_ticket()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reading_head:
+            self.head_bytes += len(data)  # the callbacks reset it once the headers are complete
+        super().data_received(data)
+        if (
+            self.reading_head
+            and self.head_bytes > self.limits.max_header_bytes
+            and not self.transport.is_closing()
+        ):
+            self._refuse_head(f"the request line and headers pass {self.limits.max_header_bytes} bytes")
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.write_timer is None:
+            self.write_timer = self.loop.call_later(self.limits.write_timeout_s, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+
+    def _arm(self, seconds: float, reason: str) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(seconds, self._timed_out, reason)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self, reason: str) -> None:
+        """A request line, headers or body did not arrive in time: close, dropping what was read."""
+        self.timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading (a pipelined body waits its turn): not the client
+            self._arm(self.limits.body_timeout_s, reason)
+            return
+        self.admission.close(reason)
+        self.fast_verb = None
+        self.fast_chunks = _DISCARD
+        self._release_fast_ticket()
+        self.transport.close()
+
+    def _write_timed_out(self) -> None:
+        self.write_timer = None
+        if not self.transport.is_closing():
+            self.admission.close("write_timeout")
+            self.transport.abort()  # close() would wait to flush what the client does not read
+
+    def _release_fast_ticket(self) -> None:
+        if self.fast_ticket is not None:
+            self.fast_ticket.release()
+            self.fast_ticket = None
 
     # ---- parser callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -98,25 +191,56 @@ class LatentServeProtocol(HttpToolsProtocol):
         # a fast-path answer written while this buffer is parsed arms the keep-alive timer; the
         # next request in the buffer is work in progress, and must not be cut off by it
         self._unset_keepalive_if_required()
+        self.reading_head = True
+        self._arm(self.limits.header_timeout_s, "header_timeout")
 
     def on_headers_complete(self) -> None:
+        self.reading_head = False
+        self.head_bytes = 0
         if self.transport.is_closing():  # pipelined behind an answer that closed: nobody to answer
             self.fast_verb = None
             self.fast_chunks = _DISCARD
+            return
+        if not self._head_fits():
+            return
+        self._arm(self.limits.body_timeout_s, "body_timeout")
+        if self.parser.should_upgrade() and self.parser.get_method() != b"GET":
+            self.refused_upgrade = True
+            self._refuse_now(
+                BadRequest(
+                    "Upgrade is honoured on GET only; send this request without the Upgrade header",
+                    field="upgrade",
+                ),
+                linger=False,
+            )
             return
         verb = self._fast_verb()
         if verb is None:
             if self.fast_pending:  # queue it behind the pending response (uvicorn's pipeline)
                 self.cycle = _Pending()  # type: ignore[assignment]
             super().on_headers_complete()
+            if self.draining and self.cycle is not None:
+                self.cycle.keep_alive = False
             return
         self.fast_verb = verb
         self.fast_chunks = []
         self.fast_size = 0
         self.fast_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        declared = self._header(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            self._too_large(int(declared))
+        header = self._header(b"content-length")
+        declared = int(header) if header is not None and header.isdigit() else None
+        if declared is not None and declared > self.max_body:
+            self._too_large(declared)
+            return
+        assert self.service is not None
+        headers = self._headers()
+        try:  # the API key, Accept, Content-Type and the admission, before a byte of body is kept
+            _, kind = self.service.admit(verb, headers)
+            weight = JSON_WEIGHT if kind == JSON else BINARY_WEIGHT
+            self.fast_ticket = self.admission.enter(declared, weight)
+        except LatentServeError as exc:
+            # a header check's error keeps the connection (the body is read and dropped); a
+            # request shed by the admission closes it
+            self._refuse_body(verb, keep_alive=self.fast_keep_alive and not isinstance(exc, Overloaded))
 
     def on_body(self, body: bytes) -> None:
         if self.fast_verb is None:
@@ -131,30 +255,64 @@ class LatentServeProtocol(HttpToolsProtocol):
         if self.fast_size > self.max_body:
             self._too_large(None)
             return
+        ticket = self.fast_ticket
+        if ticket is not None and self.fast_size > ticket.held // ticket.weight:  # no Content-Length
+            try:
+                ticket.grow(self.fast_size - ticket.held // ticket.weight)
+            except LatentServeError:
+                self.fast_ticket = None  # grow released it
+                self._refuse_body(self.fast_verb, keep_alive=False)
+                return
         self.fast_chunks.append(body)
 
     def on_message_complete(self) -> None:
+        self._disarm()
+        self.reading_head = True
+        self.head_bytes = 0
         verb = self.fast_verb
         if verb is None:
             if self.fast_chunks is not _DISCARD:
                 super().on_message_complete()
-            elif self.lingering:  # the refused body is read: now close
-                self.transport.close()
+            elif self.lingering:  # the refused body is read: now close, or carry on
+                self.lingering = False
+                if self.linger_keep_alive and not self.close_after:
+                    self.fast_chunks = []
+                    self.on_response_complete()
+                else:
+                    self.transport.close()
             return
         self.fast_verb = None
         chunks, self.fast_chunks = self.fast_chunks, []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.fast_pending += 1
-        reply = _Reply(self, self.fast_keep_alive)
+        ticket, self.fast_ticket = self.fast_ticket, None  # the reply releases it
+        reply = _Reply(self, self.fast_keep_alive, ticket=ticket)
         assert self.service is not None
-        self.service.handle_raw(verb, self._headers(), self.fast_query, body, reply, self.fast_params)
+        self.service.handle_raw(
+            verb, self._headers(), self.fast_query, body, reply, self.fast_params, ticket=ticket
+        )
+
+    def _should_upgrade(self) -> bool:
+        return not self.refused_upgrade and super()._should_upgrade()
 
     # ---- connection lifecycle ---------------------------------------------------------------------
     def shutdown(self) -> None:
+        self.draining = True
         if self.fast_pending or self.fast_verb is not None:
             self.close_after = True  # finish the pending response, then close
             return
+        if self.cycle is None or self.cycle.response_complete:
+            # idle, as far as we know: a request may already be in the socket's buffer, and closing
+            # now would reset it; give it a moment to arrive (it is answered, then the close)
+            self.close_after = True
+            self.loop.call_later(SHUTDOWN_GRACE_S, self._close_if_idle)
+            return
         super().shutdown()
+
+    def _close_if_idle(self) -> None:
+        busy = self.fast_pending or self.fast_verb is not None or self.head_bytes
+        if not busy and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()
 
     # ---- helpers ----------------------------------------------------------------------------------
     def _fast_verb(self) -> Verb | None:
@@ -197,11 +355,51 @@ class LatentServeProtocol(HttpToolsProtocol):
         and the client could lose the answer. A body LINGER_BYTES over the limit is cut off."""
         verb = self.fast_verb
         assert verb is not None and self.service is not None
+        self._release_fast_ticket()
+        self._answer_and_drop(self.service.refuse_body(verb, self._headers(), declared))
+
+    def _refuse_body(self, verb: Verb, keep_alive: bool) -> None:
+        """Answer the error being handled (a header check's, or the admission's 503) now, counted,
+        and drop the body as `_too_large` does; with `keep_alive` the connection then carries on."""
+        assert self.service is not None
+        self._answer_and_drop(self.service.refused(verb), keep_alive)
+
+    def _answer_and_drop(self, response: Response, keep_alive: bool = False) -> None:
         self.fast_verb = None
         self.fast_chunks = _DISCARD
         self.lingering = True
+        self.linger_keep_alive = keep_alive
         self.fast_pending += 1
-        _Reply(self, keep_alive=False, linger=True)(self.service.refuse_body(verb, self._headers(), declared))
+        _Reply(self, keep_alive=keep_alive, linger=True)(response)
+
+    def _head_fits(self) -> bool:
+        """The header caps (431): fields and bytes; answered and closed when over."""
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            self._refuse_head(f"{len(self.headers)} header fields are more than {limits.max_headers}")
+            return False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > limits.max_header_bytes:
+            self._refuse_head(f"the request line and headers pass {limits.max_header_bytes} bytes")
+            return False
+        return True
+
+    def _refuse_head(self, why: str) -> None:
+        self.admission.close("header_too_large")
+        exc = HeadersTooLarge(
+            f"headers: {why} (LATENTSERVE_MAX_HEADERS / LATENTSERVE_MAX_HEADER_BYTES)", field="headers"
+        )
+        self._refuse_now(exc, linger=False)
+
+    def _refuse_now(self, exc: LatentServeError, linger: bool) -> None:
+        """Answer `exc` with `Connection: close` before reading further, and close."""
+        self._disarm()
+        self.reading_head = False
+        self.fast_verb = None
+        self.fast_chunks = _DISCARD
+        self.lingering = linger
+        self.fast_pending += 1
+        _Reply(self, keep_alive=False, linger=linger)(error_response(exc))
 
     def client_for_log(self) -> str:
         """host:port of the client as uvicorn's access log shows it: with proxy headers on and the
@@ -226,18 +424,27 @@ class _Reply:
     """Writes one fast-path response on its connection, then lets uvicorn carry on (keep-alive
     timer, the next pipelined request) or closes the connection."""
 
-    __slots__ = ("keep_alive", "linger", "protocol", "target", "version")
+    __slots__ = ("keep_alive", "linger", "protocol", "target", "ticket", "version")
 
-    def __init__(self, protocol: LatentServeProtocol, keep_alive: bool, linger: bool = False) -> None:
+    def __init__(
+        self,
+        protocol: LatentServeProtocol,
+        keep_alive: bool,
+        linger: bool = False,
+        ticket: Ticket | None = None,
+    ) -> None:
         self.protocol = protocol
         self.keep_alive = keep_alive
         self.linger = linger  # keep the connection open until the refused body is read
+        self.ticket = ticket  # the admission of this request, released with the answer
         self.target = protocol.url.decode("latin-1")
         self.version = protocol.parser.get_http_version()
 
     def __call__(self, response: Response) -> None:
         p = self.protocol
         p.fast_pending -= 1
+        if self.ticket is not None:
+            self.ticket.release()
         transport = p.transport
         if transport.is_closing():  # the client left meanwhile
             return

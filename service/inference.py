@@ -14,6 +14,12 @@ The Open Inference Protocol's infer (`POST /v2/models/{m}[/versions/{v}]/infer`)
 verbs (`V2_VERBS`: a model, its `.decoder`, its `.sample`) with their own wire format: the verb's
 `parse`, `encode` and `error` come from `service.oip`; everything between is this same core. A
 request may need more than one model op (`code` with `score`): each goes to the batcher alone.
+
+Every request is admitted (`service.admission`) once its headers are checked, before its body is
+read: past the memory budget or the queue it is a 503 with Retry-After. At most MAX_CONCURRENCY
+run in worker threads; the others wait their turn within REQUEST_TIMEOUT_S. A worker-thread call
+runs its rows in chunks and stops at the deadline (504), and an answer predicted over
+MAX_RESPONSE_BYTES is a 413 before any model call.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -32,13 +38,15 @@ import anyio
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from service import codecs, oip
+from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
 from service.batching import Batcher, Outputs
 from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
 from service.errors import (
+    ClientClosed,
     InvalidInput,
     LatentServeError,
     NotReady,
@@ -64,6 +72,8 @@ from service.settings import Settings
 
 Array = npt.NDArray[Any]
 Reply = Callable[[Response], None]
+COMPUTE_CHUNK_ROWS = 4096  # a worker-thread call checks its deadline between chunks of this many rows
+JSON_VALUE_BYTES = 16  # a float32 in a JSON answer: up to 9 significant digits, sign, exponent, comma
 
 
 @dataclass
@@ -308,6 +318,9 @@ class _Parsed:
     path: Mapping[str, str] = field(default_factory=dict)  # parameters in the path (/v2: model, version)
     images: list[ImageFile] | None = None
     resize: bool = False  # the `resize` query flag of image bodies
+    booleans: bool = False  # a JSON body with true / false in an array: its rows are checked for them
+    deadline: float | None = None  # time.monotonic() past which decoding stops (worker threads)
+    ticket: Ticket | None = None  # the request's admission, which also reserves its answer
 
 
 class _Labels:
@@ -323,10 +336,13 @@ class _Labels:
 class InferenceService:
     """Holds the registry, settings and metrics; `handle` serves any verb of `VERBS`."""
 
-    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, registry: Registry, settings: Settings, metrics: Metrics, admission: Admission | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
+        self.admission = admission if admission is not None else Admission(settings)
         self.batcher = Batcher(settings.batch_max_rows, on_batch=metrics.observe_batch)
         self._tasks: set[asyncio.Task[None]] = set()  # worker-thread requests in flight
 
@@ -349,18 +365,32 @@ class InferenceService:
     async def handle(self, request: Request, verb: Verb, path: Mapping[str, str] | None = None) -> Response:
         """Serve one ASGI request: admit its headers, read its body, then `submit` it."""
         start = time.perf_counter()
+        ticket: Ticket | None = None
         try:
-            media, kind = self.admit(verb, request.headers)
-            body = await codecs.read_body(request, self.settings.max_body_bytes)
-            query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry their options
-            parsed = _Parsed(kind, body, query, request.headers, path or {})
-            if kind == MULTIPART:
-                parsed.images = await codecs.read_images(request, self.settings.max_rows)
-        except Exception:
+            try:
+                media, kind = self.admit(verb, request.headers)
+                declared = request.headers.get("content-length")
+                size = int(declared) if declared is not None and declared.isdigit() else None
+                if size is not None and size > self.settings.max_body_bytes:
+                    raise codecs.body_too_large(self.settings.max_body_bytes, size)
+                ticket = self.admission.enter(size, JSON_WEIGHT if kind == JSON else BINARY_WEIGHT)
+                body = await codecs.read_body(request, self.settings.max_body_bytes, ticket)
+                query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry options
+                parsed = _Parsed(kind, body, query, request.headers, path or {}, ticket=ticket)
+                if kind == MULTIPART:
+                    parsed.images = await codecs.read_images(request, self.settings.max_rows)
+            except ClientDisconnect:
+                raise ClientClosed("the client closed the connection before its body was read") from None
+            except Exception:
+                return self._failed(verb, _Labels(), start)
+            future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+            self.submit(verb, parsed, media, partial(_settle, future), start)
+            return await future
+        except ClientClosed:
             return self._failed(verb, _Labels(), start)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self.submit(verb, parsed, media, partial(_settle, future), start)
-        return await future
+        finally:
+            if ticket is not None:
+                ticket.release()
 
     def handle_raw(
         self,
@@ -370,6 +400,7 @@ class InferenceService:
         body: bytes,
         reply: Reply,
         path: Mapping[str, str] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         """Serve one request read by the HTTP fast path (`service.http`): lower-case header names, the
         raw query string, the whole body and the path's parameters (`find`); `reply` gets the
@@ -380,7 +411,7 @@ class InferenceService:
             if kind == MULTIPART:  # service.http hands multipart bodies to the ASGI app instead
                 raise UnsupportedMediaType("multipart bodies are read by the ASGI path", field="content-type")
             options = dict(parse_qsl(query, keep_blank_values=True)) if kind != JSON else {}
-            parsed = _Parsed(kind, body, options, headers, path or {})
+            parsed = _Parsed(kind, body, options, headers, path or {}, ticket=ticket)
         except Exception:
             reply(self._failed(verb, _Labels(), start))
             return
@@ -396,13 +427,19 @@ class InferenceService:
         except Exception:
             return self._failed(verb, _Labels(), start)
 
+    def refused(self, verb: Verb) -> Response:
+        """The answer to the exception being handled for a request refused on its headers by the
+        HTTP fast path (`admit`'s checks, the admission's 503), counted in the metrics."""
+        return self._failed(verb, _Labels(), time.perf_counter())
+
     def admit(self, verb: Verb, headers: Mapping[str, str]) -> tuple[str, str]:
-        """The checks that need only the headers, in order: API key (401), Accept (406) and
-        Content-Type (415). Returns the response and request media types (a /v2 body with
-        Inference-Header-Content-Length: `oip.BINARY`)."""
+        """The checks that need only the headers, in order: API key (401), Accept (406),
+        Content-Type and Content-Encoding (415). Returns the response and request media types (a /v2
+        body with Inference-Header-Content-Length: `oip.BINARY`)."""
         check_api_key(headers, self.settings.api_key)
         media = codecs.negotiate(headers.get("accept"), verb.produces)
         kind = codecs.check_content_type(codecs.media_type(headers.get("content-type")), verb.reads)
+        codecs.check_content_encoding(headers.get("content-encoding"))
         if verb.parse is not None and (kind == oip.OCTET or oip.HEADER_LENGTH in headers):
             kind = oip.BINARY
         return media, kind
@@ -491,7 +528,7 @@ class InferenceService:
         reply(response)
 
     async def _threaded(
-        self, verb: Verb, work: Callable[[], Response], labels: _Labels, start: float, reply: Reply
+        self, verb: Verb, work: Callable[[float], Response], labels: _Labels, start: float, reply: Reply
     ) -> None:
         try:
             response = await self._in_thread(work, verb)
@@ -513,20 +550,34 @@ class InferenceService:
         self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
         return codecs.internal_error_response("POST", f"/{verb.name}", verb.error)
 
-    async def _in_thread(self, work: Callable[[], Response], verb: Verb) -> Response:
+    async def _in_thread(self, work: Callable[[float], Response], verb: Verb) -> Response:
+        """Run `work(deadline)` in a worker thread once one of MAX_CONCURRENCY slots is free; the
+        wait counts against REQUEST_TIMEOUT_S, and the work itself stops at the deadline."""
         timeout = self.settings.request_timeout_s
+        deadline = time.monotonic() + timeout
         try:
             with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+                async with self.admission.slot():
+                    return await anyio.to_thread.run_sync(work, deadline, abandon_on_cancel=True)
         except TimeoutError:
-            raise Timeout(f"/{verb.name}: the model call took longer than {timeout:g} s") from None
+            raise _timeout(verb, timeout) from None
 
-    def serve(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Response:
+    def serve(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels, deadline: float) -> Response:
         """Parse, compute and encode in one synchronous, CPU-bound call (the worker-thread path)."""
-        return self._compute_and_respond(self.prepare(verb, parsed, media, labels))
+        parsed.deadline = deadline
+        return self._compute_and_respond(self.prepare(verb, parsed, media, labels), deadline)
 
-    def _compute_and_respond(self, job: Job) -> Response:
-        return self.respond(job, job.compute())
+    def _compute_and_respond(self, job: Job, deadline: float) -> Response:
+        """The model calls in chunks of COMPUTE_CHUNK_ROWS, checking the deadline between them."""
+        n = len(job.X)
+        if n <= 2 * COMPUTE_CHUNK_ROWS:
+            return self.respond(job, job.compute())
+        parts = []
+        for i in range(0, n, COMPUTE_CHUNK_ROWS):
+            if time.monotonic() > deadline:
+                raise _timeout(job.verb, self.settings.request_timeout_s)
+            parts.append(replace(job, X=job.X[i : i + COMPUTE_CHUNK_ROWS]).compute())
+        return self.respond(job, tuple(np.concatenate(column) for column in zip(*parts, strict=True)))
 
     def prepare(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Job:
         """Parse the body, find the runtime and validate the rows: every 4xx is raised here."""
@@ -546,7 +597,40 @@ class InferenceService:
             X = self._to_array(verb, parsed, rows, runtime, opts)
         model_rows = verb.rows(runtime, X, opts)
         labels.rows = len(model_rows)
-        return Job(verb, runtime, opts, model_rows, X.shape, media)
+        job = Job(verb, runtime, opts, model_rows, X.shape, media)
+        self._check_answer_size(job, parsed.ticket)
+        return job
+
+    def _check_answer_size(self, job: Job, ticket: Ticket | None) -> None:
+        """Refuse (413) before computing an answer predicted over MAX_RESPONSE_BYTES: rows x the
+        values each row answers x the bytes a value takes in the response's media type. The
+        request's admission ticket then reserves that answer too (encoded, then copied into the
+        socket's buffer: twice its size), so concurrent large answers are shed (503)."""
+        m = job.runtime.manifest
+        size = m.input.size
+        per_row = {
+            "encode": m.latent_dim,
+            "decode": size,
+            "sample": size,
+            "reconstruct": size + 1,
+            "anomaly-score": 3 + (size if getattr(job.opts, "return_feature_errors", False) else 0),
+        }.get(job.verb.name, size + m.latent_dim + 3)
+        n = len(job.X)
+        per_value = JSON_VALUE_BYTES if job.media == JSON else 4
+        predicted = n * per_row * per_value
+        limit = self.settings.max_response_bytes
+        if predicted > limit:
+            hint = "send fewer rows"
+            if job.media == JSON:
+                hint = "send Accept: application/x-npy (4 bytes a value) or fewer rows"
+            raise PayloadTooLarge(
+                f"the answer would be about {predicted} bytes ({n} rows x {per_row} values), over the "
+                f"limit of {limit} bytes (LATENTSERVE_MAX_RESPONSE_BYTES); {hint}",
+                field="accept",
+                details={"limit": limit, "predicted": predicted},
+            )
+        if ticket is not None:
+            ticket.reserve(2 * predicted)
 
     @staticmethod
     def respond(job: Job, outputs: Outputs) -> Response:
@@ -561,6 +645,7 @@ class InferenceService:
                 parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
         fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
+        parsed.booleans = codecs.ARRAY_BOOLEAN.search(parsed.body) is not None  # rows are walked for them
         rows: object = None
         if fast is not None:
             data, rows = fast
@@ -583,12 +668,18 @@ class InferenceService:
         if verb.field is None:
             return np.empty((getattr(opts, "n", 0), 0), dtype=np.float32)
         if parsed.kind == JSON:
-            return codecs.rows_to_array(rows, verb.field)
+            return codecs.rows_to_array(rows, verb.field, parsed.booleans)
         if parsed.kind == NPY:
             X = codecs.load_npy(parsed.body, verb.field)
         else:
             assert parsed.images is not None
-            X = codecs.images_to_array(parsed.images, runtime.manifest.input, parsed.resize)
+            X = codecs.images_to_array(
+                parsed.images,
+                runtime.manifest.input,
+                parsed.resize,
+                self.settings.max_request_pixels,
+                parsed.deadline,
+            )
         if len(X) > self.settings.max_rows:
             raise self._too_many(len(X))
         return X
@@ -600,6 +691,12 @@ class InferenceService:
             field=field,
             details={"limit": limit, "got": n},
         )
+
+
+def _timeout(verb: Verb, timeout: float) -> Timeout:
+    return Timeout(
+        f"/{verb.name}: the request took longer than {timeout:g} s (LATENTSERVE_REQUEST_TIMEOUT_S)"
+    )
 
 
 def _settle(future: asyncio.Future[Response], response: Response) -> None:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from service.admission import Admission
 from service.registry import Registry
 
 UNKNOWN_MODEL = "<unknown>"
@@ -45,10 +46,38 @@ class _RegistryCollector(Collector):
         yield versions
 
 
+class _AdmissionCollector(Collector):
+    """Read at scrape time: requests shed with 503 by limit, what is in flight, closed connections."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        a = self._admission
+        shed = CounterMetricFamily(
+            "latentserve_shed", "Requests answered 503 before their body was read", labels=["limit"]
+        )
+        for limit, count in sorted(a.shed.items()):
+            shed.add_metric([limit], float(count))
+        yield shed
+        closed = CounterMetricFamily(
+            "latentserve_connections_closed",
+            "Connections closed by a timeout or a header cap",
+            labels=["reason"],
+        )
+        for reason, count in sorted(a.closed.items()):
+            closed.add_metric([reason], float(count))
+        yield closed
+        yield GaugeMetricFamily("latentserve_inflight_requests", "Admitted requests", value=a.requests)
+        yield GaugeMetricFamily(
+            "latentserve_inflight_bytes", "Weighted request-body bytes reserved", value=a.bytes
+        )
+
+
 class Metrics:
     """The service's counters and histograms."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, admission: Admission | None = None) -> None:
         self.collectors = CollectorRegistry()
         self.requests = Counter(
             "latentserve_requests",
@@ -79,6 +108,8 @@ class Metrics:
             registry=self.collectors,
         )
         self.collectors.register(_RegistryCollector(registry))
+        if admission is not None:
+            self.collectors.register(_AdmissionCollector(admission))
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def observe(

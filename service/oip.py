@@ -32,7 +32,7 @@ import orjson
 from starlette.responses import Response
 
 from service import codecs
-from service.codecs import JSON, Result, load_json, validate_options
+from service.codecs import ARRAY_BOOLEAN, JSON, Result, load_json, validate_options
 from service.errors import InvalidInput, LatentServeError, ModelNotFound
 from service.manifest import Manifest
 from service.runtime import ModelRuntime
@@ -281,9 +281,20 @@ def _load_header(header: bytes) -> tuple[dict[str, Any], list[object]]:
     doc = load_json(header)
     datas: list[object] = []
     inputs = doc.get("inputs")
+    booleans = ARRAY_BOOLEAN.search(header) is not None
     if isinstance(inputs, list):
         for tensor in inputs:
-            datas.append(tensor.pop("data", None) if isinstance(tensor, dict) else None)
+            data = tensor.pop("data", None) if isinstance(tensor, dict) else None
+            if booleans and isinstance(data, list):  # numpy would read true among numbers as 1.0
+                name = str(tensor.get("name", "input"))
+                try:
+                    _flatten(name, data)
+                except TypeError:
+                    raise InvalidInput(
+                        f"{name}: data must hold numbers only; it holds a non-number (a boolean?)",
+                        field=name,
+                    ) from None
+            datas.append(data)
     return doc, datas
 
 
@@ -294,7 +305,10 @@ def _load_header_simdjson(header: bytes) -> tuple[dict[str, Any], list[object]] 
             return None
         out: dict[str, Any] = {}
         datas: list[object] = []
-        for key in doc.keys():  # noqa: SIM118 (a simdjson Object, not a dict)
+        keys = list(doc.keys())
+        if len(keys) != len(set(keys)):  # repeated keys: orjson's rule (the last counts) decides
+            return None
+        for key in keys:
             if key != "inputs":
                 out[key] = _plain(doc[key])
                 continue
@@ -305,7 +319,10 @@ def _load_header_simdjson(header: bytes) -> tuple[dict[str, Any], list[object]] 
             for tensor in inputs:
                 if not isinstance(tensor, _simdjson.Object):
                     return None
-                plain_inputs.append({k: _plain(tensor[k]) for k in tensor.keys() if k != "data"})  # noqa: SIM118
+                tensor_keys = list(tensor.keys())
+                if len(tensor_keys) != len(set(tensor_keys)):
+                    return None
+                plain_inputs.append({k: _plain(tensor[k]) for k in tensor_keys if k != "data"})
                 data = tensor.get("data")
                 if data is None:
                     datas.append(None)
@@ -506,7 +523,7 @@ def encode_response(req: InferRequest, result: Result) -> Response:
 
 def error_response(exc: LatentServeError) -> Response:
     """The protocol's error shape, `{"error": message}`, with the error's status under /v2."""
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = exc.headers or None  # WWW-Authenticate on a 401, Retry-After on a shed 503
     return Response(
         orjson.dumps(exc.to_oip_dict()), status_code=exc.oip_status, media_type=JSON, headers=headers
     )

@@ -2,18 +2,33 @@
 
 Reading side only: the training package's export step is the one writer (see `training.publish`).
 Folders whose name is not a valid model name (such as `.staging`) are never served.
+
+The registry is sealed: a version folder, manifest or listed file that resolves outside MODELS_DIR
+(a symlink out of it) is refused unless `allow_symlinks`; each reload compares the size and mtime
+of every listed file with what was loaded and re-hashes a version whose files changed, so a
+truncated or replaced artifact marks its version failed while older good versions serve. Messages
+to clients name the model, version and file, never a server path.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.errors import InvalidInput, LatentServeError, ModelNotFound, ModelUnavailable, RegistryError
+from service.errors import (
+    IntegrityError,
+    InvalidInput,
+    LatentServeError,
+    ModelNotFound,
+    ModelUnavailable,
+    RegistryError,
+)
 from service.manifest import MANIFEST_FILE, Manifest, is_valid_name
 from service.runtime import RUNTIMES, ModelRuntime
 
@@ -65,7 +80,10 @@ def read_manifest(models_dir: Path, name: str, version: int) -> Manifest:
     folder = models_dir / name / str(version)
     try:
         manifest = Manifest.read(folder)
-    except (OSError, ValidationError, ValueError) as exc:
+    except OSError as exc:  # str(exc) names the server path: keep only the reason
+        reason = exc.strerror or type(exc).__name__
+        raise RegistryError(f"model {name!r} version {version}: unreadable manifest: {reason}") from exc
+    except (ValidationError, ValueError) as exc:
         raise RegistryError(f"model {name!r} version {version}: unreadable manifest: {exc}") from exc
     if manifest.name != name or manifest.version != version:
         raise RegistryError(
@@ -73,6 +91,33 @@ def read_manifest(models_dir: Path, name: str, version: int) -> Manifest:
             f"{manifest.version}; refusing a folder that does not describe itself"
         )
     return manifest
+
+
+Fingerprint = dict[str, tuple[int, int]]  # file name -> (size, mtime_ns); (-1, -1) when missing
+
+
+def fingerprint(folder: Path, manifest: Manifest | None) -> Fingerprint:
+    """Size and mtime of the manifest and of every file it lists: what a reload compares."""
+    names = [MANIFEST_FILE, *(f.path for f in manifest.files)] if manifest is not None else [MANIFEST_FILE]
+    out: Fingerprint = {}
+    for name in names:
+        try:
+            st = os.stat(folder / name)
+            out[name] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            out[name] = (-1, -1)
+    return out
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\"/:]+/)*[^\s'\"/:]+")
+
+
+def public_message(text: str, roots: list[str]) -> str:
+    """`text` without server paths: a path under a registry root keeps its registry-relative part
+    (`digits-pca/7/encoder.onnx`), any other absolute path becomes `<path>`."""
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root.rstrip("/") + "/", "").replace(root, "MODELS_DIR")
+    return _ABSOLUTE_PATH.sub("<path>", text)
 
 
 @dataclass
@@ -86,6 +131,7 @@ class VersionRecord:
     manifest: Manifest | None = None
     runtime: ModelRuntime | None = None
     error: str | None = None
+    files: Fingerprint = field(default_factory=dict)  # as they were when this record was loaded
 
     @property
     def status(self) -> str:
@@ -122,8 +168,10 @@ class Registry:
         trusted_models: frozenset[str] = frozenset(),
         threads: int = 1,
         preferred_format: str = "onnx",
+        allow_symlinks: bool = False,
     ) -> None:
         self.models_dir = models_dir
+        self.allow_symlinks = allow_symlinks
         self.allow_pickle = allow_pickle
         self.trusted_models = trusted_models
         self.threads = threads
@@ -135,7 +183,8 @@ class Registry:
 
     # ---- loading ----------------------------------------------------------------------------
     def reload(self) -> dict[str, list[int]]:
-        """Rescan the registry; return the versions that appeared since the last scan."""
+        """Rescan the registry; return the versions that appeared or changed since the last scan
+        (a new manifest, or a listed file whose size or mtime moved: it is re-hashed)."""
         with self._lock:
             old = self._snapshot.models
             new: dict[str, dict[int, VersionRecord]] = {}
@@ -148,7 +197,11 @@ class Registry:
                     except FileNotFoundError:  # removed while we scanned
                         continue
                     prev = old.get(name, {}).get(version)
-                    if prev is not None and prev.mtime_ns == mtime:
+                    if (
+                        prev is not None
+                        and prev.mtime_ns == mtime
+                        and prev.files == fingerprint(folder, prev.manifest)
+                    ):
                         record = prev
                     else:
                         record = self._load(name, version, folder, mtime)
@@ -161,16 +214,46 @@ class Registry:
     def _load(self, name: str, version: int, folder: Path, mtime: int) -> VersionRecord:
         record = VersionRecord(name, version, folder, mtime)
         try:
+            self._check_sealed(name, version, folder, None)
             record.manifest = read_manifest(self.models_dir, name, version)
+            # taken before hashing: a file that changes after this is caught by the next reload
+            record.files = fingerprint(folder, record.manifest)
+            self._check_sealed(name, version, folder, record.manifest)
             record.runtime = self._runtime_for(record.manifest, folder)
             log.info(
                 "loaded %s version %d (%s, %s)", name, version, record.manifest.kind, record.runtime.format
             )
-        except LatentServeError as exc:
-            record.error = exc.message
+        except Exception as exc:
+            if isinstance(exc, LatentServeError):
+                message = exc.message
+            else:  # a bug or an I/O error we did not foresee: this version fails, the others load
+                message = f"model {name!r} version {version} did not load ({type(exc).__name__})"
+            record.runtime = None
+            record.error = public_message(message, self._roots())
             self.load_failures_total += 1
-            log.error("could not load %s version %d: %s", name, version, exc.message)
+            log.error("could not load %s version %d: %s", name, version, message)
         return record
+
+    def _roots(self) -> list[str]:
+        return sorted({str(self.models_dir), str(self.models_dir.absolute()), str(self.models_dir.resolve())})
+
+    def _check_sealed(self, name: str, version: int, folder: Path, manifest: Manifest | None) -> None:
+        """Refuse a version folder (manifest None) or a listed file (of `manifest`) that resolves
+        outside MODELS_DIR, unless allow_symlinks."""
+        if self.allow_symlinks:
+            return
+        root = self.models_dir.resolve()
+        if manifest is None:
+            paths = {"the version folder": folder, MANIFEST_FILE: folder / MANIFEST_FILE}
+        else:
+            paths = {f.path: folder / f.path for f in manifest.files}
+        for what, path in paths.items():
+            if not path.resolve().is_relative_to(root):
+                raise IntegrityError(
+                    f"model {name!r} version {version}: {what} is a link that leads out of the registry; "
+                    "refusing it (LATENTSERVE_ALLOW_SYMLINKS=true allows links out of MODELS_DIR)",
+                    field="files",
+                )
 
     def _runtime_for(self, manifest: Manifest, folder: Path) -> ModelRuntime:
         # the preferred format first (ONNX needs no trust), then the manifest's own

@@ -27,12 +27,63 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="when set, every route but health needs X-API-Key or Authorization: Bearer"
     )
+    docs_public: bool = Field(
+        default=False, description="with an API key set, serve /docs, /redoc and /openapi.json without it"
+    )
     allow_pickle: bool = Field(default=False, description="load joblib (pickle) artifacts of any model")
+    allow_symlinks: bool = Field(
+        default=False, description="follow symlinks in the registry that lead out of MODELS_DIR"
+    )
     trusted_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="models whose joblib artifacts may load (comma-separated or JSON)"
     )
     max_body_bytes: int = Field(default=64 * MiB, ge=1, description="largest request body; larger: 413")
     max_rows: int = Field(default=100_000, ge=1, description="most rows in one request; more: 413")
+    # ---- admission control and timeouts: what keeps memory bounded under floods and slow clients
+    max_inflight_bytes: int = Field(
+        default=256 * MiB,
+        ge=1,
+        description="request bodies being read or held, weighted by what parsing them costs (JSON x4, "
+        "others x2); a request past it gets 503 + Retry-After before its body is read (a lone request "
+        "is always admitted)",
+    )
+    max_concurrency: int = Field(
+        default=2, ge=1, le=256, description="requests computed at once in worker threads"
+    )
+    max_queue: int = Field(
+        default=32, ge=0, description="admitted requests waiting beyond MAX_CONCURRENCY; more: 503"
+    )
+    max_response_bytes: int = Field(
+        default=128 * MiB,
+        ge=1,
+        description="largest answer, predicted from rows x output size before computing; larger: 413",
+    )
+    max_request_pixels: int = Field(
+        default=64 * MiB, ge=1, description="decoded image pixels in one multipart request; more: 413"
+    )
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="request line + headers; more: 431")
+    max_headers: int = Field(default=100, ge=1, description="header fields in one request; more: 431")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a new connection's request line and headers must arrive within it"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request body must arrive within it once its headers are read"
+    )
+    keepalive_timeout_s: float = Field(
+        default=5.0, gt=0, description="an idle keep-alive connection is closed after it"
+    )
+    write_timeout_s: float = Field(
+        default=30.0, gt=0, description="a client that reads nothing of its answer for this long is dropped"
+    )
+    shutdown_drain_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="on SIGTERM, readiness answers 503 this long while requests are still served, "
+        "so a load balancer drains the pod; then new connections are refused",
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, description="then, the longest wait for received requests to be answered"
+    )
     reload_interval_s: float = Field(default=10.0, ge=0, description="registry poll period; 0 disables")
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session")
     request_timeout_s: float = Field(

@@ -22,7 +22,7 @@ from training.base import DEFAULT_REFERENCE_ROWS, ReconstructionEstimator, score
 from training.config import PCA_KINDS, FitConfig, PCAConfig
 from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
 from training.export import TrainingRun, export_pca_family
-from training.publish import RegistryNotWritable, check_writable
+from training.publish import PublishError, RegistryNotWritable, check_writable
 
 log = logging.getLogger("latentserve.training")
 
@@ -423,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LatentServeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    except RegistryNotWritable as exc:
+    except (RegistryNotWritable, PublishError) as exc:  # the arguments were fine; the registry was not
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,11 +3,14 @@
 A version folder appears by one atomic `os.rename`, so readers never see a half-written version;
 a crash or Ctrl-C mid-export leaves only a hidden `.staging/` folder, which readers ignore and the
 next export sweeps. Two exports of the same name race on the rename: the loser retries with the
-next version number, so versions are distinct and never mixed.
+next version number, so versions are distinct and never mixed. A write that fails (a full disk,
+a read-only or forbidden folder) raises `PublishError` after the staged folder, and any model folder
+this export created, are removed: the registry is as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -50,6 +53,17 @@ def check_writable(models_dir: Path) -> None:
             raise RegistryNotWritable(folder)
 
 
+class PublishError(Exception):
+    """The registry could not be written (ENOSPC, EROFS, EACCES...); nothing was published."""
+
+    def __init__(self, name: str, exc: OSError) -> None:
+        reason = exc.strerror or type(exc).__name__
+        where = f" ({exc.filename})" if exc.filename else ""
+        super().__init__(
+            f"could not publish {name!r}: {reason}{where}; nothing was published, the registry is unchanged"
+        )
+
+
 class Staging:
     """`with Staging(models_dir, name) as stage:` write files into `stage.path`, then `stage.publish(m)`."""
 
@@ -63,18 +77,34 @@ class Staging:
         self.name = name
         self.path = models_dir / STAGING / f"{name}-{uuid.uuid4().hex}"
         self.published: Path | None = None
+        self._created_model_folder = False  # models_dir / name did not exist before this export
 
     def __enter__(self) -> Staging:
-        (self.models_dir / STAGING).mkdir(parents=True, exist_ok=True)
-        _sweep_stale(self.models_dir / STAGING)
-        self.path.mkdir()
+        root = self.models_dir / STAGING
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            _sweep_stale(root)
+            self.path.mkdir()
+        except OSError as exc:
+            self._clean()
+            raise PublishError(self.name, exc) from exc
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self.published is None:
-            shutil.rmtree(self.path, ignore_errors=True)
+            self._clean()
+            if isinstance(exc, OSError):
+                raise PublishError(self.name, exc) from exc
+
+    def _clean(self) -> None:
+        """Remove the staged folder, and the model folder if this export created it (when empty);
+        the hidden `.staging/` stays for other exports, readers ignore it."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._created_model_folder:
+            with contextlib.suppress(OSError):
+                (self.models_dir / self.name).rmdir()
 
     def file_entry(self, role: str, filename: str, fmt: str) -> FileEntry:
         """Describe a file written into the staging folder (sha256 and size)."""
@@ -92,6 +122,7 @@ class Staging:
     def publish(self, manifest: Manifest) -> Path:
         """Give the staged folder the next free version and rename it into place; return its path."""
         target_parent = self.models_dir / self.name
+        self._created_model_folder = not target_parent.exists()  # removed again if the rename fails
         target_parent.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
             # every numbered folder counts, even one without a manifest: never reuse its number

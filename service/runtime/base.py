@@ -35,6 +35,7 @@ class AnomalyResult:
     X_hat: FloatArray
 
 
+_NOT_FINITE = "contains NaN or infinity, or a value beyond float32's range (about 3.4e38)"
 TIMED_MIN_ROWS = 32  # smaller calls are mostly fixed overhead: they would overstate the cost per row
 RELATIVE_EPS = 1e-6  # added to the row variance that spec.relative divides by
 DISTANCE_BLOCK_BYTES = 1 << 23  # (rows x reference) distances per block; 64 MiB blocks ran ~20x slower
@@ -158,8 +159,10 @@ def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
     try:
         actual = sha256_of(path)
     except OSError as exc:  # unreadable (permissions, I/O): this version fails, the others load
+        reason = exc.strerror or type(exc).__name__  # str(exc) would name the server path
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: {exc}",
+            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: "
+            f"{reason}",
             field="files",
         ) from exc
     if actual != entry.sha256:
@@ -221,12 +224,23 @@ class ModelRuntime(ABC):
         """Run one model op on validated rows (`check_inputs` / `check_codes`). Every output has one
         row per input row, so calls on several requests' rows can be stacked into one and split
         again (`service.batching`): encode -> (Z,), decode -> (X_hat,), reconstruct -> (X_hat,
-        scores), scores -> (scores,)."""
+        scores), scores -> (scores,). Finite inputs can still overflow float32 inside the model
+        (1e20 squared): an output row that is not finite is an InvalidInput naming the row (the
+        batcher then reruns each request alone, so only the request that holds it fails)."""
+        out = self._compute(op, X)
+        field = "codes" if op == "decode" else "inputs"
+        for name, A in zip(_OUTPUT_NAMES[op], out, strict=True):
+            _check_finite(
+                A, field, f"gives a non-finite {name} in {self._label}: too large for float32 arithmetic"
+            )
+        return out
+
+    def _compute(self, op: Op, X: FloatArray) -> tuple[FloatArray, ...]:
         start = time.perf_counter()
         out: tuple[FloatArray, ...]
         if op in ("reconstruct", "scores") and self._block_rows is not None and len(X) > self._block_rows:
             b = self._block_rows
-            parts = [self.compute(op, X[i : i + b]) for i in range(0, len(X), b)]
+            parts = [self._compute(op, X[i : i + b]) for i in range(0, len(X), b)]
             out = tuple(np.concatenate(column) for column in zip(*parts, strict=True))
         elif op == "encode":
             out = (self._encode(X),)
@@ -282,7 +296,7 @@ class ModelRuntime(ABC):
             )
         with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf, refused below
             X32 = np.ascontiguousarray(X, dtype=np.float32).reshape((X.shape[0], *self.row_shape))
-        _check_finite(X32, field)
+        _check_finite(X32, field, _NOT_FINITE)
         return X32
 
     def check_codes(self, Z: npt.NDArray[np.generic], field: str = "codes") -> FloatArray:
@@ -297,7 +311,7 @@ class ModelRuntime(ABC):
             )
         with np.errstate(over="ignore", invalid="ignore"):
             Z32 = np.ascontiguousarray(Z, dtype=np.float32)
-        _check_finite(Z32, field)
+        _check_finite(Z32, field, _NOT_FINITE)
         return Z32
 
     # ---- public API -------------------------------------------------------------------------
@@ -338,14 +352,22 @@ class ModelRuntime(ABC):
         return self.compute("decode", self.prior_codes(n, seed))[0]
 
 
-def _check_finite(A: FloatArray, field: str) -> None:
+_OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
+    "encode": ("code",),
+    "decode": ("output",),
+    "reconstruct": ("reconstruction", "score"),
+    "scores": ("score",),
+}
+
+
+def _check_finite(A: FloatArray, field: str, what: str = "contains NaN or infinity") -> None:
     if np.isfinite(A).all():  # the common case: one pass, no per-row work
         return
     bad = ~np.isfinite(A.reshape(len(A), -1)).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)[:10].tolist()
         raise InvalidInput(
-            f"{field}: row {rows[0]} contains NaN or infinity (bad rows: {rows})",
+            f"{field}: row {rows[0]} {what} (bad rows: {rows})",
             field=field,
             details={"rows": rows},
         )

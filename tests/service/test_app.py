@@ -107,3 +107,17 @@ def test_the_fastapi_routes_answer_like_the_fast_path(make_client, digits):
             assert error_of(c.post("/encode", json=body), 401)["message"].startswith("missing API key")
             assert error_of(c.post("/encode", json={**body, "model": "x"}, headers=key), 404)
     np.testing.assert_allclose(answers[0]["scores"], answers[1]["scores"])
+
+
+def test_docs_sit_behind_the_key_unless_docs_public(make_client):
+    paths = ("/docs", "/redoc", "/openapi.json")
+    with make_client(api_key="s3cret") as c:
+        for path in paths:
+            assert error_of(c.get(path), 401)["type"] == "Unauthorized"
+            assert c.get(path, headers={"x-api-key": "s3cret"}).status_code == 200, path
+        spec = c.get("/openapi.json", headers={"x-api-key": "s3cret"}).json()
+        assert "/encode" in spec["paths"] and "/docs" not in spec["paths"]
+    with make_client(api_key="s3cret", docs_public=True) as c:
+        assert all(c.get(path).status_code == 200 for path in paths)
+    with make_client() as c:  # no key: open, as before
+        assert all(c.get(path).status_code == 200 for path in paths)

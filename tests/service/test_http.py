@@ -30,12 +30,16 @@ class Transport(asyncio.Transport):
         super().__init__()
         self.data = bytearray()
         self.closed = False
+        self.aborted = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.data += data
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
 
     def is_closing(self) -> bool:
         return self.closed
@@ -429,3 +433,185 @@ def test_access_log_names_the_forwarded_client(
         run(test)
     lines = [r.getMessage() for r in caplog.records if "POST /anomaly-score" in r.getMessage()]
     assert lines and lines[0].startswith("203.0.113.9"), lines
+
+
+# ---- overload, slow clients and caps (issue 13) ----------------------------------------------------
+async def _closed(conn: Conn, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not conn.transport.closed:
+        assert loop.time() < deadline, "the connection was never closed"
+        await asyncio.sleep(0.01)
+
+
+def _head(path: str, length: int, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def _metrics(service: Any) -> str:
+    return service.metrics.render().decode()  # type: ignore[no-any-return]
+
+
+def test_past_the_memory_budget_a_request_is_503_before_its_body_is_read(
+    run: Any, digits: np.ndarray
+) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        first = Conn(config, state)
+        first.send(_head("/anomaly-score", 200_000) + b'{"model": "digits-pca", ')  # stalls mid-body
+        assert first.protocol.fast_ticket is not None
+        second = Conn(config, state)
+        second.send(_head("/anomaly-score", 200_000))  # headers only: no body byte sent
+        [(status, headers, got)] = await second.responses(1)
+        err = json.loads(got)["error"]
+        assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
+        assert err["type"] == "Overloaded" and "MAX_INFLIGHT_BYTES" in err["message"]
+        assert second.protocol.fast_chunks is not first.protocol.fast_chunks  # nothing kept
+        service = first.protocol.service
+        assert 'latentserve_shed_total{limit="bytes"} 1.0' in _metrics(service)
+        first.transport.close()
+        first.protocol.connection_lost(None)  # the client left: its reservation is freed
+        assert service.admission.bytes == 0 and service.admission.requests == 0
+        third = Conn(config, state)
+        third.send(post("/anomaly-score", _body("digits-pca", digits[:2])))
+        [(status, _, _)] = await third.responses(1)
+        assert status == 200
+
+    run(test, max_inflight_bytes=1_000_000)
+
+
+def test_past_the_queue_a_request_is_503(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        held = Conn(config, state)
+        held.send(_head("/anomaly-score", 1000))
+        shed = Conn(config, state)
+        shed.send(post("/anomaly-score", _body("digits-pca", digits[:1])))
+        [(status, _, got)] = await shed.responses(1)
+        assert status == 503 and "MAX_CONCURRENCY + MAX_QUEUE" in json.loads(got)["error"]["message"]
+        assert 'latentserve_shed_total{limit="requests"} 1.0' in _metrics(held.protocol.service)
+
+    run(test, max_concurrency=1, max_queue=0)
+
+
+def test_key_accept_content_type_and_encoding_are_checked_before_any_body_byte(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        cases = [
+            ("", 401),
+            ("X-API-Key: k\r\nAccept: text/csv\r\n", 406),
+            ("X-API-Key: k\r\nContent-Encoding: gzip\r\n", 415),
+        ]
+        for extra, expected in cases:
+            conn = Conn(config, state)
+            conn.send(_head("/encode", 50_000_000, extra))  # 50 MB declared, none sent
+            [(status, _, _)] = await conn.responses(1)
+            assert status == expected, extra
+            assert conn.protocol.fast_ticket is None and not conn.protocol.fast_chunks
+            assert conn.protocol.service.admission.bytes == 0
+
+    run(test, api_key="k")
+
+
+def test_header_caps_are_431_and_close(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        many = Conn(config, state)
+        many.send(_head("/encode", 2, "".join(f"X-{i}: v\r\n" for i in range(20))) + b"{}")
+        [(status, _, got)] = await many.responses(1)
+        assert status == 431 and "23 header fields" in json.loads(got)["error"]["message"]
+        assert many.transport.closed
+        big = Conn(config, state)  # a header that never ends: refused once it passes the cap
+        big.send(b"GET /health/live HTTP/1.1\r\nX-Big: ")
+        for _ in range(10):
+            if big.transport.closed:
+                break
+            big.send(b"a" * 1024)
+        [(status, _, _)] = await big.responses(1)
+        assert status == 431 and big.transport.closed
+        assert 'latentserve_connections_closed_total{reason="header_too_large"} 2.0' in _metrics(
+            many.protocol.service
+        )
+        ok = Conn(config, state)
+        ok.send(get("/health/live"))
+        [(status, _, _)] = await ok.responses(1)
+        assert status == 200
+
+    run(test, max_headers=10, max_header_bytes=4096)
+
+
+def test_stalled_and_idle_connections_are_closed_and_freed(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        idle = Conn(config, state)  # connects, sends nothing
+        partial_head = Conn(config, state)
+        partial_head.send(b"POST /encode HTTP/1.1\r\nHost: t\r\n")
+        stalled = Conn(config, state)
+        stalled.send(_head("/encode", 100_000) + b'{"model": ')
+        service = stalled.protocol.service
+        assert service.admission.bytes > 0
+        for conn in (idle, partial_head, stalled):
+            await _closed(conn)
+        stalled.protocol.connection_lost(None)
+        assert service.admission.bytes == 0 and service.admission.requests == 0
+        text = _metrics(service)
+        assert 'latentserve_connections_closed_total{reason="header_timeout"} 2.0' in text
+        assert 'latentserve_connections_closed_total{reason="body_timeout"} 1.0' in text
+
+    run(test, header_timeout_s=0.05, body_timeout_s=0.05)
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_the_write_timeout(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        conn.protocol.pause_writing()  # what asyncio calls when the socket's buffer stays full
+        await _closed(conn)
+        assert conn.transport.aborted
+        reader = Conn(config, state)
+        reader.protocol.pause_writing()
+        reader.protocol.resume_writing()  # the client read: no drop
+        await asyncio.sleep(0.1)
+        assert not reader.transport.aborted
+
+    run(test, write_timeout_s=0.05)
+
+
+def test_an_upgrade_on_a_post_is_a_400_not_a_lost_body(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        for upgrade in ("websocket", "foo"):
+            conn = Conn(config, state)
+            extra = f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n"
+            conn.send(post("/anomaly-score", _body("digits-pca", digits[:1]), extra=extra))
+            [(status, _, got)] = await conn.responses(1)
+            assert status == 400 and "Upgrade" in json.loads(got)["error"]["message"]
+            assert conn.transport.closed
+
+    run(test)
+
+
+def test_on_shutdown_a_request_already_on_its_way_is_answered_then_idle_ones_close(
+    run: Any, digits: np.ndarray
+) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        busy, idle = Conn(config, state), Conn(config, state)
+        busy.protocol.shutdown()
+        idle.protocol.shutdown()
+        assert not busy.transport.closed and not idle.transport.closed
+        busy.send(post("/anomaly-score", _body("digits-pca", digits[:1])))  # arrives after the signal
+        [(status, headers, _)] = await busy.responses(1)
+        assert status == 200 and headers["connection"] == "close"
+        await _closed(busy)
+        await _closed(idle)
+
+    run(test)
+
+
+def test_v2_infer_is_admitted_like_our_routes(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        held = Conn(config, state)
+        held.send(_head("/v2/models/digits-pca/infer", 1000))
+        shed = Conn(config, state)
+        shed.send(_head("/v2/models/digits-pca/infer", 1000))
+        [(status, headers, got)] = await shed.responses(1)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "MAX_CONCURRENCY + MAX_QUEUE" in json.loads(got)["error"]  # the protocol's shape
+
+    run(test, max_concurrency=1, max_queue=0)

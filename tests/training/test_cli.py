@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -221,3 +222,36 @@ def test_mmap_streams_a_npy_file_through_incremental_pca(tmp_path: Path) -> None
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 2 and f"row {row} contains NaN or infinity" in proc.stderr, proc.stderr
     assert versions_of(models, "mm") == [1]
+
+
+@pytest.mark.parametrize(
+    ("where", "code"),
+    [
+        ("os.replace", errno.ENOSPC),  # the manifest write, after every artifact is staged
+        ("os.rename", errno.EROFS),  # the publishing rename
+        ("os.replace", errno.EACCES),
+    ],
+)
+def test_a_failed_write_is_one_error_line_exit_1_and_the_registry_untouched(
+    tmp_path: Path,
+    where: str,
+    code: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    models = tmp_path / "models"
+    assert main(fit_argv("pca", "breast-cancer", "kept", models, "--n-components", "3")) == 0
+    before = _tree(models)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(args[0]))
+
+    monkeypatch.setattr(where, fail)
+    status, err = run_cli(fit_argv("pca", "breast-cancer", "new", models, "--n-components", "3"), capsys)
+    monkeypatch.undo()
+    lines = err.strip().splitlines()
+    assert status == 1, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and os.strerror(code) in lines[0], err
+    assert "Traceback" not in err and "registry is unchanged" in lines[0]
+    assert _tree(models) == before and model_names(models) == ["kept"]
+    assert not list((models / ".staging").iterdir())

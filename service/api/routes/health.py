@@ -1,6 +1,6 @@
 """Liveness and readiness (never behind the API key)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.deps import RegistryDep
 from service.errors import NotReady
@@ -16,8 +16,10 @@ def live() -> HealthResponse:
 
 
 @router.get("/ready", response_model=HealthResponse, responses={503: {"model": ErrorResponse}})
-def ready(registry: RegistryDep) -> HealthResponse:
-    """Answer 200 once the registry has loaded, 503 before."""
+def ready(registry: RegistryDep, request: Request) -> HealthResponse:
+    """Answer 200 once the registry has loaded, 503 before and once shutdown began (draining)."""
     if not registry.loaded:
         raise NotReady("the model registry is still loading")
+    if request.app.state.draining:
+        raise NotReady("shutting down: draining the requests in flight")
     return HealthResponse(status="ready", models=len(registry.records()))

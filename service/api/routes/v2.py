@@ -41,9 +41,10 @@ def server_live() -> V2ServerLive:
 
 
 @router.get("/health/ready", response_model=V2ServerReady, responses={400: {"model": V2ServerReady}})
-def server_ready(registry: RegistryDep) -> Response:
-    """Answer 200 once the registry has loaded; 400 (the protocol's "false") before."""
-    ready = registry.loaded
+def server_ready(registry: RegistryDep, request: Request) -> Response:
+    """Answer 200 once the registry has loaded; 400 (the protocol's "false") before and once
+    shutdown began (draining)."""
+    ready = registry.loaded and not request.app.state.draining
     body = V2ServerReady(ready=ready).model_dump_json()
     return Response(body, 200 if ready else 400, media_type="application/json")
 

@@ -42,3 +42,26 @@ def test_prediction_is_learned_from_calls_of_enough_rows(runtime: ModelRuntime) 
     assert one is not None and one > 0
     assert runtime.predicted_seconds("scores", 200) == pytest.approx(2 * one)  # linear in rows
     assert runtime.predicted_seconds("encode", 100) is None  # per op
+
+
+def test_outputs_that_overflow_float32_are_an_invalid_input_naming_the_row(
+    runtime: ModelRuntime, digits: np.ndarray
+) -> None:
+    from service.errors import InvalidInput
+
+    X = runtime.check_inputs(np.concatenate([digits[:2], np.full((1, 8, 8), 1e20, dtype=np.float32)]))
+    for op in ("scores", "reconstruct"):
+        with pytest.raises(InvalidInput, match="row 2 gives a non-finite") as info:
+            runtime.compute(op, X)  # type: ignore[arg-type]
+        assert info.value.details == {"rows": [2]} and "digits-pca" in info.value.message
+    (Z,) = runtime.compute("encode", X[:2])
+    assert np.isfinite(Z).all()
+
+
+def test_values_beyond_float32_are_named(runtime: ModelRuntime) -> None:
+    from service.errors import InvalidInput
+
+    X = np.zeros((2, 64))
+    X[1, 5] = 1e300
+    with pytest.raises(InvalidInput, match="row 1 contains NaN or infinity, or a value beyond float32"):
+        runtime.check_inputs(X)

@@ -27,3 +27,11 @@ def test_health_needs_no_key(make_client):
     with make_client(api_key="s3cret") as c:
         assert c.get("/health/live").status_code == 200
         assert c.get("/health/ready").status_code == 200
+
+
+def test_not_ready_while_draining(make_client):
+    with make_client() as c:
+        c.app.state.draining = True  # what service.server sets on SIGTERM
+        err = error_of(c.get("/health/ready"), 503)
+        assert "shutting down" in err["message"]
+        assert c.get("/health/live").status_code == 200

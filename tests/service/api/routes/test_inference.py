@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -448,3 +449,86 @@ def test_deeply_nested_rows_are_a_422(client):
     body = '{"model": "digits-pca", "inputs": [[0.5], ' + deep + "]}"
     err = error_of(client.post("/encode", content=body, headers={"content-type": "application/json"}), 422)
     assert "row 1 nests lists more than 32 deep" in err["message"], err
+
+
+def test_scores_that_become_non_finite_are_a_422_naming_the_row(client, digits):
+    """1e20 is a finite float32, its square is not: never a 200 with a null score."""
+    rows = [digits[0].tolist(), [[1e20] * 8] * 8]
+    for path in ("/anomaly-score", "/reconstruct"):
+        err = error_of(client.post(path, json={"model": "digits-pca", "inputs": rows}), 422)
+        assert "row 1 gives a non-finite" in err["message"] and err["details"]["rows"] == [1], err
+    big = np.full((1, 64), 2**62, dtype=np.int64)
+    r = client.post("/anomaly-score?model=digits-pca", content=npy(big), headers=NPY_HEADERS)
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 200:
+        assert all(isinstance(s, float) for s in r.json()["scores"])
+
+
+# ---- input semantics, identical on every path; bounded answers (issue 13) -------------------------
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_booleans_in_numeric_rows_are_a_422_naming_the_row(make_client, fast_path):
+    with make_client(fast_path=fast_path) as c:
+        for rows in (
+            [[0.0] * 64, [1.0] * 63 + [True]],
+            [[0.5] * 64] * 600 + [[False] * 64],
+        ):  # small, simdjson
+            err = error_of(c.post("/encode", json={"model": "digits-pca", "inputs": rows}), 422)
+            assert f"row {len(rows) - 1} contains a non-numeric value" in err["message"], err
+        ok = {"model": "digits-pca", "inputs": [[0.5] * 64], "return_feature_errors": True}
+        assert c.post("/anomaly-score", json=ok).status_code == 200  # a boolean option is fine
+
+
+def test_duplicate_keys_follow_one_rule_whatever_the_body_size(client):
+    """The last of repeated keys counts, for small bodies (orjson) and large ones (simdjson too)."""
+    for n in (1, 600):
+        rows = json.dumps([[0.5] * 64] * n)
+        body = f'{{"model": "nope", "inputs": {rows}, "model": "digits-pca"}}'.encode()
+        r = client.post("/encode", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["model"] == "digits-pca", (n, r.text[:200])
+
+
+def test_content_encoding_other_than_identity_is_415(client, digits):
+    body = json.dumps({"model": "digits-pca", "inputs": digits[:1].tolist()}).encode()
+    for coding in ("gzip", "br, identity"):
+        r = client.post("/encode", content=body, headers={"content-encoding": coding})
+        err = error_of(r, 415)
+        assert err["field"] == "content-encoding" and "uncompressed" in err["message"]
+    r = client.post("/encode", content=body, headers={"content-encoding": "identity"})
+    assert r.status_code == 200
+
+
+def test_an_answer_predicted_over_max_response_bytes_is_413_before_computing(make_client):
+    codes = {"model": "digits-pca", "codes": [[0.0] * 16] * 100}  # 100 x 64 outputs
+    with make_client(max_response_bytes=50_000) as c:
+        err = error_of(c.post("/decode", json=codes), 413)
+        assert (
+            "LATENTSERVE_MAX_RESPONSE_BYTES" in err["message"]
+            and "Accept: application/x-npy" in err["message"]
+        )
+        assert err["details"]["predicted"] > 50_000
+        r = c.post("/decode", json=codes, headers={"accept": "application/x-npy"})  # 25,600 bytes
+        assert r.status_code == 200 and from_npy(r.content).shape == (100, 8, 8)
+
+
+def test_decoded_pixels_over_the_limit_are_413_before_decoding(make_client, digits):
+    files = [("files", (f"d{i}.png", png(digits[i]), "image/png")) for i in range(3)]
+    with make_client(max_request_pixels=64 * 2) as c:
+        err = error_of(c.post("/encode?model=digits-pca", files=files), 413)
+        assert "192 pixels" in err["message"] and "LATENTSERVE_MAX_REQUEST_PIXELS" in err["message"]
+        assert c.post("/encode?model=digits-pca", files=files[:2]).status_code == 200
+
+
+def test_a_worker_thread_call_stops_at_its_deadline(client):
+    from service.errors import Timeout
+    from service.inference import VERBS, _Labels, _Parsed
+
+    service = client.app.state.service
+    X = np.zeros((3 * 4096, 64), dtype=np.float32)
+    job = service.prepare(
+        VERBS["encode"],
+        _Parsed("application/x-npy", npy(X), {"model": "digits-pca"}),
+        "application/json",
+        _Labels(),
+    )
+    with pytest.raises(Timeout, match="REQUEST_TIMEOUT_S"):
+        service._compute_and_respond(job, deadline=0.0)

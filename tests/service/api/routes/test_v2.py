@@ -479,3 +479,30 @@ def test_large_json_bodies_take_simdjson_and_still_name_bad_data(client, digits)
     bad[100] = "x"
     doc = {"inputs": [{"name": "input", "shape": [48, 64], "datatype": "FP32", "data": bad}]}
     assert _bad(client, doc) == "input: data must hold numbers only (flat or nested lists)"
+
+
+# ---- the protections of issue 13, through the same core -------------------------------------------
+def test_v2_shares_the_input_rules_and_limits(make_client, digits):
+    body = {"inputs": [tensor("input", digits[:2].reshape(2, 64))]}
+    with make_client(max_response_bytes=100) as c:
+        r = c.post(INFER, content=orjson.dumps(body), headers={"content-encoding": "gzip"})
+        assert "Content-Encoding" in v2_error(r, 415)
+        assert "LATENTSERVE_MAX_RESPONSE_BYTES" in v2_error(c.post(INFER, json=body), 413)
+        c.app.state.draining = True
+        assert c.get("/v2/health/ready").status_code == 400  # the protocol's "not ready"
+
+
+@pytest.mark.parametrize("n", [1, 40])  # orjson below SIMDJSON_MIN_BYTES, simdjson above
+def test_v2_booleans_and_repeated_keys_follow_our_rules_at_every_size(client, n):
+    data = ([0.5] * 63 + [True]) * n
+    body = {"inputs": [{"name": "input", "shape": [n, 64], "datatype": "FP32", "data": data}]}
+    assert "numbers only" in v2_error(client.post(INFER, content=orjson.dumps(body)), 400)
+
+    def inputs(value: float) -> str:
+        data = orjson.dumps([value] * 64 * n).decode()
+        return f'[{{"name": "input", "shape": [{n}, 64], "datatype": "FP32", "data": {data}}}]'
+
+    raw = f'{{"inputs": {inputs(0.5)}, "inputs": {inputs(0.25)}}}'.encode()  # the last counts
+    r = client.post(INFER, content=raw, headers={"content-type": "application/json"})
+    last = client.post(INFER, content=f'{{"inputs": {inputs(0.25)}}}'.encode())
+    assert r.status_code == 200 and r.json()["outputs"] == last.json()["outputs"], r.text[:200]

@@ -1,0 +1,622 @@
+"""Overload, slow clients and faults, replayed against a live `python -m service` over loopback.
+
+    .venv/bin/python benchmarks/soak.py [--only NAME,...] [--scale 1.0]
+
+Trains two tiny models (digits-pca, breast-cancer-pca) into a temporary registry, starts the
+service on 127.0.0.1 (one worker, nofile 1024, default limits except the timeouts below, which are
+shortened so the run takes minutes) and replays the attacks of issue 13, one server per attack.
+Every attack is bounded in connections, bytes and seconds; nothing leaves 127.0.0.1. For each it
+prints: the server's peak RSS over its idle baseline, requests answered, 503s, other 5xx,
+connections reset, the slowest /health/live probe (every 50 ms), and the seconds from the end of
+the attack until nothing is in flight (`/metrics`) and /health/live answers within 100 ms again.
+
+Targets: peak RSS <= baseline + 2 x MAX_INFLIGHT_BYTES; no 5xx but the 503s of shedding and the
+504s of deadlines; no reset of a received request on SIGTERM; stalled uploads closed within the
+body timeout; /health/live within 100 ms throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+MiB = 1 << 20
+BUDGET = 256 * MiB  # MAX_INFLIGHT_BYTES (the default)
+SETTINGS = {  # shortened timeouts so that each attack ends in seconds; the rest are the defaults
+    "LATENTSERVE_HEADER_TIMEOUT_S": "3",
+    "LATENTSERVE_BODY_TIMEOUT_S": "5",
+    "LATENTSERVE_WRITE_TIMEOUT_S": "5",
+    "LATENTSERVE_REQUEST_TIMEOUT_S": "2",
+    "LATENTSERVE_SHUTDOWN_DRAIN_S": "1",
+    "LATENTSERVE_LOG_LEVEL": "warning",
+    "LATENTSERVE_ACCESS_LOG": "false",
+    "LATENTSERVE_RELOAD_INTERVAL_S": "0",
+}
+KEY = "soak-key"
+
+
+@dataclass
+class Row:
+    attack: str
+    baseline_mb: float = 0.0
+    peak_mb: float = 0.0
+    answered: int = 0
+    shed: int = 0  # 503
+    other_5xx: int = 0  # 5xx but 503 and 504
+    resets: int = 0
+    live_max_ms: float = 0.0
+    recovery_s: float = 0.0
+    note: str = ""
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def count(self, status: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.answered += 1
+        if status == 503:
+            self.shed += 1
+        elif status >= 500 and status != 504:
+            self.other_5xx += 1
+
+
+# ---- the server ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _nofile_1024() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+@contextlib.contextmanager
+def server(models: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LATENTSERVE_")}
+    full.update(SETTINGS)
+    full.update(env)
+    argv = [sys.executable, "-m", "service", "--models-dir", str(models), "--host", HOST, "--port", str(port)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=full, preexec_fn=_nofile_1024)
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.1)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _ready(port: int) -> bool:
+    try:
+        return _get(port, "/health/ready", timeout=1.0)[0] == 200
+    except OSError:
+        return False
+
+
+def _get(
+    port: int, path: str, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Watch:
+    """Samples the server's RSS and probes /health/live every 50 ms while an attack runs."""
+
+    def __init__(self, pid: int, port: int) -> None:
+        self.pid, self.port = pid, port
+        self.peak = 0.0
+        self.live_max = 0.0
+        self.live_failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.peak = max(self.peak, rss_mb(self.pid))
+            start = time.perf_counter()
+            try:
+                ok = _get(self.port, "/health/live", timeout=2.0)[0] == 200
+            except OSError:
+                ok = False
+            self.live_max = max(self.live_max, (time.perf_counter() - start) * 1000)
+            self.live_failures += not ok
+            self._stop.wait(0.05)
+
+
+def _idle(port: int, key: str | None) -> bool:
+    headers = {"x-api-key": key} if key else {}
+    try:
+        start = time.perf_counter()
+        status, _ = _get(port, "/health/live", timeout=1.0)
+        fast = status == 200 and time.perf_counter() - start < 0.1
+        text = _get(port, "/metrics", timeout=1.0, headers=headers)[1].decode()
+    except OSError:
+        return False
+    requests = re.search(r"^latentserve_inflight_requests (\S+)", text, re.M)
+    held = re.search(r"^latentserve_inflight_bytes (\S+)", text, re.M)
+    return (
+        fast and requests is not None and held is not None and float(requests[1]) == 0 and float(held[1]) == 0
+    )
+
+
+def recovery(port: int, key: str | None = None, limit: float = 60.0) -> float:
+    start = time.monotonic()
+    while not _idle(port, key) and time.monotonic() - start < limit:
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+# ---- raw clients --------------------------------------------------------------------------------
+def head(path: str, length: int, ctype: str = "application/json", extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n"
+        f"{extra}\r\n"
+    ).encode()
+
+
+def status_of(data: bytes) -> int | None:
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    return int(m[1]) if m else None
+
+
+def read_status(sock: socket.socket, timeout: float) -> tuple[int | None, str]:
+    """The status of the answer on `sock` within `timeout` s: (status, "") or (None, why)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None, "closed"
+            data += chunk
+    except ConnectionResetError:
+        return None, "reset"
+    except TimeoutError:
+        return None, "timeout"
+    except OSError as exc:
+        return None, type(exc).__name__
+    return status_of(data), ""
+
+
+def upload(
+    port: int, row: Row, declared: int, send: int, payload: memoryview, lock: threading.Lock, extra: str = ""
+) -> float | None:
+    """Send headers and `send` of `declared` body bytes, then stall; the seconds until the server
+    closed or answered (None: it never did within 60 s)."""
+    sock = socket.create_connection((HOST, port))
+    try:
+        sock.sendall(head("/anomaly-score", declared, extra=extra))
+        status, why = read_status(sock, 0.2)  # a refusal comes before any body byte is sent
+        if status is None and why == "timeout":
+            sent = 0
+            try:
+                while sent < send:
+                    n = min(MiB, send - sent)
+                    sock.sendall(payload[:n])
+                    sent += n
+            except OSError:
+                pass
+            start = time.monotonic()
+            status, why = read_status(sock, 60.0)
+            elapsed = time.monotonic() - start
+        else:
+            elapsed = 0.0
+        with lock:
+            if status is not None:
+                row.count(status)
+            elif why == "reset":
+                row.resets += 1
+        return elapsed if why != "timeout" else None
+    finally:
+        sock.close()
+
+
+def run_threads(n: int, target: Callable[[int], object]) -> list[object]:
+    out: list[object] = [None] * n
+
+    def one(i: int) -> None:
+        out[i] = target(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+# ---- the attacks --------------------------------------------------------------------------------
+def attack_stalled(models: Path, scale: float) -> Row:
+    row = Row("stalled uploads: 48 x 63 of a declared 64 MiB, then silence")
+    payload = memoryview(b"1" * (64 * MiB))
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+        n = max(2, int(48 * scale))
+        closed = run_threads(n, lambda _: upload(port, row, 64 * MiB, 63 * MiB, payload, lock))
+        stalls = [c for c in closed if isinstance(c, float) and c > 0.5]
+        row.note = f"stalled closed after {max(stalls):.1f} s (body timeout 5 s)" if stalls else ""
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def attack_key_before_body(models: Path, scale: float) -> Row:
+    row = Row("32 unauthenticated 63 MiB uploads, API key set")
+    payload = memoryview(b"1" * (64 * MiB))
+    with server(models, LATENTSERVE_API_KEY=KEY) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+        run_threads(max(2, int(32 * scale)), lambda _: upload(port, row, 63 * MiB, 63 * MiB, payload, lock))
+        row.recovery_s = recovery(port, KEY)
+        row.note = f"statuses {row.statuses}"
+    return _done(row, watch)
+
+
+def _post(
+    port: int, path: str, body: bytes, ctype: str, row: Row, lock: threading.Lock, read: bool = True
+) -> None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        conn.request("POST", path, body=body, headers={"content-type": ctype})
+        r = conn.getresponse()
+        if read:
+            r.read()
+        with lock:
+            row.count(r.status)
+    except ConnectionResetError:
+        with lock:
+            row.resets += 1
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def attack_flood(models: Path, scale: float) -> Row:
+    rows = int(14_000 * scale) or 1
+    X = np.random.default_rng(0).random((rows, 64))
+    body = orjson.dumps({"model": "digits-pca", "inputs": X.tolist()})
+    row = Row(f"flood: 32 concurrent {len(body) / MiB:.0f} MiB JSON /anomaly-score")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+        start = time.monotonic()
+        run_threads(32, lambda _: _post(port, "/anomaly-score", body, "application/json", row, lock))
+        row.note = f"statuses {row.statuses}, all answered in {time.monotonic() - start:.1f} s"
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def _npy(A: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, A)
+    return buf.getvalue()
+
+
+def attack_big_answers(models: Path, scale: float) -> Row:
+    n = int(100_000 * scale) or 1
+    body = _npy(np.zeros((n, 16), dtype=np.float32))
+    row = Row(f"4 x /decode of {n} codes (.npy in, JSON out), never read")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+
+        def unread(_: int) -> None:  # send, never read: the answer sits in the server's buffers
+            sock = socket.create_connection((HOST, port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            try:
+                sock.sendall(head("/decode?model=digits-pca", len(body), "application/x-npy") + body)
+                time.sleep(12)  # past the 5 s write timeout
+                status, why = read_status(sock, 1.0)
+                with lock:
+                    if status is not None:
+                        row.count(status)
+                    elif why == "reset":
+                        row.resets += 1
+            finally:
+                sock.close()
+
+        run_threads(4, unread)
+        status, text = _post_status(port, "/decode?model=digits-pca", body, "application/x-npy")
+        row.note = f"statuses {row.statuses}; one read: {status} {text[:60]}"
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def _post_status(port: int, path: str, body: bytes, ctype: str, accept: str = "") -> tuple[int, str]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        headers = {"content-type": ctype, **({"accept": accept} if accept else {})}
+        conn.request("POST", path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, data.decode("latin-1")
+    finally:
+        conn.close()
+
+
+def attack_images(models: Path, scale: float) -> Row:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (4096, 4096)).save(buf, format="PNG")
+    png = buf.getvalue()
+    n = max(1, int(300 * scale))
+    boundary = "soakboundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="i{i}.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + png
+        + b"\r\n"
+        for i in range(n)
+    ]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    row = Row(f"multipart of {n} images 4096x4096, resize=true")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        cpu0 = _cpu_s(proc.pid)
+        status, text = _post_status(
+            port, "/encode?model=digits-pca&resize=true", body, f"multipart/form-data; boundary={boundary}"
+        )
+        row.count(status)
+        answered = _cpu_s(proc.pid)
+        time.sleep(3)
+        after = _cpu_s(proc.pid) - answered
+        row.note = f"{status} {text[:70]}; CPU {answered - cpu0:.1f} s to answer, {after:.2f} s after"
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def attack_idle(models: Path, scale: float) -> Row:
+    n = int(1050 * scale) or 1
+    row = Row(f"{n} idle connections (server nofile 1024)")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        socks = []
+        for _ in range(n):
+            with contextlib.suppress(OSError):
+                socks.append(socket.create_connection((HOST, port), timeout=2))
+        start = time.monotonic()
+        closed = 0
+        while closed < len(socks) and time.monotonic() - start < 30:
+            time.sleep(0.2)
+            closed = sum(_is_closed(s) for s in socks)
+        took = time.monotonic() - start
+        row.note = f"{closed} of {len(socks)} closed by the server after {took:.1f} s (header timeout 3 s)"
+        for s in socks:
+            s.close()
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def _is_closed(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def attack_headers(models: Path, scale: float) -> Row:
+    row = Row("a 300 MiB header, 10,000 headers, 200 slow-header clients")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        sock = socket.create_connection((HOST, port))
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        chunk = b"a" * MiB
+        with contextlib.suppress(OSError):
+            for _ in range(int(300 * scale) or 1):
+                sock.sendall(chunk)
+        status, _ = read_status(sock, 5)
+        if status:
+            row.count(status)
+        sock.close()
+        sock = socket.create_connection((HOST, port))
+        with contextlib.suppress(OSError):
+            sock.sendall(
+                b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+                + b"".join(b"X-%d: v\r\n" % i for i in range(10_000))
+                + b"\r\n"
+            )
+        status, _ = read_status(sock, 5)
+        if status:
+            row.count(status)
+        sock.close()
+        slow = []
+        for _ in range(200):
+            s = socket.create_connection((HOST, port))
+            s.sendall(b"GET /health/live HTTP/1.1\r\n")
+            slow.append(s)
+        start = time.monotonic()
+        closed = 0
+        while closed < len(slow) and time.monotonic() - start < 20:
+            for s in slow:
+                with contextlib.suppress(OSError):
+                    s.send(b"X")
+            time.sleep(0.5)
+            closed = sum(_is_closed(s) for s in slow)
+        took = time.monotonic() - start
+        row.note = f"statuses {row.statuses}; {closed} of 200 slow clients closed after {took:.1f} s"
+        for s in slow:
+            s.close()
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def attack_sigterm(models: Path, scale: float) -> Row:
+    row = Row("SIGTERM under a 16-way keep-alive burst")
+    X = np.random.default_rng(0).random((256, 64))
+    body = orjson.dumps({"model": "digits-pca", "inputs": X.tolist()})
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+        stop_at = time.monotonic() + 3.0
+        refused = [0]
+
+        def client(_: int) -> None:
+            conn: http.client.HTTPConnection | None = None
+            while time.monotonic() < stop_at + 5:
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+                    conn.request(
+                        "POST", "/anomaly-score", body=body, headers={"content-type": "application/json"}
+                    )
+                    r = conn.getresponse()
+                    r.read()
+                    with lock:
+                        row.count(r.status)
+                    if r.getheader("connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except ConnectionRefusedError:
+                    with lock:
+                        refused[0] += 1  # the server no longer accepts: nothing was received
+                    return
+                except ConnectionResetError:
+                    with lock:
+                        row.resets += 1
+                    conn = None
+                except (http.client.RemoteDisconnected, BrokenPipeError):
+                    conn = None  # closed between requests, before this one was read: not received
+                except OSError:
+                    return
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        ready_after = _ready(port)
+        for t in threads:
+            t.join()
+        code = proc.wait(timeout=30)
+        readiness = "200" if ready_after else "503"
+        row.note = f"exit {code}; readiness after the signal: {readiness}; statuses {row.statuses}"
+    return _done(row, watch)
+
+
+def _done(row: Row, watch: Watch) -> Row:
+    row.peak_mb = watch.peak
+    row.live_max_ms = watch.live_max
+    if watch.live_failures:
+        row.note += f"; /health/live failed {watch.live_failures} times"
+    return row
+
+
+ATTACKS = {
+    "stalled": attack_stalled,
+    "key": attack_key_before_body,
+    "flood": attack_flood,
+    "answers": attack_big_answers,
+    "images": attack_images,
+    "idle": attack_idle,
+    "headers": attack_headers,
+    "sigterm": attack_sigterm,
+}
+
+
+def train(models: Path) -> None:
+    for name, dataset, k in (("digits-pca", "digits", "16"), ("breast-cancer-pca", "breast-cancer", "0.9")):
+        argv = ["fit", "--model", "pca", "--dataset", dataset, "--name", name, "--models-dir", str(models)]
+        subprocess.run(
+            [sys.executable, "-m", "training", *argv, "--n-components", k],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="", help=f"comma-separated attacks of {sorted(ATTACKS)}")
+    p.add_argument("--scale", type=float, default=1.0, help="scale the connection and byte counts")
+    args = p.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(ATTACKS)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = Path(tmp) / "models"
+        train(models)
+        results = []
+        for name in names:
+            row = ATTACKS[name](models, args.scale)
+            results.append(row)
+            print(f"done: {row.attack}", file=sys.stderr, flush=True)
+    budget = BUDGET / MiB
+    print(
+        "| attack | peak RSS MB (baseline) | answered | 503s | other 5xx | resets "
+        "| slowest /health/live ms | recovery s | notes |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.attack} | {r.peak_mb:.0f} ({r.baseline_mb:.0f}) | {r.answered} | {r.shed} | {r.other_5xx} "
+            f"| {r.resets} | {r.live_max_ms:.0f} | {r.recovery_s:.1f} | {r.note} |"
+        )
+    worst = max((r.peak_mb - r.baseline_mb for r in results), default=0.0)
+    print(
+        f"\nworst peak over baseline: {worst:.0f} MB; target <= 2 x MAX_INFLIGHT_BYTES = {2 * budget:.0f} MiB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
