@@ -18,7 +18,6 @@ import contextlib
 import functools
 import io
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -150,9 +149,26 @@ def load_json(body: bytes) -> dict[str, Any]:
 
 
 FAST_JSON_MIN_BYTES = 32 * 1024
-# true / false as an array element (after "[" or ","); an option's boolean follows ":" instead. A
-# body that has one gets its rows walked, since numpy reads true among numbers as 1.0
-ARRAY_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)")
+_JSON_SPACE = b" \t\r\n"
+
+
+def has_array_boolean(body: bytes) -> bool:
+    """Whether true / false stands as an array element (after "[" or ","; an option's boolean
+    follows ":" instead). A body that has one gets its rows walked, since numpy reads true among
+    numbers as 1.0. Only the places of a "t" or an "f" are looked at (single-byte finds, which
+    numbers never stop): a regex over every comma of a 256 x 784 batch cost 27 ms, five times the
+    parse, and a multi-byte find 2.5 ms; this costs well under 0.1 ms."""
+    for first, word in ((b"t", b"true"), (b"f", b"false")):  # letters numbers never hold
+        at = body.find(first)
+        while at != -1:
+            if body.startswith(word, at):
+                before = at - 1
+                while before >= 0 and body[before] in _JSON_SPACE:
+                    before -= 1
+                if before >= 0 and body[before] in b"[,":
+                    return True
+            at = body.find(first, at + 1)
+    return False
 
 
 def load_json_rows(body: bytes, field: str) -> tuple[dict[str, Any], npt.NDArray[np.float64]] | None:

@@ -645,7 +645,7 @@ class InferenceService:
                 parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
         fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
-        parsed.booleans = codecs.ARRAY_BOOLEAN.search(parsed.body) is not None  # rows are walked for them
+        parsed.booleans = codecs.has_array_boolean(parsed.body)  # rows are walked for them
         rows: object = None
         if fast is not None:
             data, rows = fast

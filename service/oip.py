@@ -32,7 +32,7 @@ import orjson
 from starlette.responses import Response
 
 from service import codecs
-from service.codecs import ARRAY_BOOLEAN, JSON, Result, load_json, validate_options
+from service.codecs import JSON, Result, has_array_boolean, load_json, validate_options
 from service.errors import InvalidInput, LatentServeError, ModelNotFound
 from service.manifest import Manifest
 from service.runtime import ModelRuntime
@@ -281,7 +281,7 @@ def _load_header(header: bytes) -> tuple[dict[str, Any], list[object]]:
     doc = load_json(header)
     datas: list[object] = []
     inputs = doc.get("inputs")
-    booleans = ARRAY_BOOLEAN.search(header) is not None
+    booleans = has_array_boolean(header)
     if isinstance(inputs, list):
         for tensor in inputs:
             data = tensor.pop("data", None) if isinstance(tensor, dict) else None

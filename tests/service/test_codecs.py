@@ -114,3 +114,18 @@ def test_npy_header_with_a_negative_length_is_refused() -> None:
     assert len(forged) == len(body) and forged != body
     with pytest.raises(codecs.InvalidInput, match="negative length"):
         codecs.load_npy(forged, "inputs")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"inputs": [[1, true]]}', True),
+        (b'{"inputs": [[1,\n  false]]}', True),
+        (b"[true]", True),
+        (b'{"return_feature_errors": true, "inputs": [[1e-05, 2.5e+3]]}', False),  # an option, not a row
+        (b'{"model": "true-model", "inputs": [[1]]}', False),
+        (b'{"inputs": [[1, tru]]}', False),
+    ],
+)
+def test_array_booleans_are_found_where_rows_hold_them(body: bytes, expected: bool) -> None:
+    assert codecs.has_array_boolean(body) is expected
