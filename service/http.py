@@ -49,7 +49,7 @@ from uvicorn.server import ServerState
 
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
 from service.codecs import JSON, NPY, error_response, media_type
-from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded
+from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded, PayloadTooLarge
 from service.inference import InferenceService, Verb
 from service.oip import OCTET
 from service.settings import Settings
@@ -111,6 +111,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_params: dict[str, str] = {}  # the path's parameters (/v2: model, version)
         self.fast_chunks: list[bytes] = []
         self.fast_size = 0
+        self.fast_limit = self.max_body  # of this body: smaller for JSON (MAX_JSON_BODY_BYTES)
         self.fast_keep_alive = True
         self.fast_pending = 0  # fast-path responses not yet written on this connection
         self.close_after = False
@@ -225,6 +226,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_verb = verb
         self.fast_chunks = []
         self.fast_size = 0
+        self.fast_limit = self.max_body
         self.fast_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         header = self._header(b"content-length")
         declared = int(header) if header is not None and header.isdigit() else None
@@ -235,12 +237,16 @@ class LatentServeProtocol(HttpToolsProtocol):
         headers = self._headers()
         try:  # the API key, Accept, Content-Type and the admission, before a byte of body is kept
             _, kind = self.service.admit(verb, headers)
+            self.fast_limit = self.service.body_limit(kind)
+            if declared is not None and declared > self.fast_limit:
+                raise self.service.too_large(kind, declared)  # a JSON body over MAX_JSON_BODY_BYTES
             weight = JSON_WEIGHT if kind == JSON else BINARY_WEIGHT
             self.fast_ticket = self.admission.enter(declared, weight)
         except LatentServeError as exc:
             # a header check's error keeps the connection (the body is read and dropped); a
-            # request shed by the admission closes it
-            self._refuse_body(verb, keep_alive=self.fast_keep_alive and not isinstance(exc, Overloaded))
+            # request shed by the admission, or too large, closes it
+            shed = isinstance(exc, (Overloaded, PayloadTooLarge))
+            self._refuse_body(verb, keep_alive=self.fast_keep_alive and not shed)
 
     def on_body(self, body: bytes) -> None:
         if self.fast_verb is None:
@@ -252,7 +258,7 @@ class LatentServeProtocol(HttpToolsProtocol):
                     self.transport.close()
             return
         self.fast_size += len(body)
-        if self.fast_size > self.max_body:
+        if self.fast_size > self.fast_limit:
             self._too_large(None)
             return
         ticket = self.fast_ticket

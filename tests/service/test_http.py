@@ -615,3 +615,68 @@ def test_v2_infer_is_admitted_like_our_routes(run: Any) -> None:
         assert "MAX_CONCURRENCY + MAX_QUEUE" in json.loads(got)["error"]  # the protocol's shape
 
     run(test, max_concurrency=1, max_queue=0)
+
+
+def test_a_json_body_over_max_json_body_bytes_is_413_naming_npy_on_every_path(
+    run: Any, digits: np.ndarray
+) -> None:
+    big = _body("digits-pca", digits[:12])  # about 3 kB of JSON; the same rows as .npy pass
+    assert len(big) > 2000
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)  # declared too large: refused before the body is read
+        conn.send(post("/anomaly-score", big))
+        [(status, headers, got)] = await conn.responses(1)
+        err = json.loads(got)["error"]
+        assert status == 413 and err["type"] == "JsonBodyTooLarge" and err["field"] == "body"
+        assert "MAX_JSON_BODY_BYTES" in err["message"] and "application/x-npy" in err["message"]
+        assert err["details"]["limit"] == 2000 and err["details"]["got"] == len(big)
+        assert headers["connection"] == "close"
+        conn = Conn(config, state)  # chunked: refused once the bytes read pass the limit
+        head = b"POST /anomaly-score HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(big[i : i + 500]), big[i : i + 500]) for i in range(0, len(big), 500)
+        )
+        conn.send(head + chunks + b"0\r\n\r\n")
+        [(status, _, got)] = await conn.responses(1)
+        assert status == 413 and json.loads(got)["error"]["type"] == "JsonBodyTooLarge"
+        service = conn.protocol.service
+        assert service.admission.bytes == 0 and service.admission.requests == 0
+        r = await asgi.post("/anomaly-score", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "JsonBodyTooLarge"
+        conn = Conn(config, state)  # the same rows as .npy: under MAX_BODY_BYTES, answered
+        conn.send(post("/anomaly-score?model=digits-pca", npy(digits[:12]), "application/x-npy"))
+        [(status, _, _)] = await conn.responses(1)
+        assert status == 200
+        small = Conn(config, state)
+        small.send(post("/anomaly-score", _body("digits-pca", digits[:2])))
+        [(status, _, _)] = await small.responses(1)
+        assert status == 200
+
+    run(test, max_json_body_bytes=2000)
+
+
+def test_a_json_answer_over_max_json_response_bytes_is_413_naming_npy(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        body = npy(digits[:20])  # 20 rows x 64 values x 16 bytes a JSON value = 20,480 predicted
+        conn = Conn(config, state)
+        conn.send(post("/reconstruct?model=digits-pca", body, "application/x-npy"))
+        [(status, _, got)] = await conn.responses(1)
+        err = json.loads(got)["error"]
+        assert status == 413 and err["type"] == "JsonAnswerTooLarge" and err["field"] == "accept"
+        assert "MAX_JSON_RESPONSE_BYTES" in err["message"] and "Accept: application/x-npy" in err["message"]
+        assert err["details"]["limit"] == 10_000
+        service = conn.protocol.service
+        assert service.admission.bytes == 0 and service.admission.requests == 0
+        conn = Conn(config, state)  # the same answer as .npy (4 bytes a value): answered
+        conn.send(
+            post("/reconstruct?model=digits-pca", body, "application/x-npy", "Accept: application/x-npy\r\n")
+        )
+        [(status, headers, _)] = await conn.responses(1)
+        assert status == 200 and headers["content-type"] == "application/x-npy"
+        r = await asgi.post(
+            "/reconstruct?model=digits-pca", content=body, headers={"content-type": "application/x-npy"}
+        )
+        assert r.status_code == 413 and r.json()["error"]["type"] == "JsonAnswerTooLarge"
+
+    run(test, max_json_response_bytes=10_000)
