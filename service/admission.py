@@ -35,6 +35,7 @@ class Admission:
         self.max_bytes = settings.max_inflight_bytes
         self.max_requests = settings.max_concurrency + settings.max_queue
         self.concurrency = settings.max_concurrency
+        self.max_connections = settings.connection_cap()  # read by service.http per connection
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
         self.shed: dict[str, int] = {"bytes": 0, "requests": 0}  # 503s by the limit that shed them

@@ -25,6 +25,9 @@ What holds under floods and slow clients, on every connection (fast path or not)
   - a new connection's request line and headers must arrive within HEADER_TIMEOUT_S, a body within
     BODY_TIMEOUT_S of its headers; a connection that stalls is closed and its buffer freed; an idle
     keep-alive connection closes after KEEPALIVE_TIMEOUT_S (uvicorn's timer);
+  - past MAX_CONNECTIONS (default: RLIMIT_NOFILE less a reserve) a new connection closes the one
+    idle longest, or is answered 503 and closed when none is idle, so idle sockets cannot take
+    every descriptor from the health probes and the registry poller;
   - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
   - a client that reads nothing of its answer for WRITE_TIMEOUT_S is dropped;
   - an Upgrade on anything but GET is a 400 (the body would otherwise be lost to the upgrade);
@@ -47,7 +50,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
+from service.admission import BINARY_WEIGHT, JSON_WEIGHT, RETRY_AFTER_S, Admission, Ticket
 from service.codecs import JSON, NPY, error_response, media_type
 from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded, PayloadTooLarge
 from service.inference import InferenceService, Verb
@@ -99,6 +102,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.limits = service.settings if service is not None else Settings()
         self.admission = service.admission if service is not None else Admission(self.limits)
         self.fast_ticket: Ticket | None = None  # the admitted fast-path request being read
+        self.last_active = self.loop.time()  # bytes received or an answer completed (MAX_CONNECTIONS)
         self.head_bytes = 0  # bytes received while a request line and headers are being read
         self.reading_head = True
         self.timer: asyncio.TimerHandle | None = None  # the header or body deadline
@@ -122,6 +126,58 @@ class LatentServeProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.limits.header_timeout_s, "header_timeout")
+        if len(self.connections) > self.admission.max_connections:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Past MAX_CONNECTIONS: close the connection idle the longest (no request on it, not a
+        byte of one received), so descriptors stay for new clients, probes among them; when every
+        connection is busy, answer this one 503 and close it."""
+        victim: LatentServeProtocol | None = None
+        for conn in self.connections:
+            if (
+                conn is not self
+                and isinstance(conn, LatentServeProtocol)
+                and conn.is_idle()
+                and (victim is None or conn.last_active < victim.last_active)
+            ):
+                victim = conn
+        if victim is not None:
+            self.admission.close("connection_cap_idle")
+            victim._disarm()
+            victim.transport.close()
+            return
+        self.admission.close("connection_cap")
+        exc = Overloaded(
+            f"{len(self.connections) - 1} connections open, none idle",
+            "MAX_CONNECTIONS",
+            RETRY_AFTER_S,
+        )
+        self._disarm()
+        self.reading_head = False
+        response = error_response(exc)
+        parts: list[bytes | memoryview] = [STATUS_LINE[response.status_code]]
+        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
+            parts += [name, b": ", value, b"\r\n"]
+        parts += [b"connection: close\r\n\r\n", response.body]
+        self.transport.write(b"".join(parts))
+        self.transport.close()
+
+    def is_idle(self) -> bool:
+        """No request in progress on this connection and no byte of the next one received."""
+        return (
+            self.reading_head
+            and self.head_bytes == 0
+            and not self.fast_pending
+            and self.fast_verb is None
+            and not self.lingering
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.transport.is_closing()
+        )
+
+    def on_response_complete(self) -> None:
+        self.last_active = self.loop.time()
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -131,6 +187,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
         if self.reading_head:
             self.head_bytes += len(data)  # the callbacks reset it once the headers are complete
         super().data_received(data)

@@ -680,3 +680,51 @@ def test_a_json_answer_over_max_json_response_bytes_is_413_naming_npy(run: Any, 
         assert r.status_code == 413 and r.json()["error"]["type"] == "JsonAnswerTooLarge"
 
     run(test, max_json_response_bytes=10_000)
+
+
+def test_past_max_connections_the_longest_idle_connection_makes_room_else_503(
+    run: Any, digits: np.ndarray
+) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        oldest, idle = Conn(config, state), Conn(config, state)
+        busy = Conn(config, state)
+        busy.send(b"POST /encode HTTP/1.1\r\nHost: t\r\n")  # a request on its way: never evicted
+        await asyncio.sleep(0)
+        probe = Conn(config, state)  # the fourth: the idle one connected first is closed for it
+        assert oldest.transport.closed and not idle.transport.closed and not busy.transport.closed
+        assert not probe.transport.closed
+        oldest.protocol.connection_lost(None)
+        probe.send(get("/health/live"))
+        [(status, _, _)] = await probe.responses(1)
+        assert status == 200  # answered, and idle again (a keep-alive connection after its answer)
+        idle.send(post("/encode", _body("digits-pca", digits[:1])))
+        [(status, _, _)] = await idle.responses(1)
+        assert status == 200
+        await asyncio.sleep(0)
+        newest = Conn(config, state)  # the probe's answer came before idle's: the probe is idle longer
+        assert probe.transport.closed and not idle.transport.closed and not newest.transport.closed
+        probe.protocol.connection_lost(None)
+        idle.send(b"GET /health/live HTTP/1.1\r\n")  # now every connection is busy
+        newest.send(b"GET /health/live HTTP/1.1\r\n")
+        refused = Conn(config, state)
+        [(status, headers, got)] = parse_responses(bytes(refused.transport.data))
+        err = json.loads(got)["error"]
+        assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
+        assert err["type"] == "Overloaded" and "MAX_CONNECTIONS" in err["message"]
+        assert refused.transport.closed and not busy.transport.closed and not newest.transport.closed
+        text = _metrics(busy.protocol.service)
+        assert 'latentserve_connections_closed_total{reason="connection_cap_idle"} 2.0' in text
+        assert 'latentserve_connections_closed_total{reason="connection_cap"} 1.0' in text
+
+    run(test, max_connections=3)
+
+
+def test_max_connections_defaults_to_the_descriptor_limit_less_a_reserve() -> None:
+    import resource
+
+    from service.settings import FD_RESERVE
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - FD_RESERVE)
+    assert Settings().connection_cap() == expected
+    assert Settings(max_connections=7).connection_cap() == 7
