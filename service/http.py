@@ -28,6 +28,9 @@ What holds under floods and slow clients, on every connection (fast path or not)
   - past MAX_CONNECTIONS (default: RLIMIT_NOFILE less a reserve) a new connection closes the one
     idle longest, or is answered 503 and closed when none is idle, so idle sockets cannot take
     every descriptor from the health probes and the registry poller;
+  - a refused body (413, 503, a header check's error) is read and dropped after its answer, so the
+    client gets the answer instead of a reset; at most DRAINS_AT_ONCE such bodies at once per
+    process, the other connections are not read until their turn;
   - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
   - a client that reads nothing of its answer for WRITE_TIMEOUT_S is dropped;
   - an Upgrade on anything but GET is a 400 (the body would otherwise be lost to the upgrade);
@@ -41,6 +44,7 @@ What holds under floods and slow clients, on every connection (fast path or not)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httptools
@@ -58,6 +62,7 @@ from service.oip import OCTET
 from service.settings import Settings
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
+DRAINS_AT_ONCE = 2  # refused bodies read and dropped at once per process; the others wait, unread
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
 
@@ -121,6 +126,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.close_after = False
         self.lingering = False  # a refused body is being read and dropped before the close
         self.linger_keep_alive = False  # ... or before the connection carries on
+        self.drain_slot = False  # this connection holds one of the DRAINS_AT_ONCE
 
     # ---- the connection and its timers -------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -184,6 +190,9 @@ class LatentServeProtocol(HttpToolsProtocol):
         if self.write_timer is not None:
             self.write_timer.cancel()
         self._release_fast_ticket()
+        if self.lingering:
+            self.lingering = False
+            self._end_drain()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -338,6 +347,7 @@ class LatentServeProtocol(HttpToolsProtocol):
                 super().on_message_complete()
             elif self.lingering:  # the refused body is read: now close, or carry on
                 self.lingering = False
+                self._end_drain()
                 if self.linger_keep_alive and not self.close_after:
                     self.fast_chunks = []
                     self.on_response_complete()
@@ -434,6 +444,35 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.linger_keep_alive = keep_alive
         self.fast_pending += 1
         _Reply(self, keep_alive=keep_alive, linger=True)(response)
+        self._start_drain()
+
+    def _start_drain(self) -> None:
+        """Read and drop a refused body now if fewer than DRAINS_AT_ONCE others are, else stop
+        reading this connection until one is done: 32 refused 16 MiB bodies read at once took
+        both cores (the senders' copies and ours) from the health probes."""
+        a = self.admission
+        if a.draining < DRAINS_AT_ONCE:
+            a.draining += 1
+            self.drain_slot = True
+        elif not self.transport.is_closing():
+            self.flow.pause_reading()  # its body timer waits too (`_timed_out`: we paused, not the client)
+            a.drain_queue.append(self)
+
+    def _end_drain(self) -> None:
+        a = self.admission
+        if not self.drain_slot:
+            with contextlib.suppress(ValueError):
+                a.drain_queue.remove(self)
+            return
+        self.drain_slot = False
+        a.draining -= 1
+        while a.drain_queue:
+            waiting = a.drain_queue.popleft()
+            if waiting.lingering and not waiting.transport.is_closing():
+                a.draining += 1
+                waiting.drain_slot = True
+                waiting.flow.resume_reading()
+                return
 
     def _head_fits(self) -> bool:
         """The header caps (431): fields and bytes; answered and closed when over."""

@@ -728,3 +728,27 @@ def test_max_connections_defaults_to_the_descriptor_limit_less_a_reserve() -> No
     expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - FD_RESERVE)
     assert Settings().connection_cap() == expected
     assert Settings(max_connections=7).connection_cap() == 7
+
+
+def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conns = [Conn(config, state) for _ in range(3)]
+        for conn in conns:  # each declares a JSON body over the limit: 413 at once, then its body dropped
+            conn.send(_head("/anomaly-score", 3000))
+        for conn in conns:
+            [(status, _, _)] = await conn.responses(1)
+            assert status == 413
+        first, second, third = (conn.protocol for conn in conns)
+        admission = first.admission
+        assert admission.draining == 2 and first.drain_slot and second.drain_slot
+        assert third.flow.read_paused and list(admission.drain_queue) == [third]
+        conns[0].send(b"x" * 3000)  # the first body is read: its connection closes, the third reads
+        assert conns[0].transport.closed
+        assert third.drain_slot and not third.flow.read_paused and not admission.drain_queue
+        conns[1].transport.close()
+        second.connection_lost(None)  # a client that leaves mid-drain frees its turn too
+        assert admission.draining == 1
+        conns[2].send(b"x" * 3000)
+        assert conns[2].transport.closed and admission.draining == 0
+
+    run(test, max_json_body_bytes=2000)
