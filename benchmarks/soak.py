@@ -230,13 +230,20 @@ def read_status(sock: socket.socket, timeout: float) -> tuple[int | None, str]:
 
 
 def upload(
-    port: int, row: Row, declared: int, send: int, payload: memoryview, lock: threading.Lock, extra: str = ""
+    port: int,
+    row: Row,
+    declared: int,
+    send: int,
+    payload: memoryview,
+    lock: threading.Lock,
+    extra: str = "",
+    ctype: str = "application/json",
 ) -> float | None:
     """Send headers and `send` of `declared` body bytes, then stall; the seconds until the server
     closed or answered (None: it never did within 60 s)."""
     sock = socket.create_connection((HOST, port))
     try:
-        sock.sendall(head("/anomaly-score", declared, extra=extra))
+        sock.sendall(head("/anomaly-score?model=digits-pca", declared, ctype, extra=extra))
         status, why = read_status(sock, 0.2)  # a refusal comes before any body byte is sent
         if status is None and why == "timeout":
             sent = 0
@@ -278,13 +285,16 @@ def run_threads(n: int, target: Callable[[int], object]) -> list[object]:
 
 # ---- the attacks --------------------------------------------------------------------------------
 def attack_stalled(models: Path, scale: float) -> Row:
-    row = Row("stalled uploads: 48 x 63 of a declared 64 MiB, then silence")
+    row = Row("stalled uploads: 48 x 63 of a declared 64 MiB .npy, then silence")
     payload = memoryview(b"1" * (64 * MiB))
     with server(models) as (proc, port), Watch(proc.pid, port) as watch:
         row.baseline_mb = rss_mb(proc.pid)
         lock = threading.Lock()
         n = max(2, int(48 * scale))
-        closed = run_threads(n, lambda _: upload(port, row, 64 * MiB, 63 * MiB, payload, lock))
+        # .npy: a JSON body this large is refused on its headers (MAX_JSON_BODY_BYTES), never stalls
+        closed = run_threads(
+            n, lambda _: upload(port, row, 64 * MiB, 63 * MiB, payload, lock, ctype="application/x-npy")
+        )
         stalls = [c for c in closed if isinstance(c, float) and c > 0.5]
         row.note = f"stalled closed after {max(stalls):.1f} s (body timeout 5 s)" if stalls else ""
         row.recovery_s = recovery(port)

@@ -16,9 +16,11 @@ thread as often as from the event loop: the counters change under a lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 from service.errors import Overloaded
 from service.settings import Settings
@@ -35,6 +37,9 @@ class Admission:
         self.max_bytes = settings.max_inflight_bytes
         self.max_requests = settings.max_concurrency + settings.max_queue
         self.concurrency = settings.max_concurrency
+        self.max_connections = settings.connection_cap()  # read by service.http per connection
+        self.draining = 0  # refused bodies being read and dropped (service.http, on the event loop)
+        self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
         self.shed: dict[str, int] = {"bytes": 0, "requests": 0}  # 503s by the limit that shed them

@@ -58,18 +58,25 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 # ---- request bodies ---------------------------------------------------------------------------
-async def read_body(request: Request, limit: int, ticket: Ticket | None = None) -> bytes:
-    """Return the whole body, or raise PayloadTooLarge (413) once it passes `limit` bytes; a body
-    longer than the admission `ticket` reserved (no Content-Length) grows it, or is shed (503)."""
+async def read_body(
+    request: Request,
+    limit: int,
+    ticket: Ticket | None = None,
+    too_large: Callable[[int | None], PayloadTooLarge] | None = None,
+) -> bytes:
+    """Return the whole body, or raise PayloadTooLarge (413, `too_large(declared)` when given) once
+    it passes `limit` bytes; a body longer than the admission `ticket` reserved (no Content-Length)
+    grows it, or is shed (503)."""
+    refuse = too_large if too_large is not None else functools.partial(body_too_large, limit)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise body_too_large(limit, int(declared))
+        raise refuse(int(declared))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise body_too_large(limit)
+            raise refuse(None)
         if ticket is not None and size * ticket.weight > ticket.held:
             ticket.grow(size - ticket.held // ticket.weight)
         chunks.append(chunk)

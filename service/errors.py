@@ -116,6 +116,34 @@ class PayloadTooLarge(LatentServeError):
     status_code = 413
 
 
+class JsonBodyTooLarge(PayloadTooLarge):
+    """A JSON body over MAX_JSON_BODY_BYTES: parsing it would hold the GIL (and stall every other
+    request and the health probes) for too long; the same rows go as .npy."""
+
+    def __init__(self, limit: int, got: int | None) -> None:
+        size = f"{got} bytes" if got is not None else "more than the limit"
+        super().__init__(
+            f"body: {size} of JSON is over the limit of {limit} bytes for a JSON body "
+            "(LATENTSERVE_MAX_JSON_BODY_BYTES); send the rows as Content-Type: application/x-npy "
+            "(any size up to LATENTSERVE_MAX_BODY_BYTES) or split the batch",
+            field="body",
+            details={"limit": limit, "got": got, "setting": "MAX_JSON_BODY_BYTES"},
+        )
+
+
+class JsonAnswerTooLarge(PayloadTooLarge):
+    """A JSON answer predicted over MAX_JSON_RESPONSE_BYTES: encoding it would hold the GIL too long."""
+
+    def __init__(self, limit: int, predicted: int, rows: int, per_row: int) -> None:
+        super().__init__(
+            f"accept: the JSON answer would be about {predicted} bytes ({rows} rows x {per_row} values), "
+            f"over the limit of {limit} bytes for a JSON answer (LATENTSERVE_MAX_JSON_RESPONSE_BYTES); "
+            "send Accept: application/x-npy (4 bytes a value) or fewer rows",
+            field="accept",
+            details={"limit": limit, "predicted": predicted, "setting": "MAX_JSON_RESPONSE_BYTES"},
+        )
+
+
 class UnsupportedMediaType(LatentServeError):
     status_code = 415
 

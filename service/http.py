@@ -25,6 +25,12 @@ What holds under floods and slow clients, on every connection (fast path or not)
   - a new connection's request line and headers must arrive within HEADER_TIMEOUT_S, a body within
     BODY_TIMEOUT_S of its headers; a connection that stalls is closed and its buffer freed; an idle
     keep-alive connection closes after KEEPALIVE_TIMEOUT_S (uvicorn's timer);
+  - past MAX_CONNECTIONS (default: RLIMIT_NOFILE less a reserve) a new connection closes the one
+    idle longest, or is answered 503 and closed when none is idle, so idle sockets cannot take
+    every descriptor from the health probes and the registry poller;
+  - a refused body (413, 503, a header check's error) is read and dropped after its answer, so the
+    client gets the answer instead of a reset; at most DRAINS_AT_ONCE such bodies at once per
+    process, the other connections are not read until their turn;
   - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
   - a client that reads nothing of its answer for WRITE_TIMEOUT_S is dropped;
   - an Upgrade on anything but GET is a 400 (the body would otherwise be lost to the upgrade);
@@ -38,6 +44,7 @@ What holds under floods and slow clients, on every connection (fast path or not)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httptools
@@ -47,14 +54,15 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
+from service.admission import BINARY_WEIGHT, JSON_WEIGHT, RETRY_AFTER_S, Admission, Ticket
 from service.codecs import JSON, NPY, error_response, media_type
-from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded
+from service.errors import BadRequest, HeadersTooLarge, LatentServeError, Overloaded, PayloadTooLarge
 from service.inference import InferenceService, Verb
 from service.oip import OCTET
 from service.settings import Settings
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
+DRAINS_AT_ONCE = 2  # refused bodies read and dropped at once per process; the others wait, unread
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
 
@@ -99,6 +107,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.limits = service.settings if service is not None else Settings()
         self.admission = service.admission if service is not None else Admission(self.limits)
         self.fast_ticket: Ticket | None = None  # the admitted fast-path request being read
+        self.last_active = self.loop.time()  # bytes received or an answer completed (MAX_CONNECTIONS)
         self.head_bytes = 0  # bytes received while a request line and headers are being read
         self.reading_head = True
         self.timer: asyncio.TimerHandle | None = None  # the header or body deadline
@@ -111,25 +120,83 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_params: dict[str, str] = {}  # the path's parameters (/v2: model, version)
         self.fast_chunks: list[bytes] = []
         self.fast_size = 0
+        self.fast_limit = self.max_body  # of this body: smaller for JSON (MAX_JSON_BODY_BYTES)
         self.fast_keep_alive = True
         self.fast_pending = 0  # fast-path responses not yet written on this connection
         self.close_after = False
         self.lingering = False  # a refused body is being read and dropped before the close
         self.linger_keep_alive = False  # ... or before the connection carries on
+        self.drain_slot = False  # this connection holds one of the DRAINS_AT_ONCE
 
     # ---- the connection and its timers -------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.limits.header_timeout_s, "header_timeout")
+        if len(self.connections) > self.admission.max_connections:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Past MAX_CONNECTIONS: close the connection idle the longest (no request on it, not a
+        byte of one received), so descriptors stay for new clients, probes among them; when every
+        connection is busy, answer this one 503 and close it."""
+        victim: LatentServeProtocol | None = None
+        for conn in self.connections:
+            if (
+                conn is not self
+                and isinstance(conn, LatentServeProtocol)
+                and conn.is_idle()
+                and (victim is None or conn.last_active < victim.last_active)
+            ):
+                victim = conn
+        if victim is not None:
+            self.admission.close("connection_cap_idle")
+            victim._disarm()
+            victim.transport.close()
+            return
+        self.admission.close("connection_cap")
+        exc = Overloaded(
+            f"{len(self.connections) - 1} connections open, none idle",
+            "MAX_CONNECTIONS",
+            RETRY_AFTER_S,
+        )
+        self._disarm()
+        self.reading_head = False
+        response = error_response(exc)
+        parts: list[bytes | memoryview] = [STATUS_LINE[response.status_code]]
+        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
+            parts += [name, b": ", value, b"\r\n"]
+        parts += [b"connection: close\r\n\r\n", response.body]
+        self.transport.write(b"".join(parts))
+        self.transport.close()
+
+    def is_idle(self) -> bool:
+        """No request in progress on this connection and no byte of the next one received."""
+        return (
+            self.reading_head
+            and self.head_bytes == 0
+            and not self.fast_pending
+            and self.fast_verb is None
+            and not self.lingering
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.transport.is_closing()
+        )
+
+    def on_response_complete(self) -> None:
+        self.last_active = self.loop.time()
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         if self.write_timer is not None:
             self.write_timer.cancel()
         self._release_fast_ticket()
+        if self.lingering:
+            self.lingering = False
+            self._end_drain()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
         if self.reading_head:
             self.head_bytes += len(data)  # the callbacks reset it once the headers are complete
         super().data_received(data)
@@ -225,6 +292,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_verb = verb
         self.fast_chunks = []
         self.fast_size = 0
+        self.fast_limit = self.max_body
         self.fast_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         header = self._header(b"content-length")
         declared = int(header) if header is not None and header.isdigit() else None
@@ -235,12 +303,16 @@ class LatentServeProtocol(HttpToolsProtocol):
         headers = self._headers()
         try:  # the API key, Accept, Content-Type and the admission, before a byte of body is kept
             _, kind = self.service.admit(verb, headers)
+            self.fast_limit = self.service.body_limit(kind)
+            if declared is not None and declared > self.fast_limit:
+                raise self.service.too_large(kind, declared)  # a JSON body over MAX_JSON_BODY_BYTES
             weight = JSON_WEIGHT if kind == JSON else BINARY_WEIGHT
             self.fast_ticket = self.admission.enter(declared, weight)
         except LatentServeError as exc:
             # a header check's error keeps the connection (the body is read and dropped); a
-            # request shed by the admission closes it
-            self._refuse_body(verb, keep_alive=self.fast_keep_alive and not isinstance(exc, Overloaded))
+            # request shed by the admission, or too large, closes it
+            shed = isinstance(exc, (Overloaded, PayloadTooLarge))
+            self._refuse_body(verb, keep_alive=self.fast_keep_alive and not shed)
 
     def on_body(self, body: bytes) -> None:
         if self.fast_verb is None:
@@ -252,7 +324,7 @@ class LatentServeProtocol(HttpToolsProtocol):
                     self.transport.close()
             return
         self.fast_size += len(body)
-        if self.fast_size > self.max_body:
+        if self.fast_size > self.fast_limit:
             self._too_large(None)
             return
         ticket = self.fast_ticket
@@ -275,6 +347,7 @@ class LatentServeProtocol(HttpToolsProtocol):
                 super().on_message_complete()
             elif self.lingering:  # the refused body is read: now close, or carry on
                 self.lingering = False
+                self._end_drain()
                 if self.linger_keep_alive and not self.close_after:
                     self.fast_chunks = []
                     self.on_response_complete()
@@ -371,6 +444,35 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.linger_keep_alive = keep_alive
         self.fast_pending += 1
         _Reply(self, keep_alive=keep_alive, linger=True)(response)
+        self._start_drain()
+
+    def _start_drain(self) -> None:
+        """Read and drop a refused body now if fewer than DRAINS_AT_ONCE others are, else stop
+        reading this connection until one is done: 32 refused 16 MiB bodies read at once took
+        both cores (the senders' copies and ours) from the health probes."""
+        a = self.admission
+        if a.draining < DRAINS_AT_ONCE:
+            a.draining += 1
+            self.drain_slot = True
+        elif not self.transport.is_closing():
+            self.flow.pause_reading()  # its body timer waits too (`_timed_out`: we paused, not the client)
+            a.drain_queue.append(self)
+
+    def _end_drain(self) -> None:
+        a = self.admission
+        if not self.drain_slot:
+            with contextlib.suppress(ValueError):
+                a.drain_queue.remove(self)
+            return
+        self.drain_slot = False
+        a.draining -= 1
+        while a.drain_queue:
+            waiting = a.drain_queue.popleft()
+            if waiting.lingering and not waiting.transport.is_closing():
+                a.draining += 1
+                waiting.drain_slot = True
+                waiting.flow.resume_reading()
+                return
 
     def _head_fits(self) -> bool:
         """The header caps (431): fields and bytes; answered and closed when over."""

@@ -48,6 +48,8 @@ from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
 from service.errors import (
     ClientClosed,
     InvalidInput,
+    JsonAnswerTooLarge,
+    JsonBodyTooLarge,
     LatentServeError,
     NotReady,
     PayloadTooLarge,
@@ -371,10 +373,11 @@ class InferenceService:
                 media, kind = self.admit(verb, request.headers)
                 declared = request.headers.get("content-length")
                 size = int(declared) if declared is not None and declared.isdigit() else None
-                if size is not None and size > self.settings.max_body_bytes:
-                    raise codecs.body_too_large(self.settings.max_body_bytes, size)
+                limit = self.body_limit(kind)
+                if size is not None and size > limit:
+                    raise self.too_large(kind, size)
                 ticket = self.admission.enter(size, JSON_WEIGHT if kind == JSON else BINARY_WEIGHT)
-                body = await codecs.read_body(request, self.settings.max_body_bytes, ticket)
+                body = await codecs.read_body(request, limit, ticket, partial(self.too_large, kind))
                 query = dict(request.query_params) if kind != JSON else {}  # JSON bodies carry options
                 parsed = _Parsed(kind, body, query, request.headers, path or {}, ticket=ticket)
                 if kind == MULTIPART:
@@ -422,10 +425,23 @@ class InferenceService:
         error if any (as on the ASGI path, where they come first), else the 413; counted."""
         start = time.perf_counter()
         try:
-            self.admit(verb, headers)
-            raise codecs.body_too_large(self.settings.max_body_bytes, declared)
+            _, kind = self.admit(verb, headers)
+            raise self.too_large(kind, declared)
         except Exception:
             return self._failed(verb, _Labels(), start)
+
+    def body_limit(self, kind: str) -> int:
+        """The largest body of this kind: MAX_BODY_BYTES, and MAX_JSON_BODY_BYTES for JSON."""
+        if kind == JSON:
+            return min(self.settings.max_body_bytes, self.settings.max_json_body_bytes)
+        return self.settings.max_body_bytes
+
+    def too_large(self, kind: str, declared: int | None = None) -> PayloadTooLarge:
+        """The 413 for a body of this kind over `body_limit`: declared, or found while reading."""
+        limit = self.body_limit(kind)
+        if kind == JSON and limit < self.settings.max_body_bytes:
+            return JsonBodyTooLarge(limit, declared)
+        return codecs.body_too_large(limit, declared)
 
     def refused(self, verb: Verb) -> Response:
         """The answer to the exception being handled for a request refused on its headers by the
@@ -619,6 +635,9 @@ class InferenceService:
         per_value = JSON_VALUE_BYTES if job.media == JSON else 4
         predicted = n * per_row * per_value
         limit = self.settings.max_response_bytes
+        json_limit = self.settings.max_json_response_bytes
+        if job.media == JSON and json_limit < limit and predicted > json_limit:
+            raise JsonAnswerTooLarge(json_limit, predicted, n, per_row)
         if predicted > limit:
             hint = "send fewer rows"
             if job.media == JSON:

@@ -5,6 +5,7 @@ Built by `python -m service` or by `create_app()` when uvicorn calls the factory
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1 << 20
+FD_RESERVE = 128  # descriptors kept from connections: probes, model files, logs, the registry poller
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,27 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=64 * MiB, ge=1, description="largest request body; larger: 413")
     max_rows: int = Field(default=100_000, ge=1, description="most rows in one request; more: 413")
+    # a JSON body is parsed, and a JSON answer encoded, in one C call that holds the GIL (orjson,
+    # simdjson, the boolean scan: 3-9 ms a MiB here), stalling the event loop and /health/live for
+    # as long; these caps keep each such call to a few tens of ms. Large batches go as .npy.
+    max_json_body_bytes: int = Field(
+        default=4 * MiB,
+        ge=1,
+        description="largest JSON request body; larger: 413 suggesting Content-Type: application/x-npy",
+    )
+    max_json_response_bytes: int = Field(
+        default=8 * MiB,
+        ge=1,
+        description="largest JSON answer, predicted before computing; larger: 413 suggesting "
+        "Accept: application/x-npy",
+    )
+    max_connections: int = Field(
+        default=0,
+        ge=0,
+        description="open connections per process (0: the RLIMIT_NOFILE soft limit less 128 descriptors "
+        "kept for probes, models and the registry poller); at the cap a new connection closes the "
+        "longest-idle one, or is answered 503 and closed when none is idle",
+    )
     # ---- admission control and timeouts: what keeps memory bounded under floods and slow clients
     max_inflight_bytes: int = Field(
         default=256 * MiB,
@@ -133,6 +156,15 @@ class Settings(BaseSettings):
                 return orjson.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return v
+
+    def connection_cap(self) -> int:
+        """MAX_CONNECTIONS, or the descriptors this process may open less FD_RESERVE."""
+        if self.max_connections:
+            return self.max_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 20
+        return max(1, soft - FD_RESERVE)
 
     def as_env(self) -> dict[str, str]:
         """These settings as `LATENTSERVE_*` variables (for worker processes that rebuild them)."""

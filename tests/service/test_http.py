@@ -615,3 +615,140 @@ def test_v2_infer_is_admitted_like_our_routes(run: Any) -> None:
         assert "MAX_CONCURRENCY + MAX_QUEUE" in json.loads(got)["error"]  # the protocol's shape
 
     run(test, max_concurrency=1, max_queue=0)
+
+
+def test_a_json_body_over_max_json_body_bytes_is_413_naming_npy_on_every_path(
+    run: Any, digits: np.ndarray
+) -> None:
+    big = _body("digits-pca", digits[:12])  # about 3 kB of JSON; the same rows as .npy pass
+    assert len(big) > 2000
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)  # declared too large: refused before the body is read
+        conn.send(post("/anomaly-score", big))
+        [(status, headers, got)] = await conn.responses(1)
+        err = json.loads(got)["error"]
+        assert status == 413 and err["type"] == "JsonBodyTooLarge" and err["field"] == "body"
+        assert "MAX_JSON_BODY_BYTES" in err["message"] and "application/x-npy" in err["message"]
+        assert err["details"]["limit"] == 2000 and err["details"]["got"] == len(big)
+        assert headers["connection"] == "close"
+        conn = Conn(config, state)  # chunked: refused once the bytes read pass the limit
+        head = b"POST /anomaly-score HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(big[i : i + 500]), big[i : i + 500]) for i in range(0, len(big), 500)
+        )
+        conn.send(head + chunks + b"0\r\n\r\n")
+        [(status, _, got)] = await conn.responses(1)
+        assert status == 413 and json.loads(got)["error"]["type"] == "JsonBodyTooLarge"
+        service = conn.protocol.service
+        assert service.admission.bytes == 0 and service.admission.requests == 0
+        r = await asgi.post("/anomaly-score", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "JsonBodyTooLarge"
+        conn = Conn(config, state)  # the same rows as .npy: under MAX_BODY_BYTES, answered
+        conn.send(post("/anomaly-score?model=digits-pca", npy(digits[:12]), "application/x-npy"))
+        [(status, _, _)] = await conn.responses(1)
+        assert status == 200
+        small = Conn(config, state)
+        small.send(post("/anomaly-score", _body("digits-pca", digits[:2])))
+        [(status, _, _)] = await small.responses(1)
+        assert status == 200
+
+    run(test, max_json_body_bytes=2000)
+
+
+def test_a_json_answer_over_max_json_response_bytes_is_413_naming_npy(run: Any, digits: np.ndarray) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        body = npy(digits[:20])  # 20 rows x 64 values x 16 bytes a JSON value = 20,480 predicted
+        conn = Conn(config, state)
+        conn.send(post("/reconstruct?model=digits-pca", body, "application/x-npy"))
+        [(status, _, got)] = await conn.responses(1)
+        err = json.loads(got)["error"]
+        assert status == 413 and err["type"] == "JsonAnswerTooLarge" and err["field"] == "accept"
+        assert "MAX_JSON_RESPONSE_BYTES" in err["message"] and "Accept: application/x-npy" in err["message"]
+        assert err["details"]["limit"] == 10_000
+        service = conn.protocol.service
+        assert service.admission.bytes == 0 and service.admission.requests == 0
+        conn = Conn(config, state)  # the same answer as .npy (4 bytes a value): answered
+        conn.send(
+            post("/reconstruct?model=digits-pca", body, "application/x-npy", "Accept: application/x-npy\r\n")
+        )
+        [(status, headers, _)] = await conn.responses(1)
+        assert status == 200 and headers["content-type"] == "application/x-npy"
+        r = await asgi.post(
+            "/reconstruct?model=digits-pca", content=body, headers={"content-type": "application/x-npy"}
+        )
+        assert r.status_code == 413 and r.json()["error"]["type"] == "JsonAnswerTooLarge"
+
+    run(test, max_json_response_bytes=10_000)
+
+
+def test_past_max_connections_the_longest_idle_connection_makes_room_else_503(
+    run: Any, digits: np.ndarray
+) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        oldest, idle = Conn(config, state), Conn(config, state)
+        busy = Conn(config, state)
+        busy.send(b"POST /encode HTTP/1.1\r\nHost: t\r\n")  # a request on its way: never evicted
+        await asyncio.sleep(0)
+        probe = Conn(config, state)  # the fourth: the idle one connected first is closed for it
+        assert oldest.transport.closed and not idle.transport.closed and not busy.transport.closed
+        assert not probe.transport.closed
+        oldest.protocol.connection_lost(None)
+        probe.send(get("/health/live"))
+        [(status, _, _)] = await probe.responses(1)
+        assert status == 200  # answered, and idle again (a keep-alive connection after its answer)
+        idle.send(post("/encode", _body("digits-pca", digits[:1])))
+        [(status, _, _)] = await idle.responses(1)
+        assert status == 200
+        await asyncio.sleep(0)
+        newest = Conn(config, state)  # the probe's answer came before idle's: the probe is idle longer
+        assert probe.transport.closed and not idle.transport.closed and not newest.transport.closed
+        probe.protocol.connection_lost(None)
+        idle.send(b"GET /health/live HTTP/1.1\r\n")  # now every connection is busy
+        newest.send(b"GET /health/live HTTP/1.1\r\n")
+        refused = Conn(config, state)
+        [(status, headers, got)] = parse_responses(bytes(refused.transport.data))
+        err = json.loads(got)["error"]
+        assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
+        assert err["type"] == "Overloaded" and "MAX_CONNECTIONS" in err["message"]
+        assert refused.transport.closed and not busy.transport.closed and not newest.transport.closed
+        text = _metrics(busy.protocol.service)
+        assert 'latentserve_connections_closed_total{reason="connection_cap_idle"} 2.0' in text
+        assert 'latentserve_connections_closed_total{reason="connection_cap"} 1.0' in text
+
+    run(test, max_connections=3)
+
+
+def test_max_connections_defaults_to_the_descriptor_limit_less_a_reserve() -> None:
+    import resource
+
+    from service.settings import FD_RESERVE
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - FD_RESERVE)
+    assert Settings().connection_cap() == expected
+    assert Settings(max_connections=7).connection_cap() == 7
+
+
+def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conns = [Conn(config, state) for _ in range(3)]
+        for conn in conns:  # each declares a JSON body over the limit: 413 at once, then its body dropped
+            conn.send(_head("/anomaly-score", 3000))
+        for conn in conns:
+            [(status, _, _)] = await conn.responses(1)
+            assert status == 413
+        first, second, third = (conn.protocol for conn in conns)
+        admission = first.admission
+        assert admission.draining == 2 and first.drain_slot and second.drain_slot
+        assert third.flow.read_paused and list(admission.drain_queue) == [third]
+        conns[0].send(b"x" * 3000)  # the first body is read: its connection closes, the third reads
+        assert conns[0].transport.closed
+        assert third.drain_slot and not third.flow.read_paused and not admission.drain_queue
+        conns[1].transport.close()
+        second.connection_lost(None)  # a client that leaves mid-drain frees its turn too
+        assert admission.draining == 1
+        conns[2].send(b"x" * 3000)
+        assert conns[2].transport.closed and admission.draining == 0
+
+    run(test, max_json_body_bytes=2000)
