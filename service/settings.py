@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * MiB, ge=1, description="largest request body; larger: 413")
     max_rows: int = Field(default=100_000, ge=1, description="most rows in one request; more: 413")
     # a JSON body is parsed, and a JSON answer encoded, in one C call that holds the GIL (orjson,
-    # simdjson, the boolean scan: 3-9 ms a MiB here), stalling the event loop and /health/live for
+    # simdjson: 3-9 ms a MiB here), stalling the event loop and /health/live for
     # as long; these caps keep each such call to a few tens of ms. Large batches go as .npy.
     max_json_body_bytes: int = Field(
         default=4 * MiB,
