@@ -444,6 +444,14 @@ async def _closed(conn: Conn, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _status(config: Config, state: ServerState, request: bytes) -> int:
+    """Send one request on a new connection; the status of its one answer."""
+    conn = Conn(config, state)
+    conn.send(request)
+    [(status, _, _)] = await conn.responses(1)
+    return status
+
+
 def _head(path: str, length: int, extra: str = "") -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -474,10 +482,7 @@ def test_past_the_memory_budget_a_request_is_503_before_its_body_is_read(
         first.transport.close()
         first.protocol.connection_lost(None)  # the client left: its reservation is freed
         assert service.admission.bytes == 0 and service.admission.requests == 0
-        third = Conn(config, state)
-        third.send(post("/anomaly-score", _body("digits-pca", digits[:2])))
-        [(status, _, _)] = await third.responses(1)
-        assert status == 200
+        assert await _status(config, state, post("/anomaly-score", _body("digits-pca", digits[:2]))) == 200
 
     run(test, max_inflight_bytes=1_000_000)
 
@@ -531,10 +536,7 @@ def test_header_caps_are_431_and_close(run: Any) -> None:
         assert 'latentserve_connections_closed_total{reason="header_too_large"} 2.0' in _metrics(
             many.protocol.service
         )
-        ok = Conn(config, state)
-        ok.send(get("/health/live"))
-        [(status, _, _)] = await ok.responses(1)
-        assert status == 200
+        assert await _status(config, state, get("/health/live")) == 200
 
     run(test, max_headers=10, max_header_bytes=4096)
 
@@ -644,14 +646,10 @@ def test_a_json_body_over_max_json_body_bytes_is_413_naming_npy_on_every_path(
         assert service.admission.bytes == 0 and service.admission.requests == 0
         r = await asgi.post("/anomaly-score", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["error"]["type"] == "JsonBodyTooLarge"
-        conn = Conn(config, state)  # the same rows as .npy: under MAX_BODY_BYTES, answered
-        conn.send(post("/anomaly-score?model=digits-pca", npy(digits[:12]), "application/x-npy"))
-        [(status, _, _)] = await conn.responses(1)
-        assert status == 200
-        small = Conn(config, state)
-        small.send(post("/anomaly-score", _body("digits-pca", digits[:2])))
-        [(status, _, _)] = await small.responses(1)
-        assert status == 200
+        # the same rows as .npy: under MAX_BODY_BYTES, answered; a small JSON body too
+        as_npy = post("/anomaly-score?model=digits-pca", npy(digits[:12]), "application/x-npy")
+        assert await _status(config, state, as_npy) == 200
+        assert await _status(config, state, post("/anomaly-score", _body("digits-pca", digits[:2]))) == 200
 
     run(test, max_json_body_bytes=2000)
 
