@@ -1,7 +1,7 @@
 """ONNX graphs for linear codecs: Z = ((X - c) / s) @ W.T and X_hat = (Z @ W) * s + c.
 
 The graphs take rows in the manifest's shape (N, *shape) with a dynamic batch axis, so clients
-never flatten or standardise by hand. The scorer fuses reconstruction and the per-row error.
+never flatten or standardise by hand. The scorer fuses reconstruction and the score (docs/score.md).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def _decoder_nodes(prefix: str, z: str, x_hat: str) -> list[onnx.NodeProto]:
 def score_nodes(
     x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int, extra: str | None = None
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Nodes computing the per-row score exactly as `service.runtime.base.row_scores` does; `extra`
-    names a (batch,) term added to the reduced error before the relative division (neighbors)."""
+    """Nodes computing the per-row score as specified in docs/score.md (the ONNX implementation);
+    `extra` names the (batch,) neighbors term, added before the relative division."""
     nodes = [helper.make_node("Sub", [x_flat, x_hat_flat], ["err"])]
     inits: list[onnx.TensorProto] = []
     src = "err"
@@ -108,9 +108,8 @@ def score_nodes(
 def neighbor_nodes(
     z: str, term: str, reference: np.ndarray, k: int, d: int
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """term = the mean of the k smallest ||z - r||^2 over reference rows r, / d, as
-    `service.runtime.base.neighbor_distances` computes it: ||z||^2 + (z . -2 r) + ||r||^2, the k
-    smallest clipped at 0 (clipping is monotone, so it commutes with taking the smallest)."""
+    """term = step 4 of docs/score.md, the neighbors term (clipping is monotone, so it commutes with
+    taking the k smallest)."""
     R = np.asarray(reference, dtype=np.float32)
     inits = [
         _const("reference_T_m2", np.ascontiguousarray(-2.0 * R.T)),  # x2 is exact in binary floats

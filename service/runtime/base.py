@@ -48,18 +48,7 @@ def row_scores(
     Z: FloatArray | None = None,
     reference: FloatArray | None = None,
 ) -> FloatArray:
-    """Per-row anomaly score: the one specification that the ONNX graphs (`training.onnx_linear`,
-    `training.nn.export._Scorer`) implement again and are parity-checked against at export.
-
-    1. err = X - X_hat per feature, divided by spec.scale when set;
-    2. with spec.pool, err is averaged over pool x pool image windows (`box_mean`);
-    3. squared, then the mean over features (or over the spec.topk largest);
-    4. with spec.neighbors, plus `neighbor_distances(Z, reference, k)` / d: the codes' mean squared
-       distance to their k nearest reference codes, in the units of step 3;
-    5. with spec.relative, divided by the variance of the row's (scaled) input values, i.e. its
-       contrast, + RELATIVE_EPS: the score no longer depends on how much ink or contrast an image
-       has, nor on a brightness offset.
-    """
+    """Per-row anomaly score (n,), as specified in docs/score.md (the numpy implementation)."""
     diff: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
         diff = np.divide(diff, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)

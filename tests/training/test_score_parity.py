@@ -1,0 +1,181 @@
+"""docs/score.md, computed by a plain reference, against each of its three implementations.
+
+The reference follows the page's steps row by row in float64 with Python loops; the implementations
+(numpy `row_scores`, torch `_Scorer`, the linear ONNX scorer) must agree with it to float32
+rounding for every combination of scale, pool, reduction, neighbors and relative.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import pytest
+
+from service.manifest import NeighborsSpec, ScoreSpec
+from service.runtime.base import row_scores
+from training.onnx_linear import build_linear_graphs
+
+F32 = npt.NDArray[np.float32]
+ROW_SHAPE = (4, 5, 2)  # H, W, C: small images with two channels
+D = int(np.prod(ROW_SHAPE))
+K_NEIGHBORS, TOPK = 3, 7
+RTOL = 2e-5  # float32 against float64
+
+
+def reference_score(
+    x: list[float], x_hat: list[float], spec: ScoreSpec, z: list[float], R: list[list[float]]
+) -> float:
+    """One row's score, step by step as docs/score.md writes it."""
+    d = len(x)
+    scale = spec.scale or [1.0] * d
+    e = [(x[i] - x_hat[i]) / scale[i] for i in range(d)]  # 1. error
+    if spec.pool is not None and spec.pool > 1:  # 2. pooling, zeros outside, divisor P * P
+        assert spec.image_shape is not None
+        H, W, C = spec.image_shape
+        r = spec.pool // 2
+
+        def at(h: int, w: int, c: int) -> float:
+            return e[(h * W + w) * C + c] if 0 <= h < H and 0 <= w < W else 0.0
+
+        e = [
+            sum(at(h + dh, w + dw, c) for dh in range(-r, r + 1) for dw in range(-r, r + 1)) / spec.pool**2
+            for h in range(H)
+            for w in range(W)
+            for c in range(C)
+        ]
+    squares = sorted(v * v for v in e)  # 3. reduction
+    if spec.reduction == "topk" and spec.topk is not None:
+        squares = squares[-spec.topk :]
+    score = sum(squares) / len(squares)
+    if spec.neighbors is not None:  # 4. neighbors
+        distances = sorted(sum((zi - ri) ** 2 for zi, ri in zip(z, row, strict=True)) for row in R)
+        nearest = distances[: spec.neighbors.k]
+        score += sum(nearest) / len(nearest) / d
+    if spec.relative:  # 5. relative
+        xs = [x[i] / scale[i] for i in range(d)]
+        mean = sum(xs) / d
+        score /= sum((v - mean) ** 2 for v in xs) / d + 1e-6
+    return score
+
+
+def reference_scores(X: F32, X_hat: F32, spec: ScoreSpec, Z: F32, R: F32) -> F32:
+    rows = zip(X.reshape(len(X), -1).tolist(), X_hat.reshape(len(X), -1).tolist(), Z.tolist(), strict=True)
+    return np.array([reference_score(x, x_hat, spec, z, R.tolist()) for x, x_hat, z in rows])
+
+
+def rows(seed: int = 0) -> F32:
+    """Seven image rows around 0.5; the last one nearly flat, so that the relative eps matters."""
+    rng = np.random.default_rng(seed)
+    X = 0.5 + 0.3 * rng.standard_normal((7, *ROW_SHAPE))
+    X[-1] = 0.5 + 0.005 * rng.standard_normal(ROW_SHAPE)
+    return X.astype(np.float32)
+
+
+SCALE = (0.5 + np.random.default_rng(1).random(D)).astype(np.float32)  # per-value std, 0.5 .. 1.5
+
+
+def spec_of(scaled: bool, pool: bool, topk: bool, relative: bool, neighbors: bool) -> ScoreSpec:
+    return ScoreSpec(
+        reduction="topk" if topk else "mean",
+        topk=TOPK if topk else None,
+        scale=SCALE.tolist() if scaled else None,
+        pool=3 if pool else None,
+        image_shape=list(ROW_SHAPE) if pool else None,
+        relative=relative,
+        neighbors=NeighborsSpec(k=K_NEIGHBORS, reference_rows=6, file="neighbors.npy") if neighbors else None,
+    )
+
+
+OPTIONS = ("scaled", "pool", "topk", "relative", "neighbors")
+ALL = [dict(zip(OPTIONS, flags, strict=True)) for flags in itertools.product([False, True], repeat=5)]
+NO_NEIGHBORS = [o for o in ALL if not o["neighbors"]]
+
+
+def _id(options: dict[str, bool]) -> str:
+    return "-".join(k for k, on in options.items() if on) or "plain"
+
+
+def codes(n: int, seed: int = 2) -> tuple[F32, F32]:
+    """Codes (n, 3) and six reference codes (6, 3)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3)).astype(np.float32), rng.standard_normal((6, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("options", ALL, ids=_id)
+def test_numpy_row_scores_follow_the_spec(options: dict[str, bool]) -> None:
+    spec = spec_of(**options)
+    X = rows()
+    X_hat = (X + 0.1 * np.random.default_rng(3).standard_normal(X.shape)).astype(np.float32)
+    Z, R = codes(len(X))
+    got = row_scores(X, X_hat, spec, Z, R)
+    np.testing.assert_allclose(got, reference_scores(X, X_hat, spec, Z, R), rtol=RTOL)
+
+
+@pytest.mark.parametrize("options", ALL, ids=_id)
+def test_the_linear_onnx_scorer_follows_the_spec(options: dict[str, bool]) -> None:
+    spec = spec_of(**options)
+    rng = np.random.default_rng(4)
+    center = rng.random(D)
+    components = np.linalg.qr(rng.standard_normal((D, 3)))[0].T  # (3, D) orthonormal rows
+    _, R = codes(1)
+    graphs = build_linear_graphs(center, SCALE.astype(np.float64), components, ROW_SHAPE, spec, R)
+    session = ort.InferenceSession(graphs["scorer"].SerializeToString(), providers=["CPUExecutionProvider"])
+    X = rows()
+    X_hat, got = session.run(None, {"X": X})
+    flat = X.reshape(len(X), -1).astype(np.float64)
+    Z = ((flat - center) / SCALE) @ components.T  # the codes the graph's neighbors term measures
+    expected_hat = (Z @ components) * SCALE + center
+    np.testing.assert_allclose(X_hat.reshape(len(X), -1), expected_hat, rtol=1e-5, atol=1e-5)
+    expected = reference_scores(X, expected_hat.astype(np.float32), spec, Z.astype(np.float32), R)
+    np.testing.assert_allclose(got, expected, rtol=RTOL * 5)
+
+
+@pytest.mark.parametrize("options", NO_NEIGHBORS, ids=_id)
+def test_the_torch_scorer_follows_the_spec(options: dict[str, bool]) -> None:
+    torch = pytest.importorskip("torch")
+    from training.nn.config import NetConfig
+    from training.nn.export import _Scorer
+    from training.nn.models import build_network
+
+    spec = spec_of(**options)
+    torch.manual_seed(0)
+    center = torch.full((D,), 0.5)
+    net = build_network(
+        NetConfig(kind="dense", hidden=(8,), latent_dim=3), ROW_SHAPE, center, torch.ones(D), False
+    )
+    X = rows()
+    with torch.no_grad():
+        X_hat, got = _Scorer(net.eval(), spec)(torch.from_numpy(X))
+    Z, R = codes(len(X))  # unused: the network scorer has no neighbors term
+    expected = reference_scores(X, X_hat.numpy(), spec, Z, R)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=RTOL)
+
+
+def test_the_torch_scorer_refuses_a_neighbors_term() -> None:
+    torch = pytest.importorskip("torch")
+    from training.errors import ExportError
+    from training.nn.config import NetConfig
+    from training.nn.export import _Scorer
+    from training.nn.models import build_network
+
+    net = build_network(
+        NetConfig(kind="linear", latent_dim=3), ROW_SHAPE, torch.zeros(D), torch.ones(D), False
+    )
+    with pytest.raises(ExportError, match="no neighbors term"):
+        _Scorer(net, spec_of(False, False, False, False, True))
+
+
+def test_the_reference_tells_the_options_apart() -> None:
+    """Each option changes the reference's scores on these rows, so a dropped step would be seen."""
+    X = rows()
+    X_hat = (X + 0.1 * np.random.default_rng(3).standard_normal(X.shape)).astype(np.float32)
+    Z, R = codes(len(X))
+    plain = reference_scores(X, X_hat, spec_of(False, False, False, False, False), Z, R)
+    for option in OPTIONS:
+        one: dict[str, Any] = {o: o == option for o in OPTIONS}
+        changed = reference_scores(X, X_hat, spec_of(**one), Z, R)
+        assert np.min(np.abs(changed - plain) / plain) > 1e-3, option
