@@ -20,7 +20,7 @@ from training.data import Splits, load_dataset
 from training.device import resolve_device
 from training.export import TrainingRun, export, verify
 from training.nn.config import NetConfig, TrainConfig
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 from training.nn.export import ATOL, picture_writer, write_onnx
 
 p = argparse.ArgumentParser(prog="scripts/gpu-check.sh")
@@ -59,7 +59,9 @@ KINDS = {
     "vae": NetConfig(kind="vae", hidden=(100,), latent_dim=16, layout="image"),
 }
 # warm-up (CUDA context, cuBLAS handles, thread pools) so that the first kind's epoch time is fair
-Autoencoder(KINDS["dense"], TrainConfig(epochs=1, device=device, quiet=True)).fit(splits.X_train[:256])
+AutoencoderEstimator(KINDS["dense"], TrainConfig(epochs=1, device=device, quiet=True)).fit(
+    splits.X_train[:256]
+)
 results, failed = [], False
 with tempfile.TemporaryDirectory() as tmp:
     for kind, net in KINDS.items():
@@ -68,7 +70,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 epochs=epochs, batch_size=128, device=device, compile=args.compile, bf16=args.bf16, quiet=True
             )
             start = time.perf_counter()
-            est = Autoencoder(net, train).fit(splits.X_train, splits.X_val)
+            est = AutoencoderEstimator(net, train).fit(splits.X_train, splits.X_val)
             per_epoch = (time.perf_counter() - start) / len(est.history_)
             run = TrainingRun(dataset=ds, splits=splits, seed=0, history=est.history_)
             start = time.perf_counter()

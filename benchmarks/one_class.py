@@ -2,7 +2,7 @@
 
 For each class c: train only on the training images of class c, score the whole test split, normal
 = c, anomaly = every other class; report AUROC (in %) per class and the mean. Every model goes
-through the product: `python -m training fit` into a temporary registry (export and verification
+through the product: `training.fit` into a temporary registry (export and verification
 included), then `training.evaluate`, which loads the published ONNX with the service's runtime.
 
     .venv/bin/python benchmarks/one_class.py --data-dir /work/shared/data/mnist --classes 0,1
@@ -15,6 +15,7 @@ Not a timed test: a full run trains (models x classes) models.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -27,27 +28,33 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.errors import LatentServeError  # noqa: E402
-from training.cli import _register_networks, build_parser, run_fit  # noqa: E402
+from training.api import fit, fitters  # noqa: E402
+from training.config import DataConfig, FitConfig, PCAConfig  # noqa: E402
+from training.errors import TrainingError  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
-from training.presets import PRESETS, apply_preset  # noqa: E402
+from training.nn.config import NN_KINDS, NetConfig, TrainConfig  # noqa: E402
+from training.presets import PRESETS, preset  # noqa: E402
 
-# model -> the `fit` flags that train it (a preset name trains that preset); the autoencoders train
+# model -> what `training.fit` trains (a preset name trains that preset); the autoencoders train
 # few epochs so that a CPU run stays in minutes (training.nn)
-_NET = "--epochs 15 --batch-size 64 --quiet"
-MODELS: dict[str, list[str]] = {
-    "pca-8": ["--model", "pca", "--n-components", "8"],
-    "pca-16": ["--model", "pca", "--n-components", "16"],
-    "pca-32": ["--model", "pca", "--n-components", "32"],
-    "dense": f"--model dense --hidden 256,64 --latent-dim 32 --activation relu {_NET}".split(),
-    "conv": f"--model conv --channels 16,32,64 --latent-dim 32 --activation relu {_NET}".split(),
-    "denoising": f"--model denoising --base conv --channels 16,32,64 --latent-dim 32 --activation relu "
-    f"--noise 0.2 {_NET}".split(),
-    "linear": f"--model linear --latent-dim 32 {_NET}".split(),
-    "vae": f"--model vae --hidden 256 --latent-dim 16 --activation relu {_NET}".split(),
-    "lstm": f"--model lstm --hidden 64 --latent-dim 32 {_NET}".split(),
-    **{name: ["--preset", name] for name in PRESETS},
+_NET = TrainConfig(epochs=15, batch_size=64, quiet=True)
+_CONV = NetConfig(channels=(16, 32, 64), activation="relu")
+MODELS: dict[str, FitConfig] = {
+    "pca-8": FitConfig("pca", pca=PCAConfig(n_components=8)),
+    "pca-16": FitConfig("pca", pca=PCAConfig(n_components=16)),
+    "pca-32": FitConfig("pca", pca=PCAConfig(n_components=32)),
+    "dense": FitConfig(
+        "dense", latent_dim=32, net=NetConfig(hidden=(256, 64), activation="relu"), train=_NET
+    ),
+    "conv": FitConfig("conv", latent_dim=32, net=_CONV, train=_NET),
+    "denoising": FitConfig(
+        "denoising", latent_dim=32, net=dataclasses.replace(_CONV, base="conv", noise=0.2), train=_NET
+    ),
+    "linear": FitConfig("linear", latent_dim=32, train=_NET),
+    "vae": FitConfig("vae", latent_dim=16, net=NetConfig(hidden=(256,), activation="relu"), train=_NET),
+    "lstm": FitConfig("lstm", latent_dim=32, net=NetConfig(hidden=(64,)), train=_NET),
+    **{name: preset(name) for name in PRESETS},
 }
-NETWORK_KINDS = {"dense", "linear", "conv", "lstm", "denoising", "vae"}
 DEFAULT_MODELS = [
     "pca-8",
     "pca-16",
@@ -72,44 +79,17 @@ def _ints(text: str) -> list[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
 
-def _kind(flags: list[str]) -> str:
-    """The --model a list of fit flags trains (the last one given wins, as in argparse)."""
-    argv = apply_preset(["fit", *flags])
-    return [argv[i + 1] for i, token in enumerate(argv) if token == "--model"][-1]
-
-
 def networks_available() -> bool:
-    try:
-        import training.nn.fit  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return all(kind in fitters() for kind in NN_KINDS)
 
 
 def one_class_auroc(
-    model: str, flags: list[str], c: int, registry: Path, args: argparse.Namespace
+    model: str, config: FitConfig, c: int, registry: Path, args: argparse.Namespace
 ) -> tuple[float, float]:
     """Train `model` on class c into `registry`, evaluate it through the runtime; (AUROC %, FPR)."""
     name = f"{model}-c{c}".lower()
-    argv = [
-        "fit",
-        *flags,
-        "--dataset",
-        args.dataset,
-        "--classes",
-        str(c),
-        "--name",
-        name,
-        "--models-dir",
-        str(registry),
-        "--device",
-        args.device,
-        "--seed",
-        str(args.seed),
-    ]
-    if args.data_dir is not None:
-        argv += ["--data-dir", str(args.data_dir)]
-    run_fit(build_parser().parse_args(apply_preset(argv)))
+    data = DataConfig(args.dataset, data_dir=args.data_dir, classes=(c,))
+    fit(config, data, name=name, models_dir=registry, device=args.device, seed=args.seed)
     report = evaluate(registry, name, args.dataset, data_dir=args.data_dir, save=False)
     return 100.0 * report["auroc"], report["fpr_at_threshold"]
 
@@ -126,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _register_networks()
     if args.threads is not None and networks_available():
         import torch
 
@@ -136,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown models {unknown}; expected some of {sorted(MODELS)}")
     if not networks_available():
-        skipped = [m for m in models if _kind(MODELS[m]) in NETWORK_KINDS]
+        skipped = [m for m in models if MODELS[m].kind in NN_KINDS]
         if skipped:
             print(f"training.nn is not importable: skipping {skipped}", file=sys.stderr)
         models = [m for m in models if m not in skipped]
@@ -149,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in args.classes:
                 try:
                     auroc, fpr = one_class_auroc(model, MODELS[model], c, Path(tmp), args)
-                except (LatentServeError, ValueError, RuntimeError) as exc:  # one failure, not the table
+                except (LatentServeError, TrainingError, ValueError, RuntimeError) as exc:  # one failure
                     message = exc.message if isinstance(exc, LatentServeError) else str(exc)
                     print(f"{model} class {c}: FAILED: {message}", file=sys.stderr)
                     auroc, fpr = math.nan, math.nan
@@ -161,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 "auroc": aurocs,
                 "fpr": fprs,
                 "seconds": time.perf_counter() - t0,
-                "flags": MODELS[model],
+                "config": dataclasses.asdict(MODELS[model]),
             }
     print_table(results, args.classes, args.dataset)
     if args.json is not None:

@@ -7,8 +7,8 @@ features, `y` 1 = anomaly) in a folder:
 - columns constant on the 60% part dropped;
 - every method fits on the normal rows (y == 0) of the 60% part only and scores the 40% part.
 
-Ours go through the product: the normal training rows are written to a `.npy`, `python -m training
-fit` trains and publishes them into a temporary registry (its own 70/15/15 train / validation /
+Ours go through the product: the normal training rows are written to a `.npy`, `training.fit`
+trains and publishes them into a temporary registry (its own 70/15/15 train / validation /
 calibration split, export, parity verification), and the published version is scored by the
 service's runtime. PyOD's detectors (`pip install -e '.[train,bench]'`) run with their defaults.
 Prints AUROC per set, the mean, the mean rank, the false-positive rate of our threshold on the
@@ -46,18 +46,21 @@ from service.errors import LatentServeError  # noqa: E402
 from service.manifest import Manifest  # noqa: E402
 from service.registry import versions_of  # noqa: E402
 from service.runtime import RUNTIMES  # noqa: E402
-from training.cli import _register_networks, build_parser, run_fit  # noqa: E402
-from training.presets import apply_preset  # noqa: E402
+from training.api import fit  # noqa: E402
+from training.config import FitConfig  # noqa: E402
+from training.errors import TrainingError  # noqa: E402
+from training.nn.config import TrainConfig  # noqa: E402
+from training.presets import preset  # noqa: E402
 
 MAX_ROWS = 20_000
 TEST_SHARE = 0.4
 SERVED_ROLES = {"encoder", "decoder", "scorer", "estimator", "reference"}
 
-# our methods: name -> the `fit` flags (a preset trains that preset)
-OURS: dict[str, list[str]] = {
-    "tabular": ["--preset", "tabular"],
-    "pca": ["--model", "pca"],
-    "dense": ["--model", "dense", "--quiet"],
+# our methods: name -> what `training.fit` trains
+OURS: dict[str, FitConfig] = {
+    "tabular": preset("tabular"),
+    "pca": FitConfig("pca"),
+    "dense": FitConfig("dense", train=TrainConfig(quiet=True)),
 }
 PYOD = ("IForest", "KNN", "PCA", "ECOD", "AutoEncoder")
 # with n calibration rows the 0.99 quantile's false-positive rate has a standard error of about
@@ -103,15 +106,14 @@ def auroc(y: np.ndarray, scores: np.ndarray) -> float:
     return 100.0 * float(roc_auc_score(y, scores))
 
 
-def run_ours(flags: list[str], X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> Result:
+def run_ours(config: FitConfig, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> Result:
     """fit -> publish -> score through the service's runtime."""
     with tempfile.TemporaryDirectory(prefix="tabular-") as tmp:
         data = Path(tmp) / "train.npy"
         np.save(data, X_train.astype(np.float32))
         registry = Path(tmp) / "models"
-        argv = ["fit", *flags, "--dataset", str(data), "--name", "m", "--models-dir", str(registry)]
         t0 = time.perf_counter()
-        run_fit(build_parser().parse_args(apply_preset(argv)))
+        fit(config, data, name="m", models_dir=registry)
         fit_s = time.perf_counter() - t0
         version = versions_of(registry, "m")[-1]
         folder = registry / "m" / str(version)
@@ -230,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _register_networks()
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in names]
     if unknown:
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     pyod_name = next(n for n in PYOD if f"pyod-{n.lower()}" == m)
                     res = run_pyod(pyod_name, X_train, X_test, y_test)
-            except (LatentServeError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+            except (LatentServeError, TrainingError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
                 message = exc.message if isinstance(exc, LatentServeError) else str(exc)
                 res = Result(None, 0.0, 0.0, -1, error=message.splitlines()[0][:300])
             table[m][f.stem] = res

@@ -13,7 +13,6 @@
     ├── NotAcceptable                406  an Accept we cannot produce
     ├── RegistryError                500  the registry is inconsistent (bad manifest, checksum)
     │   └── IntegrityError           500  a file does not match its manifest sha256
-    ├── ExportError                  500  (training side) an export failed verification
     ├── NotReady                     503  the registry has not finished its first load, or draining
     ├── Overloaded                   503  shed before the body is read (Retry-After); see admission
     ├── ClientClosed                 499  the client left before its request was read (never sent)
@@ -157,10 +156,6 @@ class RegistryError(LatentServeError):
 
 
 class IntegrityError(RegistryError):
-    pass
-
-
-class ExportError(LatentServeError):
     pass
 
 

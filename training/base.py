@@ -16,11 +16,12 @@ import numpy.typing as npt
 
 from service.manifest import MAX_REFERENCE_ROWS, NeighborsSpec, ScoreSpec
 from service.runtime.base import row_scores
+from training.config import ScoreConfig
+from training.errors import UsageError
 
 F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
 REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
-DEFAULT_REFERENCE_ROWS = 4096  # reference codes a neighbors score keeps by default
 
 
 MIN_STD = 1e-12  # a feature with a smaller training std is constant: it keeps scale 1
@@ -32,28 +33,22 @@ def feature_scale(std: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def score_spec(
-    row_shape: tuple[int, ...],
-    layout: str,
-    *,
-    reduction: str = "mean",
-    topk: int | None = None,
-    pool: int | None = None,
-    relative: bool = False,
-    scale: list[float] | None = None,
+    row_shape: tuple[int, ...], layout: str, score: ScoreConfig, scale: list[float] | None = None
 ) -> ScoreSpec:
-    """The per-row score a model is calibrated and served with, from the `--score-*` flags; a flag
-    that cannot apply to these rows is a ValueError naming it (every estimator kind shares this)."""
+    """The per-row score a model is calibrated and served with (docs/score.md), from `score`; a
+    setting that cannot apply to these rows is a UsageError naming its flag (every kind shares this)."""
     d = int(np.prod(row_shape))
+    reduction, topk, pool = score.reduction, score.topk, score.pool
     if reduction not in ("mean", "topk"):
-        raise ValueError(f"--score-reduction: expected mean or topk, got {reduction!r}")
+        raise UsageError(f"--score-reduction: expected mean or topk, got {reduction!r}")
     if reduction == "topk" and not (topk is not None and 1 <= topk <= d):
-        raise ValueError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
+        raise UsageError(f"--score-reduction topk needs --score-topk K with 1 <= K <= {d}")
     image_shape = None
     if pool is not None:
         if layout != "image" or not 2 <= len(row_shape) <= 3:
-            raise ValueError(f"--score-pool needs image rows (H, W[, C]); these are {layout} rows")
+            raise UsageError(f"--score-pool needs image rows (H, W[, C]); these are {layout} rows")
         if pool < 1 or pool % 2 == 0:
-            raise ValueError(f"--score-pool must be an odd window size like 3, got {pool}")
+            raise UsageError(f"--score-pool must be an odd window size like 3, got {pool}")
         image_shape = [*row_shape, 1] if len(row_shape) == 2 else list(row_shape)
     return ScoreSpec(
         reduction=reduction,  # type: ignore[arg-type]
@@ -61,7 +56,7 @@ def score_spec(
         scale=scale,
         pool=pool,
         image_shape=image_shape,
-        relative=relative,
+        relative=score.relative,
     )
 
 
@@ -132,10 +127,10 @@ class ReconstructionEstimator(ABC):
         and average the squared distances to the k nearest of them. Returns self."""
         X2 = self._flat(X)
         if not 1 <= max_rows <= MAX_REFERENCE_ROWS:
-            raise ValueError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {max_rows}")
+            raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {max_rows}")
         rows = min(len(X2), max_rows)
         if not 1 <= k <= rows:
-            raise ValueError(f"--score-neighbors must be in [1, {rows}] (the reference rows), got {k}")
+            raise UsageError(f"--score-neighbors must be in [1, {rows}] (the reference rows), got {k}")
         if len(X2) > max_rows:
             idx = np.sort(np.random.default_rng(seed).choice(len(X2), max_rows, replace=False))
         else:

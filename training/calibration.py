@@ -6,15 +6,17 @@ import numpy as np
 
 from service.manifest import Threshold
 from training.base import F32
+from training.config import ScoreConfig
+from training.errors import UsageError
 
 MAX_STORED_SCORES = 5000
 
 
-def calibrate(scores: F32, quantile: float = 0.99) -> Threshold:
+def calibrate(scores: F32, quantile: float = ScoreConfig.quantile) -> Threshold:
     """Threshold at `quantile` of `scores`; keeps the sorted scores (or a 5001-point quantile table
     of them when there are more) so that the service can turn any score into a p-value."""
     if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+        raise UsageError(f"quantile must be in (0, 1), got {quantile}")
     s = np.sort(np.asarray(scores, dtype=np.float64))
     if len(s) == 0 or not np.isfinite(s).all():
         raise ValueError("calibration scores must be finite and non-empty")

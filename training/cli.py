@@ -1,51 +1,43 @@
 """`python -m training fit | list | show | bootstrap | evaluate | presets`: train and read the registry.
 
-Bad arguments exit non-zero with one clear line on stderr and leave the registry untouched.
+`fit` maps its flags onto the config objects of `training.config` (each flag's `dest` names the field
+it sets) and calls `training.fit`; `--help` prints the config objects' defaults. Bad arguments exit 2
+with one clear line on stderr and leave the registry untouched; any other exception is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-from pydantic import ValidationError
+from typing import Any
 
 from service.errors import LatentServeError
-from service.manifest import MAX_REFERENCE_ROWS, ScoreSpec, is_valid_name
+from service.manifest import MAX_REFERENCE_ROWS, is_valid_name
 from service.registry import model_names, read_manifest, versions_of
-from training.base import DEFAULT_REFERENCE_ROWS, ReconstructionEstimator, score_spec
-from training.config import PCA_KINDS, FitConfig, PCAConfig
-from training.data import DataError, Dataset, check_matrix, filter_classes, load_dataset, split
-from training.export import TrainingRun, export_pca_family
-from training.publish import PublishError, RegistryNotWritable, check_writable
+from training.api import bootstrap, fit
+from training.config import KINDS, MODELS_DIR, DataConfig, FitConfig, PCAConfig, ScoreConfig
+from training.errors import TrainingError, UsageError
+from training.nn.config import NetConfig, TrainConfig
+from training.presets import PRESETS, preset
+from training.publish import PublishError, RegistryNotWritable
 
 log = logging.getLogger("latentserve.training")
 
-# kind -> function(FitConfig, args, Dataset, TrainingRun) -> published folder
-Fitter = Callable[[FitConfig, argparse.Namespace, Dataset, TrainingRun], Path]
-FITTERS: dict[str, Fitter] = {}
-
-# The defaults `bootstrap` trains into an empty registry: (name, kind, dataset, extra flags)
-DEFAULT_MODELS: list[tuple[str, str, str, list[str]]] = [
-    ("digits-pca", "pca", "digits", ["--n-components", "0.95"]),
-    ("digits-sklearn-pca", "sklearn-pca", "digits", ["--n-components", "16"]),
-    ("digits-randomized-pca", "sklearn-pca", "digits", ["--n-components", "16", "--solver", "randomized"]),
-    ("digits-incremental-pca", "incremental-pca", "digits", ["--n-components", "16"]),
-    ("digits-kernel-pca", "kernel-pca", "digits", ["--n-components", "16"]),
-    ("breast-cancer-pca", "pca", "breast-cancer", ["--n-components", "0.9"]),
-    ("breast-cancer-sklearn-pca", "sklearn-pca", "breast-cancer", ["--n-components", "10"]),
-    ("breast-cancer-incremental-pca", "incremental-pca", "breast-cancer", ["--n-components", "10"]),
-    ("breast-cancer-kernel-pca", "kernel-pca", "breast-cancer", ["--n-components", "10"]),
-]
-
-
-class UsageError(ValueError):
-    pass
+SECTIONS: dict[str, type[Any]] = {
+    "": FitConfig,
+    "data": DataConfig,
+    "pca": PCAConfig,
+    "net": NetConfig,
+    "train": TrainConfig,
+    "score": ScoreConfig,
+}
+BATCH_SIZE = ("pca.batch_size", "train.batch_size")  # --batch-size sets both: incremental-pca and networks
 
 
 def _n_components(text: str) -> float:
@@ -60,13 +52,23 @@ def _n_components(text: str) -> float:
     return int(value) if value >= 1 else value
 
 
-def _classes(text: str) -> tuple[int, ...]:
+def _integers(text: str, example: str) -> tuple[int, ...]:
     try:
         return tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 3 or 0,8, got {text!r}"
-        ) from None
+        message = f"expected comma-separated integers like {example}, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _classes(text: str) -> tuple[int, ...]:
+    return _integers(text, "3 or 0,8")
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    values = _integers(text, "256,64")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 256,64, got {text!r}")
+    return values
 
 
 def _name(text: str) -> str:
@@ -90,93 +92,100 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
+def field_default(dest: str) -> Any:
+    """The default of the config field a flag sets: "score.pool" -> ScoreConfig's pool default."""
+    section, _, name = dest.rpartition(".")
+    (f,) = [f for f in dataclasses.fields(SECTIONS[section]) if f.name == name]
+    return f.default
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else str(value)
+
+
+def _add(
+    p: argparse.ArgumentParser, flag: str, dest: str, text: str, default: str | None = None, **kw: Any
+) -> None:
+    """A fit flag that sets the config field `dest`; its help ends with that field's default."""
+    shown = default if default is not None else _shown(field_default(dest))
+    if "action" not in kw and "choices" not in kw:  # the flag's name, not the dotted dest
+        kw.setdefault("metavar", flag.lstrip("-").upper().replace("-", "_"))
+    p.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=f"{text} (default: {shown})", **kw)
+
+
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=f"model kind: {', '.join(sorted(FITTERS) or PCA_KINDS)}")
-    p.add_argument(
-        "--dataset", required=True, help="digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path"
-    )
-    p.add_argument("--name", required=True, type=_name, help="registry name of the model")
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
-    p.add_argument("--data-dir", type=Path, default=None, help="folder with the IDX .gz files")
-    p.add_argument("--classes", type=_classes, default=None, help="keep only these labels, e.g. 3 or 0,8")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument(
-        "--quantile", type=_fraction, default=0.99, help="threshold quantile of calibration errors"
+    """The `fit` flags; only those given reach the namespace (each dest is a config field)."""
+
+    def add(flag: str, dest: str, text: str, default: str | None = None, **kw: Any) -> None:
+        _add(p, flag, dest, text, default, **kw)
+
+    add("--model", "kind", f"model kind: {', '.join(KINDS)}", "the preset's; required without --preset")
+    datasets = (
+        "digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path to a .npy / .csv / .parquet "
+        "file or a folder of images"
     )
     p.add_argument(
-        "--n-components", type=_n_components, default=None, help="PCA: k, or a variance share like 0.95"
+        "--dataset", dest="data.dataset", metavar="DATA", required=True, help=f"{datasets} (required)"
     )
-    p.add_argument(
-        "--latent-dim", type=int, default=None, help="size of the code (PCA: same as an integer k)"
-    )
-    p.add_argument(
-        "--standardize",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="standardise features (default: yes for feature data, no for images)",
-    )
-    p.add_argument("--solver", choices=["full", "randomized"], default="full", help="sklearn-pca solver")
-    p.add_argument("--batch-size", type=int, default=None, help="rows per step (incremental-pca, networks)")
-    p.add_argument("--kernel", choices=["rbf", "poly", "sigmoid", "cosine", "linear"], default="rbf")
-    p.add_argument("--gamma", type=float, default=None, help="kernel-pca kernel coefficient")
-    p.add_argument("--max-rows", type=int, default=3000, help="kernel-pca: at most this many training rows")
-    p.add_argument(
-        "--no-download",
-        dest="download",
-        action="store_false",
-        help="never download mnist / fashion-mnist; fail if the files are missing",
-    )
-    p.add_argument(
-        "--mmap", action="store_true", help="memory-map a .npy dataset (streams through incremental-pca)"
+    p.add_argument("--name", required=True, type=_name, help="registry name of the model (required)")
+    registry = f"the registry (default: {MODELS_DIR})"
+    p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=registry)
+    idx = "$LATENTSERVE_DATA_DIR or ~/.cache"
+    add("--data-dir", "data.data_dir", "folder with the IDX .gz files", idx, type=Path)
+    add("--classes", "data.classes", "keep only these labels, e.g. 3 or 0,8", "all", type=_classes)
+    add("--seed", "seed", "seeds the split, the initialisation and the shuffling", type=int)
+    add("--device", "device", "where to train", choices=["auto", "cpu", "cuda"])
+    add("--quantile", "score.quantile", "threshold quantile of calibration errors", type=_fraction)
+    k = f"--latent-dim, else {PCAConfig.DEFAULT_SHARE} (kernel-pca: {PCAConfig.DEFAULT_KERNEL_K})"
+    add("--n-components", "pca.n_components", "PCA: k, or a variance share like 0.95", k, type=_n_components)
+    latent = f"PCA: as --n-components; networks: min({NetConfig.latent_dim}, d // 2) for rows of d values"
+    add("--latent-dim", "latent_dim", "size of the code (PCA: same as an integer k)", latent, type=int)
+    std = "yes for feature data, no for images"
+    add("--standardize", "standardize", "standardise features", std, action=argparse.BooleanOptionalAction)
+    add("--solver", "pca.solver", "sklearn-pca solver", choices=["full", "randomized"])
+    batch = f"incremental-pca {field_default(BATCH_SIZE[0])}, networks {field_default(BATCH_SIZE[1])}"
+    add("--batch-size", "batch_size", "rows per step (incremental-pca, networks)", batch, type=int)
+    add("--kernel", "pca.kernel", "kernel-pca kernel", choices=["rbf", "poly", "sigmoid", "cosine", "linear"])
+    add("--gamma", "pca.gamma", "kernel-pca kernel coefficient", "1 / n_features", type=float)
+    add("--max-rows", "pca.max_rows", "kernel-pca: at most this many training rows", type=int)
+    offline = "never download mnist / fashion-mnist; fail if the files are missing"
+    add("--no-download", "data.download", offline, "download", action="store_false")
+    add(
+        "--mmap", "data.mmap", "memory-map a .npy file (streams through incremental-pca)", action="store_true"
     )
     # networks (training.nn): dense, linear, conv, lstm, denoising, vae
-    p.add_argument("--hidden", default=None, help="network hidden widths, e.g. 100 or 256,64 (lstm: units)")
-    p.add_argument("--channels", default=None, help="conv channels per level, e.g. 16,32,64")
-    p.add_argument("--activation", choices=["selu", "relu", "leaky-relu", "tanh"], default=None)
-    p.add_argument("--loss", choices=["mse", "bce"], default=None, help="bce on [0, 1] data, else mse")
-    p.add_argument("--base", choices=["dense", "linear", "conv", "lstm"], default=None, help="denoising")
-    p.add_argument("--noise", type=float, default=None, help="input corruption (denoising default 0.2)")
-    p.add_argument("--noise-kind", choices=["gaussian", "dropout"], default=None)
-    p.add_argument("--sparsity", type=float, default=None, help="weight of the L1 code penalty mean |z|")
-    p.add_argument("--beta", type=float, default=None, help="vae: weight of the KL term")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    p.add_argument("--compile", action="store_true", help="torch.compile (CUDA graphs on GPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--score-reduction", choices=["mean", "topk"], default=None)
-    p.add_argument("--score-topk", type=int, default=None, help="with --score-reduction topk: k")
-    p.add_argument(
-        "--score-pool",
-        type=int,
-        default=None,
-        help="images: average the error over P x P windows (odd P) before squaring",
-    )
-    p.add_argument(
-        "--score-relative",
-        action="store_true",
-        help="divide the score by the variance of the row's input values (its contrast)",
-    )
-    p.add_argument(
-        "--score-neighbors",
-        type=int,
-        default=None,
-        metavar="K",
-        help="add the code's mean squared distance to its K nearest training codes to the score (0: off)",
-    )
-    p.add_argument(
-        "--score-reference-rows",
-        type=int,
-        default=DEFAULT_REFERENCE_ROWS,
-        metavar="R",
-        help=f"with --score-neighbors: keep the codes of at most R training rows (<= {MAX_REFERENCE_ROWS})",
-    )
-    p.add_argument(
-        "--preset", default=None, help="named settings (see `presets`); explicit flags override them"
-    )
+    add("--hidden", "net.hidden", "network hidden widths, e.g. 100 or 256,64 (lstm: units)", type=_widths)
+    add("--channels", "net.channels", "conv channels per level, e.g. 16,32,64", type=_widths)
+    add("--activation", "net.activation", "hidden activation", choices=["selu", "relu", "leaky-relu", "tanh"])
+    add("--loss", "net.loss", "reconstruction loss", "bce on [0, 1] data, else mse", choices=["mse", "bce"])
+    add("--base", "net.base", "denoising: the network it wraps", choices=["dense", "linear", "conv", "lstm"])
+    noise = f"denoising {NetConfig.DENOISING_NOISE}, else 0"
+    add("--noise", "net.noise", "input corruption", noise, type=float)
+    add("--noise-kind", "net.noise_kind", "input corruption kind", choices=["gaussian", "dropout"])
+    add("--sparsity", "net.sparsity", "weight of the L1 code penalty mean |z|", type=float)
+    add("--beta", "net.beta", "vae: weight of the KL term", type=float)
+    add("--epochs", "train.epochs", "passes over the training rows", type=int)
+    add("--lr", "train.lr", "learning rate", type=float)
+    add("--optimizer", "train.optimizer", "optimizer", choices=["adam", "sgd"])
+    add("--patience", "train.patience", "early-stopping patience in epochs", type=int)
+    add("--bf16", "train.bf16", "bfloat16 autocast", action="store_true")
+    add("--compile", "train.compile", "torch.compile (CUDA graphs on GPU)", action="store_true")
+    add("--quiet", "train.quiet", "no progress bar", action="store_true")
+    add("--score-reduction", "score.reduction", "reduction of the squared errors", choices=["mean", "topk"])
+    add("--score-topk", "score.topk", "with --score-reduction topk: k", type=int)
+    pool = "images: average the error over P x P windows (odd P) before squaring"
+    add("--score-pool", "score.pool", pool, "no pooling", type=int)
+    relative = "divide the score by the variance of the row's input values (its contrast)"
+    add("--score-relative", "score.relative", relative, action="store_true")
+    neighbors = "add the code's mean squared distance to its K nearest training codes to the score (0: off)"
+    add("--score-neighbors", "score.neighbors", neighbors, type=int, metavar="K")
+    rows = f"with --score-neighbors: keep the codes of at most R training rows (<= {MAX_REFERENCE_ROWS})"
+    add("--score-reference-rows", "score.reference_rows", rows, type=int, metavar="R")
+    add("--preset", "preset", "named settings (see `presets`); explicit flags override them", "none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,12 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_fit_arguments(sub.add_parser("fit", help="train a model and publish it as a new version"))
     p_list = sub.add_parser("list", help="list the registry's models and versions")
-    p_list.add_argument("--models-dir", type=Path, default=Path("models"))
+    p_list.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p_show = sub.add_parser("show", help="print a version's manifest (default: the newest)")
     p_show.add_argument("ref", help="NAME or NAME:VERSION")
-    p_show.add_argument("--models-dir", type=Path, default=Path("models"))
+    p_show.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p_boot = sub.add_parser("bootstrap", help="train the default models when the registry is empty")
-    p_boot.add_argument("--models-dir", type=Path, default=Path("models"))
+    p_boot.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p_boot.add_argument("--force", action="store_true", help="train the defaults even if models exist")
     from training.evaluate import add_evaluate_arguments
 
@@ -198,146 +207,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fit_config(args: argparse.Namespace) -> FitConfig:
-    for flag in ("epochs", "batch_size", "patience"):  # shared by every kind that reads them
-        value = getattr(args, flag, None)
-        if value is not None and value < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    if getattr(args, "mmap", False) and args.model != "incremental-pca":
-        raise UsageError(
-            f"--mmap streams rows through --model incremental-pca only; --model {args.model} reads "
-            "the whole file: drop --mmap"
-        )
-    return FitConfig(
-        model=args.model,
-        dataset=args.dataset,
-        name=args.name,
-        models_dir=args.models_dir,
-        data_dir=args.data_dir,
-        classes=args.classes,
-        seed=args.seed,
-        device=args.device,
-        quantile=args.quantile,
-        standardize=args.standardize,
-    )
-
-
-def _load_rows(cfg: FitConfig, args: argparse.Namespace) -> tuple[Dataset, TrainingRun]:
-    ds = load_dataset(
-        cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, download=args.download, mmap=args.mmap
-    )
-    classes = list(cfg.classes) if cfg.classes else None
-    X, y = filter_classes(ds, classes)
-    if isinstance(X, np.memmap):
-        # a memory-mapped file is split by position: the tail is validation and calibration
-        n = len(X)
-        n_hold = max(2, round(n * (cfg.validation + cfg.calibration)))
-        tail = check_matrix(np.asarray(X[n - n_hold :]), Path(cfg.dataset), row_offset=n - n_hold)
-        half = n_hold // 2
-        from training.data import Splits
-
-        splits = Splits(X[: n - n_hold], tail[:half], tail[half:], None, None, None)  # type: ignore[arg-type]
+def configs(args: argparse.Namespace) -> tuple[FitConfig, DataConfig]:
+    """The FitConfig and DataConfig a `fit` command line asks for: the preset's settings (or the
+    defaults), with every flag given replacing the field its dest names."""
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "name", "models_dir")}
+    if "batch_size" in given:
+        size = given.pop("batch_size")
+        given.update(dict.fromkeys(BATCH_SIZE, size))
+    name = given.pop("preset", None)
+    if name is not None:
+        base = preset(name)
+    elif "kind" in given:
+        base = FitConfig(given["kind"])
     else:
-        splits = split(X, y, seed=cfg.seed, validation=cfg.validation, calibration=cfg.calibration)
-    preset = getattr(args, "preset", None)
-    return ds, TrainingRun(
-        dataset=ds,
-        splits=splits,
-        seed=cfg.seed,
-        classes=classes,
-        quantile=cfg.quantile,
-        hyperparameters={"preset": preset} if preset else {},
-    )
+        raise UsageError("--model is required (or --preset NAME)")
+    parts = {
+        s: {k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(f"{s}.")} for s in SECTIONS if s
+    }
+    data = DataConfig(**parts.pop("data"))
+    top = {k: v for k, v in given.items() if "." not in k}
+    sections = {s: dataclasses.replace(getattr(base, s), **values) for s, values in parts.items()}
+    return dataclasses.replace(base, **top, **sections), data
 
 
-def _fit_pca(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: TrainingRun) -> Path:
-    from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA
-
-    default = 16 if cfg.model == "kernel-pca" else 0.95
-    k: float = args.n_components if args.n_components is not None else (args.latent_dim or default)
-    d = int(np.prod(ds.row_shape))
-    if float(k) >= 1 and k > d:
-        raise UsageError(f"--n-components {k} is larger than the input size {d}")
-    std = cfg.standardize if cfg.standardize is not None else ds.layout == "features"
-    pcfg = PCAConfig(
-        n_components=k,
-        solver=args.solver,
-        batch_size=args.batch_size or 1024,
-        kernel=args.kernel,
-        gamma=args.gamma,
-        max_rows=args.max_rows,
-    )
-    est: ReconstructionEstimator
-    if cfg.model == "pca":
-        est = PCA(pcfg.n_components, standardize=std, device=cfg.device)
-    elif cfg.model == "sklearn-pca":
-        est = SklearnPCA(pcfg.n_components, solver=pcfg.solver, standardize=std, seed=cfg.seed)  # type: ignore[arg-type]
-    elif cfg.model == "incremental-pca":
-        est = IncrementalPCA(pcfg.n_components, batch_size=pcfg.batch_size, standardize=std)
-    else:
-        est = KernelPCA(
-            int(pcfg.n_components),
-            kernel=pcfg.kernel,
-            gamma=pcfg.gamma,
-            alpha=pcfg.alpha,
-            standardize=std,
-            max_rows=pcfg.max_rows,
-            seed=cfg.seed,
-        )
-    score = _score_spec(args, ds)  # a bad --score-* flag fails before the fit, not after it
-    est.fit(run.splits.X_train)
-    est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
-    if args.score_neighbors:
-        est.fit_neighbors(
-            run.splits.X_train, args.score_neighbors, max_rows=args.score_reference_rows, seed=cfg.seed
-        )
-    return export_pca_family(est, run, cfg.models_dir, cfg.name)
+def _value(config: FitConfig, dest: str) -> Any:
+    section, _, name = dest.rpartition(".")
+    return getattr(getattr(config, section) if section else config, name)
 
 
-def _score_spec(args: argparse.Namespace, ds: Dataset) -> ScoreSpec:
-    """The score the --score-* flags ask for (the fitted estimator adds its standardisation scale)."""
-    k, rows = getattr(args, "score_neighbors", None), getattr(args, "score_reference_rows", 1)
-    if k is not None and k < 0:
-        raise UsageError(f"--score-neighbors must be >= 0 (0: off), got {k}")
-    if not 1 <= rows <= MAX_REFERENCE_ROWS:
-        raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {rows}")
-    return score_spec(
-        ds.row_shape,
-        ds.layout,
-        reduction=args.score_reduction or "mean",
-        topk=args.score_topk,
-        pool=getattr(args, "score_pool", None),
-        relative=bool(getattr(args, "score_relative", False)),
-    )
+def flags_of(config: FitConfig) -> list[str]:
+    """The `fit` flags that turn the defaults of config.kind into `config` (how `presets` shows one)."""
+    p = _Parser()
+    add_fit_arguments(p)
+    default = FitConfig(config.kind)
+    settable = {
+        f"{s}.{f.name}".lstrip(".")
+        for s, cls in SECTIONS.items()
+        if s != "data"
+        for f in dataclasses.fields(cls)
+    }
+    out = ["--model", config.kind]
+    for action in p._actions:
+        dests = BATCH_SIZE if action.dest == "batch_size" else (action.dest,)
+        changed = [d for d in dests if d in settable and _value(config, d) != _value(default, d)]
+        if not changed or action.dest in ("kind", "preset"):
+            continue
+        flag = action.option_strings[0]
+        out += [flag] if action.nargs == 0 else [flag, _shown(_value(config, changed[0]))]
+    return out
 
 
-for _kind in PCA_KINDS:
-    FITTERS[_kind] = _fit_pca
-
-
-def _register_networks() -> None:
-    """Autoencoder kinds live in training.nn (needs torch); register them when importable."""
-    try:
-        from training.nn.fit import register
-    except ImportError as exc:
-        if "torch" not in str(exc) and "training.nn" not in str(exc):
-            raise
-        return
-    register(FITTERS)
+def describe() -> str:
+    """One block per preset: name, kind and description, then the flags it amounts to."""
+    lines = []
+    for name, p in PRESETS.items():
+        lines.append(f"{name}\t{p.config.kind}\t{p.description}")
+        lines.append(f"\tflags: {' '.join(flags_of(p.config))}")
+    return "\n".join(lines)
 
 
 def run_fit(args: argparse.Namespace) -> Path:
-    cfg = fit_config(args)
-    if cfg.model not in FITTERS:
-        raise UsageError(f"--model: unknown kind {cfg.model!r}; expected one of {sorted(FITTERS)}")
-    if getattr(args, "score_neighbors", None) and cfg.model not in PCA_KINDS:
-        raise UsageError(
-            f"--score-neighbors: --model {cfg.model} keeps no reference codes; the PCA family "
-            f"({', '.join(PCA_KINDS)}) does"
-        )
-    check_writable(cfg.models_dir)  # before the training, not after it
-    ds, run = _load_rows(cfg, args)
-    return FITTERS[cfg.model](cfg, args, ds, run)
+    """`fit`: the configs from the flags, then `training.fit`."""
+    config, data = configs(args)
+    return fit(config, data, name=args.name, models_dir=args.models_dir)
 
 
 def cmd_list(models_dir: Path) -> None:
@@ -364,12 +296,8 @@ def cmd_show(models_dir: Path, ref: str) -> None:
 
 
 def cmd_bootstrap(models_dir: Path, force: bool) -> None:
-    if model_names(models_dir) and not force:
+    if not bootstrap(models_dir, force=force, published=print):
         print(f"registry {models_dir} already holds models; nothing to train", file=sys.stderr)
-        return
-    parser = build_parser()
-    for name, kind, dataset, extra in default_models():
-        print(run_fit(parser.parse_args(fit_argv(kind, dataset, name, models_dir, *extra))))
 
 
 def fit_argv(kind: str, dataset: str, name: str, models_dir: Path | str, *extra: str) -> list[str]:
@@ -378,25 +306,8 @@ def fit_argv(kind: str, dataset: str, name: str, models_dir: Path | str, *extra:
     return ["fit", *required, *extra]
 
 
-def default_models() -> list[tuple[str, str, str, list[str]]]:
-    """The PCA defaults, plus the network defaults when torch is installed."""
-    try:
-        from training.nn.fit import DEFAULT_NETWORKS
-    except ImportError:
-        return list(DEFAULT_MODELS)
-    return [*DEFAULT_MODELS, *DEFAULT_NETWORKS]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _register_networks()
-    from training.presets import PresetError, apply_preset
-
-    try:
-        argv = apply_preset(list(sys.argv[1:] if argv is None else argv))
-    except PresetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     args = build_parser().parse_args(argv)
     try:
         if args.command == "fit":
@@ -414,13 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_evaluate(args)
         elif args.command == "presets":
-            from training.presets import describe
-
             print(describe())
-    except (UsageError, DataError, ValueError, ValidationError) as exc:
+    except TrainingError as exc:  # our own usage, data and export errors: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except LatentServeError as exc:
+    except LatentServeError as exc:  # the registry's (a bad reference, an unreadable manifest)
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except (RegistryNotWritable, PublishError) as exc:  # the arguments were fine; the registry was not

@@ -21,6 +21,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from training.config import DataConfig
+from training.errors import DataError
+
 Layout = Literal["features", "image", "sequence"]
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -51,10 +54,6 @@ MIRRORS: dict[str, list[str]] = {
     ],
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
 }
-
-
-class DataError(ValueError):
-    """A data set could not be found or read; the message says which file, row and why."""
 
 
 @dataclass(frozen=True)
@@ -399,8 +398,8 @@ def split(
     y: I64 | None,
     *,
     seed: int,
-    validation: float = 0.15,
-    calibration: float = 0.15,
+    validation: float = DataConfig.validation,
+    calibration: float = DataConfig.calibration,
 ) -> Splits:
     """Shuffle with `seed`, then cut train / validation / calibration."""
     n = len(X)

@@ -34,16 +34,14 @@ import numpy.typing as npt
 from service.manifest import Manifest
 from service.registry import model_names, parse_ref, read_manifest, versions_of
 from service.runtime import RUNTIMES, ModelRuntime
+from training.config import MODELS_DIR
 from training.data import F32, Dataset, load_dataset, split
+from training.errors import EvaluationError
 
 REPORTS_DIR = "evaluations"
 BATCH = 2048
 Bools = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]
-
-
-class EvaluationError(ValueError):
-    """The evaluation cannot run as asked; the message says why and what would work."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="labels that count as normal, e.g. 3 or 0,8 (default: the classes the model trained on)",
     )
-    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--data-dir", type=Path, default=None, help="folder with the IDX .gz files")
     p.add_argument(
         "--allow-pickle",

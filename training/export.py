@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.errors import ExportError
 from service.manifest import (
     DataSummary,
     EpochRecord,
@@ -31,7 +30,9 @@ from service.runtime import RUNTIMES
 from service.runtime.base import row_scores
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
+from training.config import ScoreConfig
 from training.data import Dataset, Splits
+from training.errors import ExportError
 from training.publish import Staging
 
 # (role, file name, format) of each artifact a writer produced in the staging folder
@@ -47,7 +48,7 @@ class TrainingRun:
     splits: Splits
     seed: int
     classes: list[int] | None = None
-    quantile: float = 0.99
+    quantile: float = ScoreConfig.quantile
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     history: list[EpochRecord] = field(default_factory=list)
     _scores: dict[str, F32] = field(default_factory=dict, init=False, repr=False, compare=False)

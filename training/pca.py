@@ -15,9 +15,12 @@ import numpy.typing as npt
 
 from service.manifest import ScoreSpec
 from training.base import F32, ReconstructionEstimator, feature_scale
+from training.config import PCAConfig
 from training.device import resolve_device
+from training.errors import DataError, UsageError
 
 F64 = npt.NDArray[np.float64]
+_DEFAULT = PCAConfig()  # the estimators' defaults are the config's
 
 
 def resolve_n_components(n_components: float, ratios: F64) -> int:
@@ -25,10 +28,10 @@ def resolve_n_components(n_components: float, ratios: F64) -> int:
     if isinstance(n_components, int) or (float(n_components).is_integer() and n_components >= 1):
         k = int(n_components)
         if not 1 <= k <= len(ratios):
-            raise ValueError(f"n_components={k} must be between 1 and {len(ratios)}")
+            raise UsageError(f"n_components={k} must be between 1 and {len(ratios)}")
         return k
     if not 0.0 < n_components < 1.0:
-        raise ValueError(f"n_components={n_components} must be an integer >= 1 or a fraction in (0, 1)")
+        raise UsageError(f"n_components={n_components} must be an integer >= 1 or a fraction in (0, 1)")
     reached = int(np.searchsorted(np.cumsum(ratios), n_components - 1e-12)) + 1
     return min(reached, len(ratios))
 
@@ -116,7 +119,11 @@ class PCA(LinearCodec):
     kind = "pca"
 
     def __init__(
-        self, n_components: float = 0.95, *, standardize: bool = False, device: str = "auto"
+        self,
+        n_components: float = PCAConfig.DEFAULT_SHARE,
+        *,
+        standardize: bool = False,
+        device: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.standardize = standardize
@@ -126,7 +133,7 @@ class PCA(LinearCodec):
         """X: (n, *shape). Learns center_, scale_, components_ (k, d), explained variance."""
         X2 = self._remember_shape(X)
         if len(X2) < 2:
-            raise ValueError("PCA needs at least 2 rows")
+            raise DataError("PCA needs at least 2 rows")
         mean, scale = self._standardisation(X2)
         Xs = (X2 - mean) / scale
         eigvals, eigvecs = self._eigh(Xs)
@@ -165,9 +172,9 @@ class SklearnPCA(LinearCodec):
 
     def __init__(
         self,
-        n_components: float = 0.95,
+        n_components: float = PCAConfig.DEFAULT_SHARE,
         *,
-        solver: Literal["full", "randomized"] = "full",
+        solver: Literal["full", "randomized"] = _DEFAULT.solver,
         standardize: bool = False,
         seed: int = 0,
     ) -> None:
@@ -185,7 +192,7 @@ class SklearnPCA(LinearCodec):
         n_comp: Any = self.n_components
         if self.solver == "randomized":
             if not float(n_comp).is_integer():
-                raise ValueError("the randomized solver needs an integer n_components, not a fraction")
+                raise UsageError("the randomized solver needs an integer n_components, not a fraction")
             n_comp = int(n_comp)
         elif float(n_comp).is_integer():
             n_comp = int(n_comp)
@@ -204,7 +211,11 @@ class IncrementalPCA(LinearCodec):
     kind = "incremental-pca"
 
     def __init__(
-        self, n_components: float = 0.95, *, batch_size: int = 1024, standardize: bool = False
+        self,
+        n_components: float = PCAConfig.DEFAULT_SHARE,
+        *,
+        batch_size: int = _DEFAULT.batch_size,
+        standardize: bool = False,
     ) -> None:
         self.n_components = n_components
         self.batch_size = batch_size
@@ -222,7 +233,7 @@ class IncrementalPCA(LinearCodec):
         k_fit = d if frac else min(d, max(2 * int(self.n_components), int(self.n_components) + 10))
         k_fit = min(k_fit, n)
         if not frac and int(self.n_components) > k_fit:
-            raise ValueError(f"n_components={int(self.n_components)} needs at least that many rows; got {n}")
+            raise UsageError(f"n_components={int(self.n_components)} needs at least that many rows; got {n}")
         batch = max(self.batch_size, k_fit)
         # chunk boundaries; a short tail joins the chunk before it (partial_fit needs >= k_fit rows)
         starts = list(range(0, n, batch))
@@ -235,7 +246,7 @@ class IncrementalPCA(LinearCodec):
                 C = np.asarray(X[start:stop], dtype=np.float64).reshape(-1, d)
                 bad = ~np.isfinite(C).all(axis=1)
                 if bad.any():  # a memory-mapped file is checked here, as it streams
-                    raise ValueError(f"row {start + int(np.argmax(bad))} contains NaN or infinity")
+                    raise DataError(f"row {start + int(np.argmax(bad))} contains NaN or infinity")
                 yield C
 
         total = np.zeros(d)
@@ -268,13 +279,13 @@ class KernelPCA(ReconstructionEstimator):
 
     def __init__(
         self,
-        n_components: int = 16,
+        n_components: int = PCAConfig.DEFAULT_KERNEL_K,
         *,
-        kernel: str = "rbf",
-        gamma: float | None = None,
-        alpha: float = 1e-3,
+        kernel: str = _DEFAULT.kernel,
+        gamma: float | None = _DEFAULT.gamma,
+        alpha: float = _DEFAULT.alpha,
         standardize: bool = False,
-        max_rows: int = 3000,
+        max_rows: int = _DEFAULT.max_rows,
         seed: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -291,7 +302,7 @@ class KernelPCA(ReconstructionEstimator):
         from sklearn.preprocessing import StandardScaler
 
         if not float(self.n_components).is_integer() or self.n_components < 1:
-            raise ValueError("kernel-pca needs an integer n_components >= 1")
+            raise UsageError("kernel-pca needs an integer n_components >= 1")
         X2 = self._remember_shape(X)
         if len(X2) > self.max_rows:
             X2 = X2[np.random.default_rng(self.seed).choice(len(X2), self.max_rows, replace=False)]

@@ -1,71 +1,47 @@
-"""Named training settings: `python -m training fit --preset NAME --dataset DATA --name N [flags]`.
+"""Named training settings, as config objects: `fit --preset NAME` or `fit(preset(NAME), ...)`.
 
-A preset is a model kind and flag defaults. They are inserted before the command line's own flags,
-so any flag given explicitly overrides the preset's value. Presets hold generic choices only (the
-architecture, the score reduction, the number of components): the same settings are meant for any
-image data set and any class, never tuned to one. `python -m training presets` lists them.
+A preset is a `FitConfig`; on the command line, flags given explicitly override its fields. Presets
+hold generic choices only (the architecture, the score, the number of components): the same
+settings are meant for any image data set and any class, never tuned to one. `python -m training
+presets` lists them with the flags they amount to.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+
+from training.config import FitConfig, PCAConfig, ScoreConfig
+from training.errors import PresetError
 
 
-class Preset(NamedTuple):
+@dataclass(frozen=True)
+class Preset:
     description: str  # one line, shown by `python -m training presets`
-    kind: str  # the --model it trains
-    flags: tuple[str, ...]  # flag defaults, as command-line tokens
+    config: FitConfig  # the settings, with config.preset naming the preset
 
 
 PRESETS: dict[str, Preset] = {
     "tabular": Preset(
         "feature rows: standardised PCA keeping 99% of the variance; score = residual + mean squared "
         "distance of the code to its 5 nearest training codes (at most 4096 kept)",
-        "pca",
-        ("--n-components", "0.99", "--score-neighbors", "5"),
+        FitConfig("pca", pca=PCAConfig(n_components=0.99), score=ScoreConfig(neighbors=5), preset="tabular"),
     ),
     "one-class-pca": Preset(
         "one-class images: PCA k=16; score = (3x3-pooled squared error + mean squared distance of the "
         "code to its 5 nearest training codes) / the image's variance",
-        "pca",
-        ("--n-components", "16", "--score-pool", "3", "--score-neighbors", "5", "--score-relative"),
+        FitConfig(
+            "pca",
+            pca=PCAConfig(n_components=16),
+            score=ScoreConfig(pool=3, neighbors=5, relative=True),
+            preset="one-class-pca",
+        ),
     ),
 }
 
 
-class PresetError(ValueError):
-    """An unknown preset name, or --preset without one."""
-
-
-def _preset_name(argv: list[str]) -> str | None:
-    """The --preset value in argv (None when absent)."""
-    for i, token in enumerate(argv):
-        if token == "--preset":
-            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
-                raise PresetError(f"--preset: expected a name, one of {sorted(PRESETS)}")
-            return argv[i + 1]
-        if token.startswith("--preset="):
-            return token.split("=", 1)[1]
-    return None
-
-
-def apply_preset(argv: list[str]) -> list[str]:
-    """Insert a `fit` command's preset flags right after `fit`, before the explicit flags (which win)."""
-    if not argv or argv[0] != "fit":
-        return argv
-    name = _preset_name(argv)
-    if name is None:
-        return argv
-    preset = PRESETS.get(name)
-    if preset is None:
+def preset(name: str) -> FitConfig:
+    """The settings of preset `name`, or a PresetError listing the presets."""
+    found = PRESETS.get(name)
+    if found is None:
         raise PresetError(f"--preset: unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return [argv[0], "--model", preset.kind, *preset.flags, *argv[1:]]
-
-
-def describe() -> str:
-    """One block per preset: name, kind and description, then the flags it sets."""
-    lines = []
-    for name, p in PRESETS.items():
-        lines.append(f"{name}\t{p.kind}\t{p.description}")
-        lines.append(f"\tflags: --model {p.kind} {' '.join(p.flags)}")
-    return "\n".join(lines)
+    return found.config

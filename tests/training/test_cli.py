@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,10 @@ import pytest
 
 from service.manifest import Manifest
 from service.registry import model_names, versions_of
-from training.cli import DEFAULT_MODELS, fit_argv, main
+from training.api import DEFAULT_MODELS, default_models
+from training.cli import add_fit_arguments, build_parser, configs, field_default, fit_argv, flags_of, main
+from training.config import Default, PCAConfig, ScoreConfig
+from training.nn.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +164,7 @@ def test_an_unwritable_registry_is_refused_before_training(
     """A host folder mounted at the train image's /models with another owner: one line that says
     which uid needs write access and how, before any data is loaded (root passes every access check,
     so the check is made to fail here)."""
-    import training.cli
+    import training.api
     import training.publish
 
     models = tmp_path / "models"
@@ -168,7 +173,7 @@ def test_an_unwritable_registry_is_refused_before_training(
     monkeypatch.setattr(
         training.publish.os, "access", lambda p, mode: Path(p) != models and real_access(p, mode)
     )
-    monkeypatch.setattr(training.cli, "_load_rows", lambda *a: pytest.fail("loaded data"))
+    monkeypatch.setattr(training.api, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
     code, stderr = run_cli(fit_argv("pca", "digits", "x", models, "--n-components", "3"), capsys)
     assert code == 1
     (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -196,10 +201,10 @@ def test_the_entry_point_exits_2_with_one_line_and_no_traceback(tmp_path: Path) 
 def test_bootstrap_trains_every_default_into_an_empty_registry_once(tmp_path: Path) -> None:
     assert main(["bootstrap", "--models-dir", str(tmp_path)]) == 0
     names = model_names(tmp_path)
-    for name, kind, dataset, _ in DEFAULT_MODELS:
-        assert name in names
-        m = Manifest.read(tmp_path / name / "1")
-        assert (m.kind, m.data.dataset) == (kind, dataset)
+    for default in DEFAULT_MODELS:
+        assert default.name in names
+        m = Manifest.read(tmp_path / default.name / "1")
+        assert (m.kind, m.data.dataset) == (default.config.kind, default.data.dataset)
     assert main(["bootstrap", "--models-dir", str(tmp_path)]) == 0  # not empty: trains nothing
     assert all(versions_of(tmp_path, n) == [1] for n in names)
 
@@ -255,3 +260,71 @@ def test_a_failed_write_is_one_error_line_exit_1_and_the_registry_untouched(
     assert "Traceback" not in err and "registry is unchanged" in lines[0]
     assert _tree(models) == before and model_names(models) == ["kept"]
     assert not list((models / ".staging").iterdir())
+
+
+def test_an_unexpected_error_is_a_bug_with_its_traceback_not_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only our own typed errors become exit 2; a ValueError from a dependency (a bug) propagates."""
+    from sklearn.decomposition import PCA
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug deep inside scikit-learn")
+
+    monkeypatch.setattr(PCA, "fit", broken)
+    with pytest.raises(ValueError, match="a bug deep inside scikit-learn"):
+        main(fit_argv("sklearn-pca", "digits", "x", tmp_path, "--n-components", "3"))
+    assert not (tmp_path / "x").exists()
+
+
+def fit_options() -> list[argparse.Action]:
+    p = argparse.ArgumentParser()
+    add_fit_arguments(p)
+    return [a for a in p._actions if a.option_strings and a.dest != "help"]
+
+
+def test_fit_help_shows_every_default_from_the_config_objects(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in fit_options():
+        assert action.help and ("(default: " in action.help or "(required)" in action.help), action.dest
+        try:
+            default = field_default(action.dest)
+        except (KeyError, ValueError):
+            continue  # name, models_dir, batch_size: not one config field
+        if isinstance(default, (int, float, str)) and not isinstance(default, bool):
+            assert f"(default: {default})" in action.help, action.dest
+    assert (
+        f"(default: {PCAConfig().max_rows})" in text and f"incremental-pca {PCAConfig().batch_size}" in text
+    )
+    assert (
+        f"(default: {ScoreConfig().reference_rows})" in text
+        and f"networks {TrainConfig().batch_size}" in text
+    )
+
+
+@pytest.mark.parametrize("default", default_models(), ids=lambda d: d.name)
+def test_the_flags_of_each_default_build_its_configs(default: Default) -> None:
+    """`flags_of` (what `presets` prints) and `configs` (what `fit` reads) are inverse on the defaults."""
+    argv = fit_argv(
+        default.config.kind, default.data.dataset, default.name, "m", *flags_of(default.config)[2:]
+    )
+    config, data = configs(build_parser().parse_args(argv))
+    assert data == default.data
+    sections = ("kind", "seed", "latent_dim", "standardize", "net", "score")
+    assert [getattr(config, s) for s in sections] == [getattr(default.config, s) for s in sections]
+    assert (config.pca.n_components, config.pca.solver) == (
+        default.config.pca.n_components,
+        default.config.pca.solver,
+    )
+    assert replace(config.train, seed=0) == default.config.train
+
+
+def test_fit_without_a_model_or_preset_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stderr = run_cli(
+        ["fit", "--dataset", "digits", "--name", "x", "--models-dir", str(tmp_path)], capsys
+    )
+    assert code == 2 and stderr.strip() == "error: --model is required (or --preset NAME)"

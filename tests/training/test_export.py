@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.errors import ExportError
 from service.manifest import Manifest, sha256_of
 from service.registry import versions_of
 from service.runtime import JoblibRuntime, OnnxRuntime
 from training.data import load_dataset, split
+from training.errors import ExportError
 from training.export import TrainingRun, export_pca_family, write_linear_onnx
 from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA
 

@@ -92,12 +92,13 @@ def test_every_implementation_agrees(tmp_path: Path, est: PCA) -> None:
 def test_images_with_pooled_relative_score_agree(tmp_path: Path) -> None:
     """On images the term joins the pooled error before the division by the row's contrast."""
     from training.base import score_spec
+    from training.config import ScoreConfig
     from training.data import load_dataset
 
     ds = load_dataset("digits")
     run = TrainingRun(dataset=ds, splits=split(ds.X, ds.y, seed=0), seed=0)
     est = PCA(16, device="cpu").fit(run.splits.X_train)
-    est.score_spec_ = score_spec((8, 8), "image", pool=3, relative=True)
+    est.score_spec_ = score_spec((8, 8), "image", ScoreConfig(pool=3, relative=True))
     est.fit_neighbors(run.splits.X_train, 5, max_rows=500)
     folder = export_pca_family(est, run, tmp_path, "img")
     manifest = Manifest.read(folder)

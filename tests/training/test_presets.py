@@ -1,45 +1,36 @@
-"""`fit --preset NAME`: the preset's kind and flags apply first, explicit flags override them."""
+"""`fit --preset NAME`: a preset is a FitConfig; explicit flags override its fields."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from service.manifest import Manifest
-from training.cli import fit_argv, main
-from training.presets import PRESETS, Preset, apply_preset, describe
+from training.api import fit
+from training.cli import describe, fit_argv, main
+from training.config import DataConfig, FitConfig, PCAConfig
+from training.errors import PresetError
+from training.presets import PRESETS, Preset, preset
 
 
 def test_presets_command_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    for name, preset in PRESETS.items():
-        assert f"{name}\t{preset.kind}\t{preset.description}" in out
+    for name, p in PRESETS.items():
+        assert f"{name}\t{p.config.kind}\t{p.description}" in out
     assert out.strip() == describe()
+    assert "\tflags: --model pca --n-components 16 --score-pool 3 --score-relative --score-neighbors 5" in out
 
 
 def test_every_preset_is_well_formed() -> None:
-    for name, preset in PRESETS.items():
-        assert isinstance(preset, Preset) and preset.description and "\n" not in preset.description, name
-        assert all(isinstance(t, str) for t in preset.flags)
-        assert (
-            "--model" not in preset.flags
-            and "--dataset" not in preset.flags
-            and "--classes" not in preset.flags
-        )
-
-
-def test_apply_preset_puts_explicit_flags_last() -> None:
-    argv = ["fit", "--dataset", "digits", "--preset", "one-class-pca", "--n-components", "4"]
-    out = apply_preset(argv)
-    p = PRESETS["one-class-pca"]
-    assert out == ["fit", "--model", p.kind, *p.flags, *argv[1:]]
-    assert apply_preset(["list"]) == ["list"] and apply_preset(["fit", "--model", "pca"]) == [
-        "fit",
-        "--model",
-        "pca",
-    ]
+    for name, p in PRESETS.items():
+        assert isinstance(p, Preset) and p.description and "\n" not in p.description, name
+        assert isinstance(p.config, FitConfig) and p.config.preset == name
+        assert preset(name) is p.config
+    with pytest.raises(PresetError, match="unknown preset 'nope'"):
+        preset("nope")
 
 
 def _fit(tmp_path: Path, *extra: str) -> Manifest:
@@ -65,7 +56,7 @@ def _fit(tmp_path: Path, *extra: str) -> Manifest:
 def test_fit_preset_applies_its_settings(tmp_path: Path) -> None:
     m = _fit(tmp_path)
     p = PRESETS["one-class-pca"]
-    assert m.kind == p.kind
+    assert m.kind == p.config.kind
     assert m.hyperparameters["preset"] == "one-class-pca"
     assert m.hyperparameters["n_components"] == 16 == m.latent_dim
     assert m.score.pool == 3 and m.score.image_shape == [8, 8, 1] and m.score.relative
@@ -73,6 +64,16 @@ def test_fit_preset_applies_its_settings(tmp_path: Path) -> None:
     assert m.score.neighbors is not None and m.score.neighbors.k == 5
     assert m.score.neighbors.reference_rows == m.data.rows_train  # fewer rows than the 4096 cap
     assert m.data.classes == [3]
+
+
+def test_the_api_takes_a_preset_and_publishes_what_the_cli_does(tmp_path: Path) -> None:
+    m = _fit(tmp_path / "cli")
+    folder = fit(
+        preset("one-class-pca"), DataConfig("digits", classes=(3,)), name="p", models_dir=tmp_path / "api"
+    )
+    api = Manifest.read(folder)
+    same = {"created_at", "frameworks"}
+    assert api.model_dump(exclude=same) == m.model_dump(exclude=same)
 
 
 def test_explicit_flags_override_the_preset(tmp_path: Path) -> None:
@@ -84,6 +85,14 @@ def test_explicit_flags_override_the_preset(tmp_path: Path) -> None:
     assert m.score.reduction == "topk" and m.score.topk == 9
     m = _fit(tmp_path, "--model", "sklearn-pca")
     assert m.kind == "sklearn-pca" and m.hyperparameters["preset"] == "one-class-pca"
+
+
+def test_api_settings_override_the_preset(tmp_path: Path) -> None:
+    config = preset("one-class-pca")
+    folder = fit(config, "digits", name="o", models_dir=tmp_path, pca=replace(config.pca, n_components=4))
+    m = Manifest.read(folder)
+    assert m.latent_dim == 4 and m.score.pool == 3 and m.hyperparameters["preset"] == "one-class-pca"
+    assert fit("pca", "digits", name="o", models_dir=tmp_path, pca=PCAConfig(n_components=3)).name == "2"
 
 
 def test_unknown_preset_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,9 +1,9 @@
-"""Hyper-parameters of the autoencoders, as frozen dataclasses the CLI maps its flags onto."""
+"""Hyper-parameters of the autoencoders, as frozen dataclasses (see `training.config`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 NN_KINDS = ("dense", "linear", "conv", "lstm", "denoising", "vae")
 BASE_KINDS = ("dense", "linear", "conv", "lstm")  # what a denoising AE may wrap
@@ -17,22 +17,20 @@ class NetConfig:
     """The network: what it looks like and what it is trained to reconstruct."""
 
     kind: str = "dense"  # dense | linear | conv | lstm | denoising | vae
-    latent_dim: int = 30  # size of the code z
+    latent_dim: int = 30  # size of the code z (`fit` takes min(this, d // 2) unless given one)
     hidden: tuple[int, ...] = (100,)  # dense / vae hidden widths (decoder mirrored); lstm: hidden[0] units
     channels: tuple[int, ...] = (16, 32, 64)  # conv: channels per level (fewer levels on small images)
     activation: str = "selu"  # hidden activation: selu | relu | leaky-relu | tanh
     loss: str | None = None  # mse | bce; None: bce for data in [0, 1], mse otherwise
     base: str = "dense"  # denoising: the architecture trained on corrupted inputs
-    noise: float | None = None  # corruption strength (std, or drop probability); None: 0.2 for denoising
+    noise: float | None = None  # corruption strength (std, or drop probability); None: DENOISING_NOISE
     noise_kind: str = "gaussian"  # gaussian (std in units of each feature's scale) | dropout
     sparsity: float = 0.0  # weight of the L1 penalty mean |z| on the code
     beta: float = 1.0  # vae: weight of the KL term
     standardize: bool | None = None  # None: standardise feature data, leave images in [0, 1]
     layout: Layout | None = None  # features | image | sequence; None: 1-D rows features, else image
-    score_reduction: str = "mean"  # per-row score: mean | topk of the squared (scaled) errors
-    score_topk: int | None = None  # with score_reduction=topk: how many of the largest errors
-    score_pool: int | None = None  # images: average the error over P x P windows (odd P) before squaring
-    score_relative: bool = False  # divide the score by the variance of the row's input (its contrast)
+
+    DENOISING_NOISE: ClassVar[float] = 0.2  # the noise of a denoising AE when none is given (others: 0)
 
     @property
     def architecture(self) -> str:

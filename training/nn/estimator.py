@@ -1,4 +1,4 @@
-"""`Autoencoder`: the networks behind the estimator contract of `training.base`.
+"""`AutoencoderEstimator`: the networks behind the estimator contract of `training.base`.
 
 `_encode` / `_decode` run the trained module in float32 on the CPU: the same computation the
 exported ONNX graphs perform.
@@ -12,99 +12,97 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.manifest import EpochRecord, ScoreSpec
+from service.manifest import EpochRecord
 from training.base import F32, ReconstructionEstimator, feature_scale, score_spec
+from training.config import ScoreConfig
+from training.errors import UsageError
 from training.nn.config import ACTIVATIONS, BASE_KINDS, NN_KINDS, NetConfig, TrainConfig
 from training.nn.models import Autoencoder as Network
 from training.nn.models import build_network, image_dims
 from training.nn.trainer import Objective, train
 
+SCORE_PARAMS = ("reduction", "topk", "pool", "relative")  # the score settings a network applies
+
 
 def validate(
-    net: NetConfig, row_shape: tuple[int, ...], layout: str, value_range: tuple[float, float]
+    net: NetConfig,
+    score: ScoreConfig,
+    row_shape: tuple[int, ...],
+    layout: str,
+    value_range: tuple[float, float],
 ) -> None:
-    """Raise ValueError with one clear line when the configuration cannot fit these rows."""
+    """Raise UsageError with one clear line when the configuration cannot fit these rows."""
     d = int(np.prod(row_shape))
     if net.kind not in NN_KINDS:
-        raise ValueError(f"--model: unknown network kind {net.kind!r}; expected one of {list(NN_KINDS)}")
+        raise UsageError(f"--model: unknown network kind {net.kind!r}; expected one of {list(NN_KINDS)}")
     if net.kind == "denoising" and net.base not in BASE_KINDS:
-        raise ValueError(f"--base: a denoising AE wraps one of {list(BASE_KINDS)}, got {net.base!r}")
+        raise UsageError(f"--base: a denoising AE wraps one of {list(BASE_KINDS)}, got {net.base!r}")
     if net.activation not in ACTIVATIONS:
-        raise ValueError(f"--activation: unknown {net.activation!r}; expected one of {list(ACTIVATIONS)}")
+        raise UsageError(f"--activation: unknown {net.activation!r}; expected one of {list(ACTIVATIONS)}")
     if net.architecture == "conv":
         if layout != "image":
-            raise ValueError(
+            raise UsageError(
                 f"--model conv needs image data; this data set has {layout} rows of "
                 f"shape {list(row_shape)} (use dense, linear, lstm or vae)"
             )
         image_dims(row_shape)
     if not 1 <= net.latent_dim < d:
-        raise ValueError(
+        raise UsageError(
             f"--latent-dim {net.latent_dim} must be between 1 and {d - 1} (rows hold {d} values)"
         )
     if not net.hidden or min(net.hidden) < 1:
-        raise ValueError(f"--hidden: widths must be positive integers, got {list(net.hidden)}")
+        raise UsageError(f"--hidden: widths must be positive integers, got {list(net.hidden)}")
     if net.loss not in (None, "mse", "bce"):
-        raise ValueError(f"--loss: expected mse or bce, got {net.loss!r}")
+        raise UsageError(f"--loss: expected mse or bce, got {net.loss!r}")
     lo, hi = value_range
     if net.loss == "bce" and (
         net.architecture == "linear" or not (lo >= 0.0 and hi <= 1.0) or net.standardize
     ):
-        raise ValueError(
+        raise UsageError(
             f"--loss bce needs unstandardised data in [0, 1] and a non-linear network; "
             f"this data spans [{lo:.4g}, {hi:.4g}] (use --loss mse)"
         )
     if net.noise is not None and not 0.0 <= net.noise < (1.0 if net.noise_kind == "dropout" else np.inf):
-        raise ValueError(f"--noise {net.noise} is out of range for --noise-kind {net.noise_kind}")
+        raise UsageError(f"--noise {net.noise} is out of range for --noise-kind {net.noise_kind}")
     if net.noise_kind not in ("gaussian", "dropout"):
-        raise ValueError(f"--noise-kind: expected gaussian or dropout, got {net.noise_kind!r}")
+        raise UsageError(f"--noise-kind: expected gaussian or dropout, got {net.noise_kind!r}")
     if net.sparsity < 0:
-        raise ValueError(f"--sparsity must be >= 0, got {net.sparsity}")
-    _score(net, row_shape, layout)  # the --score-* flags, checked before any training
+        raise UsageError(f"--sparsity must be >= 0, got {net.sparsity}")
+    score_spec(row_shape, layout, score)  # the --score-* flags, checked before any training
 
 
-def _score(
-    net: NetConfig, row_shape: tuple[int, ...], layout: str, scale: list[float] | None = None
-) -> ScoreSpec:
-    return score_spec(
-        row_shape,
-        layout,
-        reduction=net.score_reduction,
-        topk=net.score_topk,
-        pool=net.score_pool,
-        relative=net.score_relative,
-        scale=scale,
-    )
-
-
-class Autoencoder(ReconstructionEstimator):
+class AutoencoderEstimator(ReconstructionEstimator):
     """A PyTorch autoencoder of kind dense | linear | conv | lstm | denoising | vae.
 
-    fit(X (n, *shape), X_val) learns net_ (the module, on the CPU), history_, latent_dim_ = k,
-    score_spec_ (scale = the training std when standardised; pool / relative from the config), and
-    loss_ / output_ (bce|mse, sigmoid|identity).
+    fit(X (n, *shape), X_val) learns net_ (the `nn.Module`, on the CPU), history_, latent_dim_ = k,
+    score_spec_ (scale = the training std when standardised; the rest from `score`), and
+    loss_ / output_ (bce|mse, sigmoid|identity). The score's neighbors term is the PCA family's only.
     """
 
     net_: Network
     history_: list[EpochRecord]
     parity_: dict[str, float]  # max |ONNX - PyTorch| on random inputs, set by the ONNX writer
 
-    def __init__(self, net: NetConfig | None = None, train: TrainConfig | None = None) -> None:
+    def __init__(
+        self, net: NetConfig | None = None, train: TrainConfig | None = None, score: ScoreConfig | None = None
+    ) -> None:
         self.net = net or NetConfig()
         self.train = train or TrainConfig()
+        self.score = score or ScoreConfig()
         self.kind = self.net.kind
 
     def get_params(self) -> dict[str, Any]:
-        params = {**asdict(self.net), **{f"train_{k}": v for k, v in asdict(self.train).items()}}
+        scored = {f"score_{k}": getattr(self.score, k) for k in SCORE_PARAMS}
+        params = {**asdict(self.net), **scored, **{f"train_{k}": v for k, v in asdict(self.train).items()}}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
-    def fit(self, X: F32, X_val: F32 | None = None) -> Autoencoder:
+    def fit(self, X: F32, X_val: F32 | None = None) -> AutoencoderEstimator:
         """X: (n, *shape) float32 rows; X_val: rows for early stopping."""
         X2 = self._remember_shape(X)
         cfg = self.net
         layout = cfg.layout or ("features" if len(self.input_shape_) == 1 else "image")
         lo, hi = float(X2.min()), float(X2.max())
-        validate(cfg, self.input_shape_, layout, (lo, hi))
+        validate(cfg, self.score, self.input_shape_, layout, (lo, hi))
         standardize = (
             cfg.standardize if cfg.standardize is not None else (layout == "features" or lo < 0.0 or hi > 1.0)
         )
@@ -116,7 +114,9 @@ class Autoencoder(ReconstructionEstimator):
         unit = not standardize and lo >= 0.0 and hi <= 1.0 and cfg.architecture != "linear"
         self.loss_ = cfg.loss or ("bce" if unit else "mse")
         self.output_ = "sigmoid" if unit else "identity"
-        noise = cfg.noise if cfg.noise is not None else (0.2 if cfg.kind == "denoising" else 0.0)
+        noise = (
+            cfg.noise if cfg.noise is not None else (cfg.DENOISING_NOISE if cfg.kind == "denoising" else 0.0)
+        )
         self.noise_ = noise
         torch.manual_seed(self.train.seed)
         net = build_network(
@@ -140,9 +140,8 @@ class Autoencoder(ReconstructionEstimator):
         self.net_ = net
         self.latent_dim_ = cfg.latent_dim
         self.standardized_ = standardize
-        self.score_spec_ = _score(
-            cfg, self.input_shape_, layout, scale.astype(np.float32).tolist() if standardize else None
-        )
+        scaled = scale.astype(np.float32).tolist() if standardize else None
+        self.score_spec_ = score_spec(self.input_shape_, layout, self.score, scaled)
         return self
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """Writers for `training.export.export`: the ONNX graphs, the pictures and the model card.
 
 encoder.onnx X (batch, *shape) -> Z (batch, k); decoder.onnx Z -> X_hat (batch, *shape);
-scorer.onnx X -> (X_hat, scores) with scores exactly as `service.runtime.base.row_scores`.
+scorer.onnx X -> (X_hat, scores) with scores as specified in docs/score.md.
 The ONNX writer also checks the graphs against PyTorch on random inputs (validation rows are
 checked by `training.export.verify` with the same bound): a difference above
 ATOL + RTOL * max |reference| (1e-4 plus float32-scale slack) raises and nothing is published.
@@ -18,14 +18,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from service.errors import ExportError
 from service.manifest import ScoreSpec
 from service.runtime.base import RELATIVE_EPS, row_scores
 from service.runtime.onnx import make_session
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
+from training.errors import ExportError
 from training.export import TrainingRun, Writer, Written, allowed_difference
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 from training.nn.models import Autoencoder as Network
 
 OPSET = 17
@@ -66,12 +66,7 @@ class _Decoder(_Encoder):
 
 
 class _Scorer(nn.Module):
-    """X -> (X_hat, scores), scores exactly as `service.runtime.base.row_scores` computes them.
-
-    The (scaled) error is averaged over pool x pool windows (zero padding, counted: `box_mean`),
-    squared, reduced by the mean or the mean of the k largest, and with relative divided by the
-    variance of the row's (scaled) input + RELATIVE_EPS.
-    """
+    """X -> (X_hat, scores), scores as specified in docs/score.md (the torch implementation; no neighbors)."""
 
     score_scale: Tensor
 
@@ -79,6 +74,8 @@ class _Scorer(nn.Module):
         super().__init__()
         if spec.metric != "mse":
             raise ExportError(f"the network scorer computes squared errors, not metric {spec.metric!r}")
+        if spec.neighbors is not None:
+            raise ExportError("the network scorer has no neighbors term; the PCA family's scorers do")
         self.net = net
         self.topk = spec.topk if spec.reduction == "topk" and spec.topk and spec.topk < net.d else None
         scale = torch.tensor(spec.scale if spec.scale is not None else [], dtype=torch.float32)
@@ -131,7 +128,7 @@ def _to_onnx(module: nn.Module, example: Tensor, path: Path, inputs: list[str], 
             torch.onnx.export(module, (example,), str(path), dynamo=True, dynamic_shapes=(batch,), **names)
 
 
-def random_rows(est: Autoencoder, n: int, seed: int) -> F32:
+def random_rows(est: AutoencoderEstimator, n: int, seed: int) -> F32:
     """Random inputs in the training range: uniform [0, 1] images, mean + std * N(0, 1) features."""
     rng = np.random.default_rng(seed)
     shape = (n, *est.input_shape_)
@@ -144,7 +141,7 @@ def random_rows(est: Autoencoder, n: int, seed: int) -> F32:
 
 def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     """encoder.onnx, decoder.onnx, scorer.onnx; raise ExportError when random inputs disagree."""
-    assert isinstance(est, Autoencoder)
+    assert isinstance(est, AutoencoderEstimator)
     net = est.net_.cpu().eval()
     scorer = _Scorer(net, est.score_spec_)
     X = torch.from_numpy(random_rows(est, 3, seed=0))
@@ -160,7 +157,7 @@ def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     ]
 
 
-def check_parity(est: Autoencoder, folder: Path, n: int = 64, seed: int = 1) -> dict[str, float]:
+def check_parity(est: AutoencoderEstimator, folder: Path, n: int = 64, seed: int = 1) -> dict[str, float]:
     """Max |onnxruntime - PyTorch| of each graph on random rows and random codes (see check_close).
 
     Rows are compared in normalised units (divided by the standardisation's std): raw values of
@@ -196,13 +193,13 @@ def picture_writer(run: TrainingRun) -> Writer:
     """A writer of the pictures and the model card; it needs the run for labels and calibration rows."""
 
     def write(est: ReconstructionEstimator, folder: Path) -> Written:
-        assert isinstance(est, Autoencoder)
+        assert isinstance(est, AutoencoderEstimator)
         return write_pictures(est, run, folder)
 
     return write
 
 
-def write_pictures(est: Autoencoder, run: TrainingRun, folder: Path) -> Written:
+def write_pictures(est: AutoencoderEstimator, run: TrainingRun, folder: Path) -> Written:
     """loss.png, reconstructions.png (images), scores.png, codes.png and README.md."""
     import matplotlib
 

@@ -1,101 +1,66 @@
-"""CLI glue: map `python -m training fit` flags onto the configs, train, export (rank 0 only)."""
+"""The network kinds of `training.fit`: build the estimator from the configs, train, export (rank 0 only)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.config import FitConfig
+from training.config import DataConfig, Default, FitConfig
 from training.data import Dataset
 from training.export import TrainingRun, export
 from training.nn.config import NN_KINDS, NetConfig, TrainConfig
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 from training.nn.export import ATOL, RTOL, picture_writer, write_onnx
+
+if TYPE_CHECKING:
+    from training.api import Fitter
 
 log = logging.getLogger("latentserve.training")
 
-# What the README's main command trains after the PCA defaults: (name, kind, dataset, extra flags)
-DEFAULT_NETWORKS: list[tuple[str, str, str, list[str]]] = [
-    (
+
+# What `bootstrap` trains after the PCA defaults
+DEFAULT_NETWORKS: list[Default] = [
+    Default(
         "digits-dense",
-        "dense",
-        "digits",
-        ["--hidden", "64", "--latent-dim", "16", "--epochs", "60", "--batch-size", "64", "--quiet"],
+        FitConfig(
+            "dense",
+            latent_dim=16,
+            net=NetConfig(hidden=(64,)),
+            train=TrainConfig(epochs=60, batch_size=64, quiet=True),
+        ),
+        DataConfig("digits"),
     ),
-    (
+    Default(
         "breast-cancer-dense",
-        "dense",
-        "breast-cancer",
-        [
-            "--hidden",
-            "16",
-            "--latent-dim",
-            "6",
-            "--epochs",
-            "100",
-            "--batch-size",
-            "32",
-            "--activation",
-            "tanh",
-            "--quiet",
-        ],
+        FitConfig(
+            "dense",
+            latent_dim=6,
+            net=NetConfig(hidden=(16,), activation="tanh"),
+            train=TrainConfig(epochs=100, batch_size=32, quiet=True),
+        ),
+        DataConfig("breast-cancer"),
     ),
 ]
 
 
-def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{flag}: expected comma-separated integers like 256,64, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{flag}: expected positive integers like 256,64, got {text!r}")
-    return values
-
-
-def net_config(kind: str, args: argparse.Namespace, ds: Dataset, standardize: bool | None) -> NetConfig:
-    """The network flags of `args` (missing ones take the defaults)."""
-    names = (
-        "activation",
-        "loss",
-        "base",
-        "noise",
-        "noise_kind",
-        "sparsity",
-        "beta",
-        "score_reduction",
-        "score_topk",
-        "score_pool",
-    )
-    opt: dict[str, Any] = {k: getattr(args, k, None) for k in names}
-    opt["hidden"] = _ints("--hidden", getattr(args, "hidden", None))
-    opt["channels"] = _ints("--channels", getattr(args, "channels", None))
-    opt["score_relative"] = bool(getattr(args, "score_relative", False))
+def network_estimator(cfg: FitConfig, ds: Dataset) -> AutoencoderEstimator:
+    """The unfitted estimator: cfg.net with the kind, code size, standardisation and layout of this
+    fit (latent_dim default: min(NetConfig.latent_dim, d // 2)), cfg.train with its seed and device."""
     d = int(np.prod(ds.row_shape))
-    latent = getattr(args, "latent_dim", None) or min(30, max(1, d // 2))
-    given = {k: v for k, v in opt.items() if v is not None}
-    return NetConfig(kind=kind, latent_dim=latent, standardize=standardize, layout=ds.layout, **given)
+    latent = cfg.latent_dim or min(NetConfig.latent_dim, max(1, d // 2))
+    net = replace(cfg.net, kind=cfg.kind, latent_dim=latent, standardize=cfg.standardize, layout=ds.layout)
+    return AutoencoderEstimator(net, replace(cfg.train, seed=cfg.seed, device=cfg.device), cfg.score)
 
 
-def train_config(cfg: FitConfig, args: argparse.Namespace) -> TrainConfig:
-    opt: dict[str, Any] = {
-        k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "patience", "optimizer")
-    }
-    opt.update({k: bool(getattr(args, k, False)) for k in ("bf16", "compile", "quiet")})
-    return TrainConfig(seed=cfg.seed, device=cfg.device, **{k: v for k, v in opt.items() if v is not None})
-
-
-def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: TrainingRun) -> Path:
+def fit_network(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -> Path:
     """Train an autoencoder on run.splits and publish it; under torchrun only rank 0 exports."""
     import torch.distributed as dist
 
-    est = Autoencoder(net_config(cfg.model, args, ds, cfg.standardize), train_config(cfg, args))
+    est = network_estimator(cfg, run.dataset)
     est.fit(run.splits.X_train, run.splits.X_val)
     rank = dist.get_rank() if dist.is_initialized() else 0
     folder: list[Path | None] = [None]
@@ -105,19 +70,19 @@ def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trai
             best = min(vals) if vals else None
             log.info(
                 "trained %s (%s) for %d epochs; best validation loss %s",
-                cfg.name,
-                cfg.model,
+                name,
+                cfg.kind,
                 len(est.history_),
                 f"{best:.4g}" if best is not None else "n/a",
             )
             run.history = est.history_
             run.hyperparameters["world_size"] = dist.get_world_size() if dist.is_initialized() else 1
-            extra: dict[str, Any] = {"latent_distribution": "standard-normal"} if cfg.model == "vae" else {}
+            extra: dict[str, Any] = {"latent_distribution": "standard-normal"} if cfg.kind == "vae" else {}
             folder[0] = export(
                 est,
                 run,
-                cfg.models_dir,
-                cfg.name,
+                models_dir,
+                name,
                 [write_onnx, picture_writer(run)],
                 primary_format="onnx",
                 # validation rows in raw units, with the bound of the random-input checks
@@ -131,11 +96,11 @@ def fit_network(cfg: FitConfig, args: argparse.Namespace, ds: Dataset, run: Trai
             dist.barrier()  # nobody closes its connections while a peer still sends
             dist.destroy_process_group()
     if folder[0] is None:
-        raise RuntimeError(f"rank 0 failed to export {cfg.name!r}; see its error")
+        raise RuntimeError(f"rank 0 failed to export {name!r}; see its error")
     return folder[0]
 
 
-def register(fitters: dict[str, Any]) -> None:
-    """Add every autoencoder kind to the CLI's FITTERS."""
+def register(fitters: dict[str, Fitter]) -> None:
+    """Add every autoencoder kind to `training.api`'s fitters."""
     for kind in NN_KINDS:
         fitters[kind] = fit_network

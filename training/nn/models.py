@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from training.errors import UsageError
 from training.nn.config import NetConfig
 
 
@@ -37,7 +38,7 @@ def make_activation(name: str) -> nn.Module:
         return nn.LeakyReLU(0.01)
     if name == "tanh":
         return nn.Tanh()
-    raise ValueError(f"--activation: unknown activation {name!r}; expected selu, relu, leaky-relu or tanh")
+    raise UsageError(f"--activation: unknown activation {name!r}; expected selu, relu, leaky-relu or tanh")
 
 
 class Autoencoder(nn.Module):
@@ -169,7 +170,7 @@ def image_dims(row_shape: tuple[int, ...]) -> tuple[int, int, int]:
         return row_shape[0], row_shape[1], 1
     if len(row_shape) == 3:
         return row_shape[0], row_shape[1], row_shape[2]
-    raise ValueError(f"conv needs image rows shaped (H, W) or (H, W, C), got rows of shape {list(row_shape)}")
+    raise UsageError(f"conv needs image rows shaped (H, W) or (H, W, C), got rows of shape {list(row_shape)}")
 
 
 class ConvAE(Autoencoder):

@@ -99,7 +99,9 @@ def _resident(X: Tensor, device: torch.device) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(net: Autoencoder, X: Tensor, obj: Objective, device: torch.device, batch: int = 4096) -> Tensor:
+def validation_loss(
+    net: Autoencoder, X: Tensor, obj: Objective, device: torch.device, batch: int = 4096
+) -> Tensor:
     """The objective on clean rows, averaged over rows, as a device scalar."""
     net.eval()
     total = torch.zeros((), device=device)
@@ -144,7 +146,7 @@ def train(
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += loss.detach() * len(xb)
-            val = evaluate(net, Xv, obj, device) if Xv is not None else total / n_local
+            val = validation_loss(net, Xv, obj, device) if Xv is not None else total / n_local
             stats = torch.stack([total / n_local, val])
             if world > 1:
                 dist.all_reduce(stats)

@@ -10,12 +10,13 @@ import pytest
 from service.manifest import Manifest
 from service.runtime import OnnxRuntime
 from service.runtime.base import row_scores
+from training.api import fit
 from training.base import NotFittedError
-from training.cli import build_parser, fit_argv, main
+from training.config import Default
 from training.data import Splits, load_dataset
 from training.export import TrainingRun, export
 from training.nn.config import NetConfig, TrainConfig
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 from training.nn.export import ATOL, RTOL, picture_writer, write_onnx
 from training.nn.fit import DEFAULT_NETWORKS
 
@@ -23,7 +24,7 @@ QUICK = TrainConfig(epochs=2, batch_size=64, quiet=True)
 
 
 def test_fit_returns_self_and_checks_shapes(digits: Splits) -> None:
-    est = Autoencoder(NetConfig(hidden=(16,), latent_dim=4), QUICK)
+    est = AutoencoderEstimator(NetConfig(hidden=(16,), latent_dim=4), QUICK)
     with pytest.raises(NotFittedError):
         est.encode(digits.X_val)
     assert est.fit(digits.X_train, digits.X_val) is est
@@ -43,7 +44,7 @@ def test_fit_returns_self_and_checks_shapes(digits: Splits) -> None:
 
 def test_feature_rows_are_standardised_inside_the_model() -> None:
     ds = load_dataset("breast-cancer")
-    est = Autoencoder(NetConfig(hidden=(8,), latent_dim=3, layout="features"), QUICK).fit(ds.X[:400])
+    est = AutoencoderEstimator(NetConfig(hidden=(8,), latent_dim=3, layout="features"), QUICK).fit(ds.X[:400])
     std = ds.X[:400].std(axis=0)
     assert est.standardized_ and est.loss_ == "mse" and est.output_ == "identity"
     assert est.score_spec_.scale is not None
@@ -53,14 +54,11 @@ def test_feature_rows_are_standardised_inside_the_model() -> None:
     assert abs(float(X_hat[:, 3].mean()) - float(ds.X[:, 3].mean())) < 0.5 * float(std[3])
 
 
-@pytest.mark.parametrize(("name", "kind", "dataset", "extra"), DEFAULT_NETWORKS)
-def test_default_networks_train_into_an_empty_registry(
-    tmp_path: Path, name: str, kind: str, dataset: str, extra: list[str]
-) -> None:
-    argv = fit_argv(kind, dataset, name, tmp_path, *extra)
-    assert build_parser().parse_args(argv).model == kind
-    assert main(argv) == 0
-    manifest = Manifest.read(tmp_path / name / "1")
+@pytest.mark.parametrize("default", DEFAULT_NETWORKS, ids=lambda d: d.name)
+def test_default_networks_train_into_an_empty_registry(tmp_path: Path, default: Default) -> None:
+    folder = fit(default.config, default.data, name=default.name, models_dir=tmp_path)
+    assert folder == tmp_path / default.name / "1"
+    manifest = Manifest.read(folder)
     losses = [h.validation_loss for h in manifest.metrics.history]
     assert losses[-1] is not None and losses[0] is not None and losses[-1] < 0.8 * losses[0]
 
@@ -72,7 +70,7 @@ def test_conv_on_mnist_rows_with_the_lecture_layout(mnist_dir: Path, tmp_path: P
     assert y is not None
     splits = Splits(X[:600], X[600:750], X[750:], y[:600], y[600:750], y[750:900])
     net = NetConfig(kind="conv", latent_dim=16, layout="image")  # default channels 16-32-64
-    est = Autoencoder(net, TrainConfig(epochs=1, quiet=True))
+    est = AutoencoderEstimator(net, TrainConfig(epochs=1, quiet=True))
     est.fit(splits.X_train, splits.X_val)
     run = TrainingRun(dataset=ds, splits=splits, seed=0, history=est.history_)
     folder = export(

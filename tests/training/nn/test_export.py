@@ -16,7 +16,11 @@ TINY = ["--epochs", "2", "--batch-size", "64", "--hidden", "16", "--quiet"]
 
 
 def fit(registry: Path, *argv: str) -> int:
-    return main(["fit", "--models-dir", str(registry), *argv])
+    """`python -m training fit ...` in this process: its exit status (argparse's errors exit 2)."""
+    try:
+        return main(["fit", "--models-dir", str(registry), *argv])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
 
 
 def load(registry: Path, name: str) -> tuple[Manifest, OnnxRuntime]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.nn.config import NetConfig, TrainConfig
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 from training.nn.models import ConvAE, DenseAE, LinearAE, build_network
 from training.pca import PCA
 
@@ -76,7 +76,7 @@ def test_standardisation_is_folded_into_the_module() -> None:
 def test_linear_autoencoder_spans_the_pca_subspace() -> None:
     X = spectral_gap_data()
     cfg = NetConfig(kind="linear", latent_dim=3, layout="features")  # standardised, like the PCA
-    est = Autoencoder(cfg, TrainConfig(epochs=40, batch_size=64, lr=3e-3, patience=40, quiet=True))
+    est = AutoencoderEstimator(cfg, TrainConfig(epochs=40, batch_size=64, lr=3e-3, patience=40, quiet=True))
     est.fit(X[:1200], X[1200:])
     assert est.standardized_
     # (d, k): the decoder's columns, in the standardised units both models work in
@@ -89,7 +89,9 @@ def test_linear_autoencoder_spans_the_pca_subspace() -> None:
 
 
 def test_vae_samples_have_the_row_shape(digits) -> None:  # type: ignore[no-untyped-def]
-    est = Autoencoder(NetConfig(kind="vae", hidden=(32,), latent_dim=4), TrainConfig(epochs=2, quiet=True))
+    est = AutoencoderEstimator(
+        NetConfig(kind="vae", hidden=(32,), latent_dim=4), TrainConfig(epochs=2, quiet=True)
+    )
     est.fit(digits.X_train[:300], digits.X_val[:60])
     samples = est.sample(7, seed=1)
     assert samples.shape == (7, 8, 8)

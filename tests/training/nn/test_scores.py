@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from service.errors import ExportError
 from service.manifest import Manifest
 from service.runtime import RUNTIMES
 from service.runtime.base import row_scores
 from training.cli import main
+from training.config import ScoreConfig
 from training.data import Splits
+from training.errors import ExportError
 from training.nn import export as nn_export
 from training.nn.config import NetConfig, TrainConfig
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 from training.nn.export import ATOL, RTOL, check_close, parity_bound
 
 TINY = ["--epochs", "2", "--batch-size", "64", "--hidden", "16", "--quiet"]
@@ -89,8 +90,9 @@ def test_network_scorer_serves_row_scores(registry: Path, digits: Splits, kind: 
 
 
 def test_in_memory_scores_follow_pool_and_relative(digits: Splits) -> None:
-    net = NetConfig(kind="conv", channels=(4,), latent_dim=6, score_pool=5, score_relative=True)
-    est = Autoencoder(net, TrainConfig(epochs=1, batch_size=64, quiet=True)).fit(digits.X_train)
+    net = NetConfig(kind="conv", channels=(4,), latent_dim=6)
+    train, score = TrainConfig(epochs=1, batch_size=64, quiet=True), ScoreConfig(pool=5, relative=True)
+    est = AutoencoderEstimator(net, train, score).fit(digits.X_train)
     spec = est.score_spec_
     assert spec.pool == 5 and spec.image_shape == [8, 8, 1] and spec.relative
     X = digits.X_val[:20]

@@ -6,14 +6,14 @@ import numpy as np
 
 from training.data import Splits
 from training.nn.config import NetConfig, TrainConfig
-from training.nn.estimator import Autoencoder
+from training.nn.estimator import AutoencoderEstimator
 
 SMALL = NetConfig(kind="dense", hidden=(32,), latent_dim=8)
 
 
-def fit(digits: Splits, net: NetConfig = SMALL, **train: object) -> Autoencoder:
+def fit(digits: Splits, net: NetConfig = SMALL, **train: object) -> AutoencoderEstimator:
     cfg = TrainConfig(**{"epochs": 4, "batch_size": 64, "quiet": True, **train})  # type: ignore[arg-type]
-    return Autoencoder(net, cfg).fit(digits.X_train, digits.X_val)
+    return AutoencoderEstimator(net, cfg).fit(digits.X_train, digits.X_val)
 
 
 def test_digits_model_beats_the_mean_image_on_held_out_digits(digits: Splits) -> None:
@@ -56,10 +56,10 @@ def test_early_stopping_restores_the_best_weights(digits: Splits) -> None:
     best = min(v for v in vals if v is not None)
     import torch
 
-    from training.nn.trainer import Objective, evaluate
+    from training.nn.trainer import Objective, validation_loss
 
     X_val = torch.from_numpy(digits.X_val)
-    restored = float(evaluate(est.net_, X_val, Objective(loss=est.loss_), torch.device("cpu")))
+    restored = float(validation_loss(est.net_, X_val, Objective(loss=est.loss_), torch.device("cpu")))
     assert abs(restored - best) < 1e-5
 
 

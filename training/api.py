@@ -1,0 +1,243 @@
+"""The Python API: `fit` trains one model and publishes it as a new version; `bootstrap` the defaults.
+
+    from training import DataConfig, FitConfig, PCAConfig, ScoreConfig, fit
+
+    config = FitConfig("pca", pca=PCAConfig(n_components=16), score=ScoreConfig(pool=3))
+    folder = fit(config, DataConfig("digits", classes=(3,)), name="digits-3", models_dir="models")
+
+`fit` checks every setting before it loads data, and that the registry is writable before it
+trains. A setting that cannot apply raises `UsageError`, unreadable data `DataError`, a failed
+verification `ExportError` (`training.errors`); nothing is published then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.manifest import MAX_REFERENCE_ROWS, is_valid_name
+from service.registry import model_names
+from training.base import ReconstructionEstimator, score_spec
+from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig
+from training.data import Splits, check_matrix, filter_classes, load_dataset, split
+from training.errors import UsageError
+from training.export import TrainingRun, export_pca_family
+from training.publish import check_writable
+
+log = logging.getLogger("latentserve.training")
+
+# kind -> function(config, run, models_dir, name) -> the published version folder
+Fitter = Callable[[FitConfig, TrainingRun, Path, str], Path]
+
+
+def fit(
+    config: FitConfig | str,
+    data: DataConfig | str | Path,
+    *,
+    name: str,
+    models_dir: Path | str = MODELS_DIR,
+    **settings: Any,
+) -> Path:
+    """Train a model on `data` and publish it as the next version of `name`; return its folder.
+
+    config: a FitConfig, a preset's (`training.presets.preset(NAME)`), or just the kind ("pca");
+    settings: FitConfig fields that replace the config's, e.g. seed=1 or score=ScoreConfig(...);
+    data: a DataConfig, or a data set name or path (all rows, the default splits).
+    """
+    cfg = FitConfig(config, **settings) if isinstance(config, str) else replace(config, **settings)
+    rows = data if isinstance(data, DataConfig) else DataConfig(str(data))
+    fitter = _fitter(cfg, rows, name)
+    models_dir = Path(models_dir)
+    check_writable(models_dir)  # before the training, not after it
+    return fitter(cfg, load_rows(cfg, rows), models_dir, name)
+
+
+def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
+    """The fitter of cfg.kind, once every setting that needs no data has been checked."""
+    if not is_valid_name(name):
+        raise UsageError(
+            f"{name!r} is not a valid model name: 1-64 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit"
+        )
+    sizes = {"epochs": cfg.train.epochs, "batch_size": min(cfg.train.batch_size, cfg.pca.batch_size)}
+    for flag, value in {**sizes, "patience": cfg.train.patience}.items():  # shared by every kind
+        if value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if not 0.0 < cfg.score.quantile < 1.0:
+        raise UsageError(f"--quantile must be in (0, 1), got {cfg.score.quantile}")
+    if data.mmap and cfg.kind != "incremental-pca":
+        raise UsageError(
+            f"--mmap streams rows through --model incremental-pca only; --model {cfg.kind} reads "
+            "the whole file: drop --mmap"
+        )
+    kinds = fitters()
+    if cfg.kind not in kinds:
+        raise UsageError(f"--model: unknown kind {cfg.kind!r}; expected one of {sorted(kinds)}")
+    k, rows = cfg.score.neighbors, cfg.score.reference_rows
+    if k < 0:
+        raise UsageError(f"--score-neighbors must be >= 0 (0: off), got {k}")
+    if k and cfg.kind not in PCA_KINDS:
+        raise UsageError(
+            f"--score-neighbors: --model {cfg.kind} keeps no reference codes; the PCA family "
+            f"({', '.join(PCA_KINDS)}) does"
+        )
+    if not 1 <= rows <= MAX_REFERENCE_ROWS:
+        raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {rows}")
+    return kinds[cfg.kind]
+
+
+def load_rows(cfg: FitConfig, data: DataConfig) -> TrainingRun:
+    """Load `data`, keep its classes and split it (a memory-mapped file by position: the tail is
+    validation and calibration); the run also records the seed, the quantile and the preset."""
+    ds = load_dataset(
+        data.dataset, data_dir=data.data_dir, seed=cfg.seed, download=data.download, mmap=data.mmap
+    )
+    classes = list(data.classes) if data.classes else None
+    X, y = filter_classes(ds, classes)
+    if isinstance(X, np.memmap):
+        n = len(X)
+        n_hold = max(2, round(n * (data.validation + data.calibration)))
+        tail = check_matrix(np.asarray(X[n - n_hold :]), Path(data.dataset), row_offset=n - n_hold)
+        half = n_hold // 2
+        splits = Splits(X[: n - n_hold], tail[:half], tail[half:], None, None, None)  # type: ignore[arg-type]
+    else:
+        splits = split(X, y, seed=cfg.seed, validation=data.validation, calibration=data.calibration)
+    return TrainingRun(
+        dataset=ds,
+        splits=splits,
+        seed=cfg.seed,
+        classes=classes,
+        quantile=cfg.score.quantile,
+        hyperparameters={"preset": cfg.preset} if cfg.preset else {},
+    )
+
+
+def _fit_pca(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -> Path:
+    ds = run.dataset
+    k = cfg.pca.components(cfg.kind, cfg.latent_dim)
+    d = int(np.prod(ds.row_shape))
+    if float(k) >= 1 and k > d:
+        raise UsageError(f"--n-components {k} is larger than the input size {d}")
+    std = cfg.standardize if cfg.standardize is not None else ds.layout == "features"
+    est = pca_estimator(
+        cfg.kind, replace(cfg.pca, n_components=k), standardize=std, seed=cfg.seed, device=cfg.device
+    )
+    score = score_spec(ds.row_shape, ds.layout, cfg.score)  # a bad score setting fails before the fit
+    est.fit(run.splits.X_train)
+    est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
+    if cfg.score.neighbors:
+        est.fit_neighbors(
+            run.splits.X_train, cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed
+        )
+    return export_pca_family(est, run, models_dir, name)
+
+
+def pca_estimator(
+    kind: str, pca: PCAConfig, *, standardize: bool, seed: int, device: str
+) -> ReconstructionEstimator:
+    """The unfitted PCA-family estimator of `kind` (pca.n_components set)."""
+    from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA
+
+    k = pca.components(kind, None)
+    if kind == "pca":
+        return PCA(k, standardize=standardize, device=device)
+    if kind == "sklearn-pca":
+        return SklearnPCA(k, solver=pca.solver, standardize=standardize, seed=seed)
+    if kind == "incremental-pca":
+        return IncrementalPCA(k, batch_size=pca.batch_size, standardize=standardize)
+    return KernelPCA(
+        int(k),
+        kernel=pca.kernel,
+        gamma=pca.gamma,
+        alpha=pca.alpha,
+        standardize=standardize,
+        max_rows=pca.max_rows,
+        seed=seed,
+    )
+
+
+FITTERS: dict[str, Fitter] = dict.fromkeys(PCA_KINDS, _fit_pca)
+
+
+def fitters() -> dict[str, Fitter]:
+    """Every kind `fit` trains: the PCA family, plus the networks when torch is importable."""
+    try:
+        from training.nn.fit import register
+    except ImportError as exc:
+        if "torch" not in str(exc) and "training.nn" not in str(exc):
+            raise
+        return FITTERS
+    register(FITTERS)
+    return FITTERS
+
+
+DEFAULT_MODELS: list[Default] = [
+    Default("digits-pca", FitConfig("pca", pca=PCAConfig(n_components=0.95)), DataConfig("digits")),
+    Default(
+        "digits-sklearn-pca", FitConfig("sklearn-pca", pca=PCAConfig(n_components=16)), DataConfig("digits")
+    ),
+    Default(
+        "digits-randomized-pca",
+        FitConfig("sklearn-pca", pca=PCAConfig(n_components=16, solver="randomized")),
+        DataConfig("digits"),
+    ),
+    Default(
+        "digits-incremental-pca",
+        FitConfig("incremental-pca", pca=PCAConfig(n_components=16)),
+        DataConfig("digits"),
+    ),
+    Default(
+        "digits-kernel-pca", FitConfig("kernel-pca", pca=PCAConfig(n_components=16)), DataConfig("digits")
+    ),
+    Default(
+        "breast-cancer-pca", FitConfig("pca", pca=PCAConfig(n_components=0.9)), DataConfig("breast-cancer")
+    ),
+    Default(
+        "breast-cancer-sklearn-pca",
+        FitConfig("sklearn-pca", pca=PCAConfig(n_components=10)),
+        DataConfig("breast-cancer"),
+    ),
+    Default(
+        "breast-cancer-incremental-pca",
+        FitConfig("incremental-pca", pca=PCAConfig(n_components=10)),
+        DataConfig("breast-cancer"),
+    ),
+    Default(
+        "breast-cancer-kernel-pca",
+        FitConfig("kernel-pca", pca=PCAConfig(n_components=10)),
+        DataConfig("breast-cancer"),
+    ),
+]
+
+
+def default_models() -> list[Default]:
+    """The PCA defaults, plus the network defaults when torch is installed."""
+    try:
+        from training.nn.fit import DEFAULT_NETWORKS
+    except ImportError:
+        return list(DEFAULT_MODELS)
+    return [*DEFAULT_MODELS, *DEFAULT_NETWORKS]
+
+
+def bootstrap(
+    models_dir: Path | str = MODELS_DIR,
+    *,
+    force: bool = False,
+    published: Callable[[Path], Any] | None = None,
+) -> list[Path]:
+    """Train `default_models()` when the registry holds no model (or with `force`); return their
+    folders, each also handed to `published` as it appears."""
+    models_dir = Path(models_dir)
+    if model_names(models_dir) and not force:
+        return []
+    folders = []
+    for default in default_models():
+        folders.append(fit(default.config, default.data, name=default.name, models_dir=models_dir))
+        if published is not None:
+            published(folders[-1])
+    return folders
