@@ -252,8 +252,11 @@ def flags_of(config: FitConfig) -> list[str]:
         changed = [d for d in dests if d in settable and _value(config, d) != _value(default, d)]
         if not changed or action.dest in ("kind", "preset"):
             continue
-        flag = action.option_strings[0]
-        out += [flag] if action.nargs == 0 else [flag, _shown(_value(config, changed[0]))]
+        value = _value(config, changed[0])
+        if action.nargs == 0:  # a switch: --quiet; --standardize / --no-standardize
+            out.append(action.option_strings[0 if value is True else -1])
+        else:
+            out += [action.option_strings[0], _shown(value)]
     return out
 
 

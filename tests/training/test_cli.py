@@ -17,7 +17,7 @@ from service.manifest import Manifest
 from service.registry import model_names, versions_of
 from training.api import DEFAULT_MODELS, default_models
 from training.cli import add_fit_arguments, build_parser, configs, field_default, fit_argv, flags_of, main
-from training.config import Default, PCAConfig, ScoreConfig
+from training.config import Default, FitConfig, PCAConfig, ScoreConfig
 from training.nn.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,6 +319,13 @@ def test_the_flags_of_each_default_build_its_configs(default: Default) -> None:
         default.config.pca.solver,
     )
     assert replace(config.train, seed=0) == default.config.train
+
+
+def test_flags_of_writes_both_sides_of_a_switch() -> None:
+    config = FitConfig("dense", standardize=False, train=TrainConfig(quiet=True), score=ScoreConfig(pool=3))
+    assert flags_of(config) == ["--model", "dense", "--no-standardize", "--quiet", "--score-pool", "3"]
+    argv = fit_argv("dense", "digits", "x", "m", *flags_of(config)[2:])
+    assert configs(build_parser().parse_args(argv))[0] == config
 
 
 def test_fit_without_a_model_or_preset_is_one_line(
