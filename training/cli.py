@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import LatentServeError
-from service.manifest import MAX_REFERENCE_ROWS, is_valid_name
+from service.manifest import MAX_REFERENCE_ROWS
 from service.registry import model_names, read_manifest, versions_of
 from training.api import bootstrap, fit
 from training.config import KINDS, MODELS_DIR, DataConfig, FitConfig, PCAConfig, ScoreConfig
@@ -69,15 +69,6 @@ def _widths(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers like 256,64, got {text!r}")
     return values
-
-
-def _name(text: str) -> str:
-    if not is_valid_name(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a valid model name: 1-64 characters of a-z, 0-9, '.', '_', '-', "
-            "starting with a letter or digit"
-        )
-    return text
 
 
 def _fraction(text: str) -> float:
@@ -131,7 +122,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset", dest="data.dataset", metavar="DATA", required=True, help=f"{datasets} (required)"
     )
-    p.add_argument("--name", required=True, type=_name, help="registry name of the model (required)")
+    p.add_argument("--name", required=True, help="registry name of the model (required)")
     registry = f"the registry (default: {MODELS_DIR})"
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=registry)
     idx = "$LATENTSERVE_DATA_DIR or ~/.cache"
