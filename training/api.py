@@ -5,8 +5,8 @@
     config = FitConfig("pca", pca=PCAConfig(n_components=16), score=ScoreConfig(pool=3))
     folder = fit(config, DataConfig("digits", classes=(3,)), name="digits-3", models_dir="models")
 
-`fit` checks every setting before it loads data, and that the registry is writable before it
-trains. A setting that cannot apply raises `UsageError`, unreadable data `DataError`, a failed
+`fit` checks every setting before it trains (those that need no rows before it loads them), and
+that the registry is writable. A setting that cannot apply raises `UsageError`, unreadable data `DataError`, a failed
 verification `ExportError` (`training.errors`); nothing is published then.
 """
 
