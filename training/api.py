@@ -6,8 +6,8 @@
     folder = fit(config, DataConfig("digits", classes=(3,)), name="digits-3", models_dir="models")
 
 `fit` checks every setting before it trains (those that need no rows before it loads them), and
-that the registry is writable. A setting that cannot apply raises `UsageError`, unreadable data `DataError`, a failed
-verification `ExportError` (`training.errors`); nothing is published then.
+that the registry is writable. A setting that cannot apply raises `UsageError`, unreadable data
+`DataError`, a failed verification `ExportError` (`training.errors`); nothing is published then.
 """
 
 from __future__ import annotations
