@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from latentserve_client import Client
-from latentserve_client.__main__ import main
+from latentserve_client.__main__ import main, score_main
 from latentserve_client._scoring import score_file
 from tests.client.conftest import Reply, Stub
 from tests.deploy.live import ROOT, clean_env, free_port
@@ -264,6 +264,18 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["score", "--url", "http://x", "--model", "m", "in.csv", "--chunk-rows", "0"])
     assert caught.value.code == 2
     assert "error: argument --chunk-rows: expected a positive integer" in capsys.readouterr().err
+
+
+def test_latentserve_score_is_the_score_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        score_main(["--help"])
+    assert caught.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: latentserve-score [-h] --url URL") and "--chunk-rows" in usage
+    with pytest.raises(SystemExit) as caught:
+        score_main(["--url", "http://x", "--model", "m", "in.csv", "--concurrency", "0"])
+    assert caught.value.code == 2
+    assert "error: argument --concurrency: expected a positive integer" in capsys.readouterr().err
 
 
 def test_plain_progress_lines_without_tqdm(
