@@ -345,8 +345,10 @@ ready_s="$(since "$(state_time "$run_id-serve" StartedAt)")"
 case "$ready" in *"\"models\":$n_models"*) ;; *) fail "/health/ready answered $ready; expected $n_models models" ;; esac
 logged healthcheck podman healthcheck run "$run_id-serve"
 containers+=("$run_id-probe")
-scored="$("${run[@]}" --rm --no-healthcheck --name "$run_id-probe" -v "$root/tests/deploy/image_probe.py:/probe.py:ro" \
-  --entrypoint python "$serve_image" /probe.py "$url" breast-cancer-pca 2>&1 </dev/null)" \
+# the serve image ships the server only: the client (its own distribution) is mounted beside the probe
+scored="$("${run[@]}" --rm --no-healthcheck --name "$run_id-probe" -v "$root/tests/deploy/image_probe.py:/probe/probe.py:ro" \
+  -v "$root/client/latentserve_client:/probe/latentserve_client:ro" \
+  --entrypoint python "$serve_image" /probe/probe.py "$url" breast-cancer-pca 2>&1 </dev/null)" \
   || fail "probe: $scored"
 pass "ready ${ready_s} s after start ($ready); healthy; $scored"
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install latentserve with the extras named in $1 (default: train).
+# Create .venv and install latentserve with the extras named in $1 (default: train), and the client
+# (client/, its own distribution latentserve-client), both editable.
 # Picks the torch build that fits the machine: CUDA torch where an NVIDIA GPU answers,
 # otherwise the CPU build (torch==2.13.0, which installs from a local wheel where one is
 # provided). Override with LATENTSERVE_TORCH_SPEC (e.g. "torch==2.14.1" or "torch").
@@ -10,7 +11,7 @@ extras="${1:-train}"
 py="${PYTHON:-python3}"
 venv=".venv"
 stamp="$venv/.latentserve-installed"
-want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $extras"
+want="$(cat pyproject.toml client/pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $extras"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv with $($py --version)" >&2
@@ -34,6 +35,6 @@ if [[ "$extras" == *train* ]]; then
     "${pip[@]}" "$torch_spec"
   fi
 fi
-echo "setup: installing latentserve[$extras]" >&2
-"${pip[@]}" -e ".[$extras]"
+echo "setup: installing latentserve[$extras] and latentserve-client" >&2
+"${pip[@]}" -e ".[$extras]" -e ./client
 echo "$want" > "$stamp"

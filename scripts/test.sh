@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh train,dev
-echo "== ruff" && .venv/bin/ruff check service training tests benchmarks
+echo "== ruff" && .venv/bin/ruff check service training client tests benchmarks
 echo "== mypy --strict" && .venv/bin/mypy
 echo "== pytest" && .venv/bin/python -m pytest "$@"

@@ -3,8 +3,9 @@
     python image_probe.py URL MODEL
 
 POSTs the first rows of scikit-learn's breast-cancer data to /anomaly-score twice, once as JSON and
-once as a `.npy` body through `service.client.Client` (what the image ships), checks that both
-answers name the model and agree, and prints one line. Needs only what the serve image installs.
+once as a `.npy` body through `latentserve_client.Client`, checks that both answers name the model and
+agree, and prints one line. Needs only what the serve image installs, plus `latentserve_client/`
+beside this file (the image ships the server only; image-check.sh mounts the client next to it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import httpx
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
-from service.client import Client
+from latentserve_client import Client
 
 
 def main(url: str, model: str) -> int:

@@ -1,8 +1,9 @@
-"""`python -m service.client score | models`: score files against a running latentserve service.
+"""Score files against a running latentserve service, or list its models.
 
-    python -m service.client score --url URL --model NAME [--version V] [--api-key K] INPUT
+    latentserve-score --url URL --model NAME [--version V] [--api-key K] INPUT
         [-o OUTPUT] [--chunk-rows 4096] [--concurrency 4] [--threshold T] [--quiet]
-    python -m service.client models --url URL [--api-key K]
+    python -m latentserve_client score ...     (the same as latentserve-score ...)
+    python -m latentserve_client models --url URL [--api-key K]
 
 INPUT is `.npy` (rows on the first axis), `.csv` or `.parquet` (the numeric columns are the
 features; every original column is kept). OUTPUT's suffix picks its format: `.csv` (default:
@@ -18,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from service.client._client import Client, ClientError, ServiceUnreachable
-from service.client._scoring import score_file
-from service.client._tables import InputError
+from latentserve_client._client import Client, ClientError, ServiceUnreachable
+from latentserve_client._scoring import score_file
+from latentserve_client._tables import InputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,18 +39,15 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m service.client", description="Score files against latentserve.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _connection(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    q.add_argument("--api-key", default=None, help="sent as X-API-Key")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    q.add_argument("--retries", type=int, default=3, help="retries on 5xx and connection errors")
 
-    def connection(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
-        q.add_argument("--api-key", default=None, help="sent as X-API-Key")
-        q.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-        q.add_argument("--retries", type=int, default=3, help="retries on 5xx and connection errors")
 
-    s = sub.add_parser("score", help="score every row of a .npy, .csv or .parquet file")
-    connection(s)
+def _score_arguments(s: argparse.ArgumentParser) -> None:
+    _connection(s)
     s.add_argument("--model", required=True, help="model name")
     s.add_argument("--version", type=_positive, default=None, help="model version (default: latest)")
     s.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
@@ -59,13 +57,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concurrency", type=_positive, default=4, help="requests in flight (default 4)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    m = sub.add_parser("models", help="list the service's models (JSON)")
-    connection(m)
+
+def build_parser() -> argparse.ArgumentParser:
+    """`python -m latentserve_client score | models`."""
+    p = _Parser(prog="python -m latentserve_client", description="Score files against latentserve.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _score_arguments(sub.add_parser("score", help="score every row of a .npy, .csv or .parquet file"))
+    _connection(sub.add_parser("models", help="list the service's models (JSON)"))
     return p
 
 
+def build_score_parser() -> argparse.ArgumentParser:
+    """`latentserve-score`: the `score` command on its own."""
+    p = _Parser(
+        prog="latentserve-score",
+        description="Score every row of a .npy, .csv or .parquet file against latentserve.",
+    )
+    _score_arguments(p)
+    p.set_defaults(command="score")
+    return p
+
+
+def score_main(argv: Sequence[str] | None = None) -> int:
+    """The `latentserve-score` console script."""
+    return _run(build_score_parser().parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`python -m latentserve_client`."""
+    return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with Client(
             args.url,

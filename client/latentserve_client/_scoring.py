@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from service.client._client import AnomalyScores, Client, ClientError
-from service.client._tables import Chunk, InputError, NpyWriter, open_input, open_output
+from latentserve_client._client import AnomalyScores, Client, ClientError
+from latentserve_client._tables import Chunk, InputError, NpyWriter, open_input, open_output
 
 
 @dataclass(frozen=True)

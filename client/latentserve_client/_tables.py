@@ -18,7 +18,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from service.client._client import AnomalyScores
+from latentserve_client._client import AnomalyScores
 
 Array = npt.NDArray[Any]
 SCORE_COLUMNS = ("score", "p_value", "is_anomaly")
@@ -255,7 +255,9 @@ def _pyarrow() -> tuple[Any, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise InputError("reading or writing .parquet needs pyarrow: pip install pyarrow") from None
+        raise InputError(
+            "reading or writing .parquet needs pyarrow: pip install 'latentserve-client[parquet]'"
+        ) from None
     return pa, pq
 
 

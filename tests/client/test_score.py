@@ -1,4 +1,4 @@
-"""`python -m service.client score`: 100,000 rows in order, every input and output format, and the
+"""`python -m latentserve_client score`: 100,000 rows in order, every input and output format, and the
 failures (bad rows with their line, unreachable service, unknown model) that leave no output behind."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from service.client import Client
-from service.client.__main__ import main
-from service.client._scoring import score_file
+from latentserve_client import Client
+from latentserve_client.__main__ import main, score_main
+from latentserve_client._scoring import score_file
+from tests.client.conftest import Reply, Stub
 from tests.deploy.live import ROOT, clean_env, free_port
-from tests.service.client.conftest import Reply, Stub
 
 MODEL = "breast-cancer-pca"
 N = 100_000
@@ -61,10 +61,10 @@ def leftovers(folder: Path) -> list[Path]:
 def test_100k_csv_rows_in_order(live_url: str, noisy_rows: np.ndarray, tmp_path: Path) -> None:
     src = tmp_path / "cancer.csv"
     write_csv(src, noisy_rows)
-    argv = [sys.executable, "-m", "service.client", "score", "--url", live_url, "--model", MODEL, str(src)]
+    argv = [sys.executable, "-m", "latentserve_client", "score", "--url", live_url, "--model", MODEL]
     start = time.perf_counter()
     done = subprocess.run(
-        [*argv, "--chunk-rows", "4096", "--concurrency", "4"],
+        [*argv, str(src), "--chunk-rows", "4096", "--concurrency", "4"],
         cwd=ROOT,
         env=clean_env(),
         capture_output=True,
@@ -243,9 +243,9 @@ def test_unknown_model(live_url: str, tmp_path: Path, capsys: pytest.CaptureFixt
 def test_unreachable_service_exits_non_zero(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((10, 30)))
     url = f"http://127.0.0.1:{free_port()}"
-    argv = [sys.executable, "-m", "service.client", "score", "--url", url, "--model", MODEL, "--retries", "1"]
+    argv = [sys.executable, "-m", "latentserve_client", "score", "--url", url, "--model", MODEL]
     done = subprocess.run(
-        [*argv, str(tmp_path / "x.npy")],
+        [*argv, "--retries", "1", str(tmp_path / "x.npy")],
         cwd=ROOT,
         env=clean_env(),
         capture_output=True,
@@ -264,6 +264,18 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["score", "--url", "http://x", "--model", "m", "in.csv", "--chunk-rows", "0"])
     assert caught.value.code == 2
     assert "error: argument --chunk-rows: expected a positive integer" in capsys.readouterr().err
+
+
+def test_latentserve_score_is_the_score_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        score_main(["--help"])
+    assert caught.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: latentserve-score [-h] --url URL") and "--chunk-rows" in usage
+    with pytest.raises(SystemExit) as caught:
+        score_main(["--url", "http://x", "--model", "m", "in.csv", "--concurrency", "0"])
+    assert caught.value.code == 2
+    assert "error: argument --concurrency: expected a positive integer" in capsys.readouterr().err
 
 
 def test_plain_progress_lines_without_tqdm(

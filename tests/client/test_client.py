@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
-from service.client import AnomalyScores, Client, ClientError, ServiceUnreachable
+from latentserve_client import AnomalyScores, Client, ClientError, ServiceUnreachable
+from tests.client.conftest import Reply, Stub, error_reply, scores_reply
 from tests.deploy.live import free_port, service
-from tests.service.client.conftest import Reply, Stub, error_reply, scores_reply
 
 
 def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -199,8 +199,9 @@ def test_context_manager_closes_the_connection_pool() -> None:
 
 def test_the_package_needs_only_httpx_and_numpy() -> None:
     code = (
-        "import sys; import service.client; "
-        "bad = [m for m in ('fastapi', 'onnxruntime', 'training', 'starlette', 'pydantic', 'torch') "
+        "import sys; import latentserve_client; "
+        "bad = [m for m in ('service', 'training', 'fastapi', 'starlette', 'pydantic', 'uvicorn', "
+        "'onnxruntime', 'sklearn', 'PIL', 'torch') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
