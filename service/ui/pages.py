@@ -1,0 +1,152 @@
+"""What the registry page and a version page show, gathered from the registry and the drift counts.
+
+The model card (README.md) is fetched through `service.artifacts` (sha256-verified) and rendered
+by markdown-it in CommonMark mode with raw HTML off, so a card's `<script>` is shown as text; its
+pictures that the manifest lists point at the UI's file route. An evaluation report
+(`<version>/evaluations/*.json`, written by `python -m training evaluate`) is not listed in the
+manifest: its figures are shown as unverified.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from service.artifacts import find_record, read_artifact, served_files
+from service.drift import Drift, DriftSnapshot
+from service.errors import ArtifactTampered
+from service.manifest import FileEntry, Manifest
+from service.registry import Registry, VersionRecord
+
+EVALUATIONS_DIR = "evaluations"  # where `training evaluate` writes its reports (not in the manifest)
+MAX_REPORT_BYTES = 1 << 16  # a larger evaluation report is not read
+EVALUATION_FIGURES = ("auroc", "average_precision", "precision", "recall", "f1", "fpr_at_threshold")
+
+
+def version_url(name: str, version: int) -> str:
+    return f"/ui/models/{quote(name)}/versions/{version}"
+
+
+def file_url(name: str, version: int, file: str) -> str:
+    return f"{version_url(name, version)}/files/{quote(file)}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The newest evaluation report's figures (unverified: the manifest does not list it)."""
+
+    file: str
+    dataset: str
+    figures: dict[str, float]
+    expected_fpr: float | None
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One version as both pages show it."""
+
+    name: str
+    version: int
+    status: str
+    error: str | None
+    manifest: Manifest | None
+    latest: bool
+    pictures: list[FileEntry] = field(default_factory=list)
+    drift: DriftSnapshot | None = None
+    evaluation: Evaluation | None = None
+
+    @property
+    def url(self) -> str:
+        return version_url(self.name, self.version)
+
+    def file_url(self, file: str) -> str:
+        return file_url(self.name, self.version, file)
+
+    @property
+    def key_metrics(self) -> dict[str, float]:
+        if self.manifest is None:
+            return {}
+        m = self.manifest.metrics
+        out = {"train error": m.train_error, "validation error": m.validation_error}
+        if m.explained_variance_ratio_total is not None:
+            out["explained variance"] = m.explained_variance_ratio_total
+        return out
+
+
+def _view(record: VersionRecord, latest: int | None, drift: Drift) -> VersionView:
+    runtime = record.runtime
+    return VersionView(
+        name=record.name,
+        version=record.version,
+        status=record.status,
+        error=record.error,
+        manifest=record.manifest,
+        latest=record.version == latest,
+        pictures=[f for f in served_files(record) if f.role == "picture"],
+        drift=drift.of(runtime.manifest).snapshot() if runtime is not None else None,
+        evaluation=_evaluation(record.folder),
+    )
+
+
+def registry_views(registry: Registry, drift: Drift) -> dict[str, list[VersionView]]:
+    """Every model's versions, newest first."""
+    return {
+        name: [_view(versions[v], registry.latest(name), drift) for v in sorted(versions, reverse=True)]
+        for name, versions in sorted(registry.records().items())
+    }
+
+
+def version_view(registry: Registry, drift: Drift, name: str, version: int) -> VersionView:
+    return _view(find_record(registry, name, version), registry.latest(name), drift)
+
+
+def render_card(registry: Registry, view: VersionView) -> tuple[Markup | None, str | None]:
+    """The model card as HTML, or None; with the reason it is not shown (a tampered card)."""
+    record = find_record(registry, view.name, view.version)
+    card = next((f for f in served_files(record) if f.role == "card"), None)
+    if card is None:
+        return None, None
+    try:
+        text = read_artifact(registry, view.name, view.version, card.path).data.decode("utf-8", "replace")
+    except ArtifactTampered as exc:
+        return None, exc.message
+    md = MarkdownIt("commonmark", {"html": False})
+    tokens = md.parse(text)
+    listed = {f.path for f in view.pictures}
+    for token in tokens:
+        for child in token.children or []:
+            src = child.attrGet("src")
+            if child.type == "image" and isinstance(src, str) and src in listed:
+                child.attrSet("src", view.file_url(src))
+    return Markup(md.renderer.render(tokens, md.options, {})), None
+
+
+def _evaluation(folder: Path) -> Evaluation | None:
+    """The newest `evaluations/*.json` (file names end in their UTC time), if it reads as a report."""
+    try:
+        reports = sorted((folder / EVALUATIONS_DIR).glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if not reports or reports[-1].stat().st_size > MAX_REPORT_BYTES:
+        return None
+    try:
+        data: Any = json.loads(reports[-1].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    figures = {k: float(v) for k in EVALUATION_FIGURES if isinstance(v := data.get(k), int | float)}
+    expected = data.get("expected_fpr")
+    return Evaluation(
+        file=reports[-1].name,
+        dataset=str(data.get("dataset", "")),
+        figures={k: v for k, v in figures.items() if math.isfinite(v)},
+        expected_fpr=float(expected) if isinstance(expected, int | float) else None,
+    )

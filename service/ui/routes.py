@@ -1,0 +1,156 @@
+"""The registry UI: `/ui` (every model and version) and `/ui/models/{name}/versions/{v}` (one version,
+its card, pictures, score histogram and Try-it form). Server-rendered Jinja2, no JavaScript.
+
+With LATENTSERVE_API_KEY set, the pages sit behind the key like /models. A browser cannot send an
+`X-API-Key`, so these routes also take HTTP Basic credentials whose password is the key (any user
+name) and answer a missing key with a Basic challenge: the browser asks once. The pictures are
+served under /ui too (the same sha256-checked files as /models/.../files/...) so that they go out
+with those credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import UploadFile
+
+from service.api.deps import MetricsDep, RegistryDep
+from service.artifacts import artifact_response, read_artifact
+from service.drift import Drift
+from service.errors import InvalidInput, LatentServeError, PayloadTooLarge, Timeout, Unauthorized
+from service.registry import Registry
+from service.security import check_api_key
+from service.ui import tryit
+from service.ui.charts import score_histogram_svg
+from service.ui.pages import registry_views, render_card, version_view
+
+BASIC_CHALLENGE = 'Basic realm="latentserve", charset="UTF-8"'
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+async def require_ui_key(request: Request) -> None:
+    """The API key as X-API-Key, Bearer, or the password of HTTP Basic; a Basic challenge when missing."""
+    key = request.app.state.settings.api_key
+    if key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        if scheme.lower() == "basic":
+            try:
+                password = base64.b64decode(token.strip(), validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                raise Unauthorized("malformed Basic credentials", field="api_key") from None
+            if not hmac.compare_digest(password.encode(), key.get_secret_value().encode()):
+                raise Unauthorized("wrong API key", field="api_key")
+            return
+        check_api_key(request.headers, key)
+    except Unauthorized as exc:
+        exc.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+        raise
+
+
+router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(require_ui_key)])
+Version = Annotated[int, PathParam(ge=1)]
+
+
+def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+@router.get("", response_class=HTMLResponse)
+def registry_page(registry: RegistryDep, metrics: MetricsDep) -> HTMLResponse:
+    """Every model and version: status, kind, shapes, threshold, key metrics, evaluation, drift."""
+    return _page("registry.html", models=registry_views(registry, metrics.drift))
+
+
+@router.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
+def version_page(name: str, version: Version, registry: RegistryDep, metrics: MetricsDep) -> HTMLResponse:
+    """One version: model card, pictures, score histogram (calibration and live), Try-it form."""
+    return _version(registry, metrics.drift, name, version)
+
+
+@router.get("/models/{name}/versions/{version}/files/{file}", response_class=Response)
+def version_file(
+    name: str,
+    version: Version,
+    file: str,
+    registry: RegistryDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The same sha256-checked file as /models/{name}/versions/{v}/files/{file}."""
+    return artifact_response(read_artifact(registry, name, version, file), if_none_match)
+
+
+@router.post("/models/{name}/versions/{version}/try", response_class=HTMLResponse)
+async def try_it(
+    name: str, version: Version, request: Request, registry: RegistryDep, metrics: MetricsDep
+) -> HTMLResponse:
+    """Score one uploaded image (`file`) or pasted row (`row`); the page shows the result or the error."""
+    settings = request.app.state.settings
+    service = request.app.state.service
+    try:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise PayloadTooLarge(
+                f"body: {declared} bytes is over the limit of {settings.max_body_bytes} bytes "
+                "(LATENTSERVE_MAX_BODY_BYTES)",
+                field="body",
+            )
+        runtime = registry.get(name, version)
+        form = await request.form(max_files=1, max_fields=4)
+        upload, row = form.get("file"), form.get("row")
+        resize = form.get("resize") is not None
+        if isinstance(upload, UploadFile) and upload.filename:
+            data = await upload.read()
+
+            def work() -> tryit.TryResult:
+                return tryit.score_image(
+                    runtime, upload.filename or "upload", data, resize, settings.max_request_pixels
+                )
+        elif isinstance(row, str) and row.strip():
+
+            def work() -> tryit.TryResult:
+                return tryit.score_row(runtime, row)
+        else:
+            raise InvalidInput("choose an image file or paste a row", field="file")
+        try:
+            with anyio.fail_after(settings.request_timeout_s):
+                async with service.admission.slot():
+                    result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except TimeoutError:
+            raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
+    except LatentServeError as exc:  # shown on the page, with the API's message and status
+        return _version(registry, metrics.drift, name, version, error=exc)
+    return _version(registry, metrics.drift, name, version, result=result)
+
+
+def _version(registry: Registry, drift: Drift, name: str, version: int, **extra: Any) -> HTMLResponse:
+    view = version_view(registry, drift, name, version)
+    card, card_error = render_card(registry, view)
+    chart = score_histogram_svg(view.drift) if view.drift is not None else None
+    error: LatentServeError | None = extra.get("error")
+    return _page(
+        "version.html",
+        status_code=error.status_code if error is not None else 200,
+        v=view,
+        card=card,
+        card_error=card_error,
+        chart=chart,
+        **extra,
+    )
