@@ -8,12 +8,20 @@ resolves outside its version folder is refused the same way.
 
 The answer carries the sha256 as its ETag (a matching If-None-Match gets 304) and may be cached
 privately: a published version's files never change.
+
+Evaluation reports (`<version>/evaluations/`, written by `python -m training evaluate` after
+publishing) are not in the manifest, so nothing pins them: `read_evaluation` serves only a regular
+file (not a link) directly in that folder, by a plain name, PNG or JSON, at most
+MAX_EVALUATION_BYTES, with the sha256 of what it read as the ETag.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import stat
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.responses import Response
 
@@ -24,6 +32,13 @@ from service.registry import Registry, VersionRecord
 SERVED_ROLES: tuple[FileRole, ...] = ("picture", "card", "report")  # model weights are not served here
 MEDIA_TYPES = {"png": "image/png", "md": "text/markdown; charset=utf-8", "json": "application/json"}
 CACHE_CONTROL = "private, max-age=3600"
+EVALUATIONS_DIR = "evaluations"  # where `training evaluate` writes its reports (not in the manifest)
+MAX_EVALUATION_BYTES = 4 << 20  # a larger evaluation file is not served
+_EVALUATION_KINDS: dict[str, tuple[FileRole, Literal["png", "json"]]] = {
+    "png": ("picture", "png"),
+    "json": ("report", "json"),
+}
+_EVALUATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(png|json)")
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,7 @@ class Artifact:
     """One verified file: its manifest entry and its bytes."""
 
     entry: FileEntry
-    data: bytes
+    data: bytes  # verified against entry.sha256 (an evaluation's entry is made from what was read)
 
     @property
     def media_type(self) -> str:
@@ -89,6 +104,27 @@ def read_artifact(registry: Registry, name: str, version: int, file: str) -> Art
         raise ArtifactTampered(name, version, file) from None
     if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
         raise ArtifactTampered(name, version, file)
+    return Artifact(entry, data)
+
+
+def read_evaluation(registry: Registry, name: str, version: int, file: str) -> Artifact:
+    """Read one evaluation report file (PNG or JSON) of a version; not pinned by the manifest."""
+    folder = find_record(registry, name, version).folder / EVALUATIONS_DIR
+    match = _EVALUATION_NAME.fullmatch(file)
+    missing = ModelNotFound(f"model {name!r} version {version} has no evaluation file {file!r}", field="file")
+    if match is None:
+        raise missing
+    try:
+        st = (folder / file).lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_EVALUATION_BYTES:
+            raise missing
+        data = (folder / file).read_bytes()[:MAX_EVALUATION_BYTES]
+    except OSError:
+        raise missing from None
+    role, fmt = _EVALUATION_KINDS[match[1]]
+    entry = FileEntry(
+        role=role, path=file, format=fmt, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)
+    )
     return Artifact(entry, data)
 
 

@@ -3,8 +3,8 @@
 The model card (README.md) is fetched through `service.artifacts` (sha256-verified) and rendered
 by markdown-it in CommonMark mode with raw HTML off, so a card's `<script>` is shown as text; its
 pictures that the manifest lists point at the UI's file route. An evaluation report
-(`<version>/evaluations/*.json`, written by `python -m training evaluate`) is not listed in the
-manifest: its figures are shown as unverified.
+(`<version>/evaluations/*.json` and its ROC curve, written by `python -m training evaluate`) is
+not listed in the manifest: its figures are shown as unverified.
 """
 
 from __future__ import annotations
@@ -12,21 +12,18 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from service.artifacts import find_record, read_artifact, served_files
+from service.artifacts import EVALUATIONS_DIR, find_record, read_artifact, read_evaluation, served_files
 from service.drift import Drift, DriftSnapshot
-from service.errors import ArtifactTampered
+from service.errors import ArtifactTampered, ModelNotFound
 from service.manifest import FileEntry, Manifest
 from service.registry import Registry, VersionRecord
 
-EVALUATIONS_DIR = "evaluations"  # where `training evaluate` writes its reports (not in the manifest)
-MAX_REPORT_BYTES = 1 << 16  # a larger evaluation report is not read
 EVALUATION_FIGURES = ("auroc", "average_precision", "precision", "recall", "f1", "fpr_at_threshold")
 
 
@@ -46,6 +43,7 @@ class Evaluation:
     dataset: str
     figures: dict[str, float]
     expected_fpr: float | None
+    picture: str | None  # the ROC curve PNG beside it
 
 
 @dataclass(frozen=True)
@@ -69,6 +67,9 @@ class VersionView:
     def file_url(self, file: str) -> str:
         return file_url(self.name, self.version, file)
 
+    def evaluation_url(self, file: str) -> str:
+        return f"{self.url}/evaluations/{quote(file)}"
+
     @property
     def key_metrics(self) -> dict[str, float]:
         if self.manifest is None:
@@ -80,7 +81,7 @@ class VersionView:
         return out
 
 
-def _view(record: VersionRecord, latest: int | None, drift: Drift) -> VersionView:
+def _view(registry: Registry, record: VersionRecord, drift: Drift) -> VersionView:
     runtime = record.runtime
     return VersionView(
         name=record.name,
@@ -88,23 +89,23 @@ def _view(record: VersionRecord, latest: int | None, drift: Drift) -> VersionVie
         status=record.status,
         error=record.error,
         manifest=record.manifest,
-        latest=record.version == latest,
+        latest=record.version == registry.latest(record.name),
         pictures=[f for f in served_files(record) if f.role == "picture"],
         drift=drift.of(runtime.manifest).snapshot() if runtime is not None else None,
-        evaluation=_evaluation(record.folder),
+        evaluation=_evaluation(registry, record),
     )
 
 
 def registry_views(registry: Registry, drift: Drift) -> dict[str, list[VersionView]]:
     """Every model's versions, newest first."""
     return {
-        name: [_view(versions[v], registry.latest(name), drift) for v in sorted(versions, reverse=True)]
+        name: [_view(registry, versions[v], drift) for v in sorted(versions, reverse=True)]
         for name, versions in sorted(registry.records().items())
     }
 
 
 def version_view(registry: Registry, drift: Drift, name: str, version: int) -> VersionView:
-    return _view(find_record(registry, name, version), registry.latest(name), drift)
+    return _view(registry, find_record(registry, name, version), drift)
 
 
 def render_card(registry: Registry, view: VersionView) -> tuple[Markup | None, str | None]:
@@ -128,25 +129,25 @@ def render_card(registry: Registry, view: VersionView) -> tuple[Markup | None, s
     return Markup(md.renderer.render(tokens, md.options, {})), None
 
 
-def _evaluation(folder: Path) -> Evaluation | None:
-    """The newest `evaluations/*.json` (file names end in their UTC time), if it reads as a report."""
+def _evaluation(registry: Registry, record: VersionRecord) -> Evaluation | None:
+    """The newest `evaluations/*.json` (by modification time), if it reads as a report, and its ROC PNG."""
     try:
-        reports = sorted((folder / EVALUATIONS_DIR).glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-    except OSError:
-        return None
-    if not reports or reports[-1].stat().st_size > MAX_REPORT_BYTES:
-        return None
-    try:
-        data: Any = json.loads(reports[-1].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        reports = sorted((record.folder / EVALUATIONS_DIR).glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        if not reports:
+            return None
+        newest = reports[-1]
+        data: Any = json.loads(read_evaluation(registry, record.name, record.version, newest.name).data)
+    except (OSError, ValueError, ModelNotFound):
         return None
     if not isinstance(data, dict):
         return None
     figures = {k: float(v) for k in EVALUATION_FIGURES if isinstance(v := data.get(k), int | float)}
     expected = data.get("expected_fpr")
+    roc = newest.with_suffix(".png")
     return Evaluation(
-        file=reports[-1].name,
+        file=newest.name,
         dataset=str(data.get("dataset", "")),
         figures={k: v for k, v in figures.items() if math.isfinite(v)},
         expected_fpr=float(expected) if isinstance(expected, int | float) else None,
+        picture=roc.name if roc.is_file() else None,
     )

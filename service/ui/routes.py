@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
 
 from service.api.deps import MetricsDep, RegistryDep
-from service.artifacts import artifact_response, read_artifact
+from service.artifacts import artifact_response, read_artifact, read_evaluation
 from service.drift import Drift
 from service.errors import InvalidInput, LatentServeError, PayloadTooLarge, Timeout, Unauthorized
 from service.registry import Registry
@@ -95,6 +95,18 @@ def version_file(
 ) -> Response:
     """The same sha256-checked file as /models/{name}/versions/{v}/files/{file}."""
     return artifact_response(read_artifact(registry, name, version, file), if_none_match)
+
+
+@router.get("/models/{name}/versions/{version}/evaluations/{file}", response_class=Response)
+def evaluation_file(
+    name: str,
+    version: Version,
+    file: str,
+    registry: RegistryDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """An evaluation report or ROC curve (`training evaluate`; not pinned by the manifest)."""
+    return artifact_response(read_evaluation(registry, name, version, file), if_none_match)
 
 
 @router.post("/models/{name}/versions/{version}/try", response_class=HTMLResponse)

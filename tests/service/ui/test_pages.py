@@ -179,3 +179,29 @@ def test_with_a_key_the_pages_ask_for_basic_credentials(make_client: MakeClient)
         )
         assert client.get("/ui", headers={"x-api-key": "s3cret"}).status_code == 200
         assert error_of(client.get("/ui", headers={"authorization": "Basic !!"}), 401)["field"] == "api_key"
+
+
+def test_an_evaluation_report_shows_its_figures_and_roc_curve(
+    registry_copy: Path, make_client: MakeClient
+) -> None:
+    from training.evaluate import evaluate
+
+    report = evaluate(registry_copy, "digits-pca:1", "digits", normal_classes=[0, 1, 2, 3, 4])
+    roc = Path(report["files"][1]).name
+    page = "/ui/models/digits-pca/versions/1"
+    with make_client(registry_copy) as client:
+        row = client.get("/ui").text.split('data-model="digits-pca" data-version="1"')[1].split("</tr>")[0]
+        assert f"auroc {report['auroc']:.4f}" in row
+        assert f'src="{page}/evaluations/{roc}"' in row
+        assert f'src="{page}/evaluations/{roc}"' in client.get(page).text
+        r = client.get(f"{page}/evaluations/{roc}")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.content == Path(report["files"][1]).read_bytes()
+        assert r.headers["etag"] == f'"{hashlib.sha256(r.content).hexdigest()}"'
+        for bad in ("nothere.png", "x.txt", ".hidden.png", "manifest.json"):
+            assert error_of(client.get(f"{page}/evaluations/{bad}"), 404)["field"] == "file", bad
+        for bad in ("..%2Fmanifest.json", "..%2F..%2F1%2Fmanifest.json"):  # no route takes a slash
+            assert error_of(client.get(f"{page}/evaluations/{bad}"), 404)["type"] == "RouteNotFound"
+        link = registry_copy / "digits-pca" / "1" / "evaluations" / "link.png"
+        link.symlink_to(Path(report["files"][1]))
+        assert error_of(client.get(f"{page}/evaluations/link.png"), 404)["field"] == "file"
