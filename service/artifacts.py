@@ -57,19 +57,6 @@ class Artifact:
         return f'"{self.entry.sha256}"'
 
 
-def find_record(registry: Registry, name: str, version: int) -> VersionRecord:
-    """The record of `name` at `version`, loaded or failed; ModelNotFound (404) listing what exists."""
-    versions = registry.versions(name)
-    record = versions.get(version)
-    if record is None:
-        raise ModelNotFound(
-            f"model {name!r} has no version {version}; available versions: {sorted(versions)}",
-            field="version",
-            details={"available": sorted(versions)},
-        )
-    return record
-
-
 def served_files(record: VersionRecord) -> list[FileEntry]:
     """The files of this version that may be fetched over HTTP, in manifest order."""
     if record.manifest is None:
@@ -79,7 +66,7 @@ def served_files(record: VersionRecord) -> list[FileEntry]:
 
 def read_artifact(registry: Registry, name: str, version: int, file: str) -> Artifact:
     """Read and verify one listed display file of a version (failed versions' files included)."""
-    record = find_record(registry, name, version)
+    record = registry.record(name, version)
     if record.manifest is None:
         raise ModelUnavailable(
             f"model {name!r} version {version} has no readable manifest: {record.error}", field="version"
@@ -109,7 +96,7 @@ def read_artifact(registry: Registry, name: str, version: int, file: str) -> Art
 
 def read_evaluation(registry: Registry, name: str, version: int, file: str) -> Artifact:
     """Read one evaluation report file (PNG or JSON) of a version; not pinned by the manifest."""
-    folder = find_record(registry, name, version).folder / EVALUATIONS_DIR
+    folder = registry.record(name, version).folder / EVALUATIONS_DIR
     match = _EVALUATION_NAME.fullmatch(file)
     missing = ModelNotFound(f"model {name!r} version {version} has no evaluation file {file!r}", field="file")
     if match is None:

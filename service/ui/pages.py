@@ -18,7 +18,7 @@ from urllib.parse import quote
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from service.artifacts import EVALUATIONS_DIR, find_record, read_artifact, read_evaluation, served_files
+from service.artifacts import EVALUATIONS_DIR, read_artifact, read_evaluation, served_files
 from service.drift import Drift, DriftSnapshot
 from service.errors import ArtifactTampered, ModelNotFound
 from service.manifest import FileEntry, Manifest
@@ -84,11 +84,11 @@ class VersionView:
 def _view(registry: Registry, record: VersionRecord, drift: Drift) -> VersionView:
     runtime = record.runtime
     return VersionView(
-        name=record.name,
-        version=record.version,
-        status=record.status,
-        error=record.error,
-        manifest=record.manifest,
+        record.name,
+        record.version,
+        record.status,
+        record.error,
+        record.manifest,
         latest=record.version == registry.latest(record.name),
         pictures=[f for f in served_files(record) if f.role == "picture"],
         drift=drift.of(runtime.manifest).snapshot() if runtime is not None else None,
@@ -105,12 +105,12 @@ def registry_views(registry: Registry, drift: Drift) -> dict[str, list[VersionVi
 
 
 def version_view(registry: Registry, drift: Drift, name: str, version: int) -> VersionView:
-    return _view(registry, find_record(registry, name, version), drift)
+    return _view(registry, registry.record(name, version), drift)
 
 
 def render_card(registry: Registry, view: VersionView) -> tuple[Markup | None, str | None]:
     """The model card as HTML, or None; with the reason it is not shown (a tampered card)."""
-    record = find_record(registry, view.name, view.version)
+    record = registry.record(view.name, view.version)
     card = next((f for f in served_files(record) if f.role == "card"), None)
     if card is None:
         return None, None

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hmac
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -85,28 +85,21 @@ def version_page(name: str, version: Version, registry: RegistryDep, metrics: Me
     return _version(registry, metrics.drift, name, version)
 
 
-@router.get("/models/{name}/versions/{version}/files/{file}", response_class=Response)
+_READERS = {"files": read_artifact, "evaluations": read_evaluation}
+
+
+@router.get("/models/{name}/versions/{version}/{where}/{file}", response_class=Response)
 def version_file(
     name: str,
     version: Version,
+    where: Literal["files", "evaluations"],
     file: str,
     registry: RegistryDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The same sha256-checked file as /models/{name}/versions/{v}/files/{file}."""
-    return artifact_response(read_artifact(registry, name, version, file), if_none_match)
-
-
-@router.get("/models/{name}/versions/{version}/evaluations/{file}", response_class=Response)
-def evaluation_file(
-    name: str,
-    version: Version,
-    file: str,
-    registry: RegistryDep,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
-    """An evaluation report or ROC curve (`training evaluate`; not pinned by the manifest)."""
-    return artifact_response(read_evaluation(registry, name, version, file), if_none_match)
+    """files/: the same sha256-checked file as /models/{name}/versions/{v}/files/{file};
+    evaluations/: a report or ROC curve of `training evaluate` (not pinned by the manifest)."""
+    return artifact_response(_READERS[where](registry, name, version, file), if_none_match)
 
 
 @router.post("/models/{name}/versions/{version}/try", response_class=HTMLResponse)
