@@ -14,13 +14,15 @@ Per served model version (labels `model`, `version`), exported at scrape time:
     latentserve_score_psi                            population stability index over those buckets
     latentserve_score_ks                             KS distance (largest CDF gap) at the bucket edges
 
-The two statistics are recomputed from the bucket counts at each scrape; an observation is two
-`searchsorted` calls and a counter update under a lock, so scoring stays cheap. A version's state
+The two statistics are recomputed from the bucket counts at each scrape; an observation is a
+bisection per score (two `searchsorted` calls for larger batches) and a counter update under a
+lock, so scoring stays cheap. A version's state
 starts at zero when it is first scored or scraped and lives as long as the process.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ from service.registry import Registry
 FloatArray = npt.NDArray[np.float64]
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DISPLAY_BINS = 40  # the bins of the version page's histogram (service.ui)
+FEW_ROWS = 16  # up to this many scores are counted in plain Python (numpy's call overhead is larger)
 PSI_FLOOR = 1e-4  # a bucket's share is floored at this so an empty bucket does not make PSI infinite
 
 
@@ -98,6 +101,12 @@ class ScoreDrift:
     total: float = 0.0
     above: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _edges: list[float] = field(default_factory=list)  # edges and display_edges as lists, for bisect
+    _display: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._edges = self.edges.tolist()
+        self._display = self.display_edges.tolist()
 
     @classmethod
     def of(cls, manifest: Manifest) -> ScoreDrift:
@@ -120,9 +129,11 @@ class ScoreDrift:
         )
 
     def observe(self, scores: npt.NDArray[Any]) -> None:
-        s = np.asarray(scores, dtype=np.float64).ravel()
-        if not len(s):
+        s = np.asarray(scores).ravel()
+        if len(s) <= FEW_ROWS:
+            self._observe_few(s.tolist())
             return
+        s = s.astype(np.float64, copy=False)
         buckets = np.bincount(np.searchsorted(self.edges, s, side="left"), minlength=len(self.counts))
         display = np.bincount(_display_bin(self.display_edges, s), minlength=DISPLAY_BINS)
         above = int(np.count_nonzero(s > self.manifest.threshold.value))
@@ -132,6 +143,17 @@ class ScoreDrift:
             self.n += len(s)
             self.total += float(s.sum())
             self.above += above
+
+    def _observe_few(self, values: list[float]) -> None:
+        """The same counts without numpy's per-call cost: what a one-row request pays."""
+        edges, display, threshold = self._edges, self._display, self.manifest.threshold.value
+        with self.lock:
+            for v in values:
+                self.counts[bisect.bisect_left(edges, v)] += 1
+                self.display_counts[min(max(bisect.bisect_right(display, v) - 1, 0), DISPLAY_BINS - 1)] += 1
+                self.above += v > threshold
+                self.total += v
+            self.n += len(values)
 
     def snapshot(self) -> DriftSnapshot:
         with self.lock:

@@ -120,3 +120,19 @@ def test_anomaly_score_feeds_the_metrics_other_verbs_do_not(
     assert t.value in buckets and set(expected) == set(buckets) - {math.inf}
     for le, count in buckets.items():
         assert count == sum(s <= le for s in scores), le
+
+
+def test_few_and_many_scores_are_counted_alike(manifest: Manifest) -> None:
+    cal = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([cal, cal * 2, [0.0, -1.0, 1e9], *[[e] for e in ScoreDrift.of(manifest).edges]])
+    scores = rng.permutation(scores).astype(np.float32)
+    one_by_one, at_once = ScoreDrift.of(manifest), ScoreDrift.of(manifest)
+    for i in range(0, len(scores), 3):  # the plain-Python path (FEW_ROWS or fewer)
+        one_by_one.observe(scores[i : i + 3])
+    at_once.observe(scores)  # the numpy path
+    a, b = one_by_one.snapshot(), at_once.snapshot()
+    np.testing.assert_array_equal(a.cumulative, b.cumulative)
+    np.testing.assert_array_equal(a.live_display, b.live_display)
+    assert (a.n, a.above) == (b.n, b.above) == (len(scores), int(np.sum(scores > manifest.threshold.value)))
+    assert a.total == pytest.approx(b.total)
