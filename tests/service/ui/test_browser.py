@@ -1,11 +1,12 @@
 """The registry UI in a real browser: Debian's chromium, driven by selenium through chromium-driver.
 
-The app runs under uvicorn on a free port over a copy of the session registry (with a real
-evaluation report). The test loads /ui, opens a version page, checks that every picture loaded,
-uploads a digit image and reads the score the page shows, which must be the one /anomaly-score
-gives for the same image; a broken upload shows the API's error message. Screenshots go into the
-test's temporary folder, and into LATENTSERVE_SCREENSHOTS_DIR when set (scripts/test.sh sets it to
-docs/screenshots, the README's pictures).
+The service runs as `python -m service` on a free port over a copy of the session registry (with
+a real evaluation report), so the scores posted go through its HTTP fast path. The test loads /ui,
+opens a version page, checks that every picture loaded, uploads a digit image and reads the score
+the page shows, which must be the one /anomaly-score gives for the same image; a broken upload
+shows the API's error message. Screenshots go into the test's temporary folder, and into
+LATENTSERVE_SCREENSHOTS_DIR when set (scripts/test.sh sets it to docs/screenshots, the README's
+pictures).
 
 Skipped, loudly, only where chromium or chromium-driver is not installed (CI installs them:
 scripts/install-chromium.sh).
@@ -19,7 +20,8 @@ import os
 import re
 import shutil
 import socket
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
-from service.app import create_app
-from service.settings import Settings
 from tests.service.conftest import ROOT, png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,27 +45,31 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=NO_BR
 
 @contextlib.contextmanager
 def live_server(models_dir: Path) -> Iterator[str]:
-    """The real app under uvicorn on a free local port, once its registry has loaded."""
-    app = create_app(Settings(models_dir=models_dir, reload_interval_s=0))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
+    """`python -m service` (uvicorn, our HTTP protocol and fast paths) on a free local port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LATENTSERVE_RELOAD_INTERVAL_S": "0", "LATENTSERVE_LOG_LEVEL": "warning"}
+    cmd = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--port", str(port)]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
                     break
+            assert server.poll() is None, f"the server exited: {server.communicate()[1].decode()[-2000:]}"
             assert time.monotonic() < deadline, "the server never became ready"
             time.sleep(0.1)
         yield url
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+        server.terminate()
+        try:
+            server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +163,8 @@ def test_the_registry_and_a_version_page_in_chromium(
         assert len(pictures) >= 3, pictures  # loss, reconstructions, scores, codes: in the card
         assert all(width > 0 for _, width in pictures), pictures
         assert browser.find_elements(By.CSS_SELECTOR, "svg.hist polyline.live")
+        posted = len(every_digit) + 60  # through the HTTP fast path: drift counts them all
+        assert f"{posted} live scores since start-up" in browser.find_element(By.TAG_NAME, "body").text
 
         browser.find_element(By.CSS_SELECTOR, 'input[name="file"]').send_keys(str(upload))
         browser.find_element(By.CSS_SELECTOR, '#try button[type="submit"]').click()
