@@ -16,18 +16,15 @@ import hmac
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.datastructures import UploadFile
 
 from service.api.deps import MetricsDep, RegistryDep
 from service.artifacts import artifact_response, read_artifact, read_evaluation
 from service.drift import Drift
-from service.errors import InvalidInput, LatentServeError, PayloadTooLarge, Timeout, Unauthorized
+from service.errors import LatentServeError, Unauthorized
 from service.registry import Registry
 from service.security import check_api_key
 from service.ui import tryit
@@ -107,39 +104,11 @@ async def try_it(
     name: str, version: Version, request: Request, registry: RegistryDep, metrics: MetricsDep
 ) -> HTMLResponse:
     """Score one uploaded image (`file`) or pasted row (`row`); the page shows the result or the error."""
-    settings = request.app.state.settings
-    service = request.app.state.service
     try:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise PayloadTooLarge(
-                f"body: {declared} bytes is over the limit of {settings.max_body_bytes} bytes "
-                "(LATENTSERVE_MAX_BODY_BYTES)",
-                field="body",
-            )
         runtime = registry.get(name, version)
-        form = await request.form(max_files=1, max_fields=4)
-        upload, row = form.get("file"), form.get("row")
-        resize = form.get("resize") is not None
-        if isinstance(upload, UploadFile) and upload.filename:
-            data = await upload.read()
-
-            def work() -> tryit.TryResult:
-                return tryit.score_image(
-                    runtime, upload.filename or "upload", data, resize, settings.max_request_pixels
-                )
-        elif isinstance(row, str) and row.strip():
-
-            def work() -> tryit.TryResult:
-                return tryit.score_row(runtime, row)
-        else:
-            raise InvalidInput("choose an image file or paste a row", field="file")
-        try:
-            with anyio.fail_after(settings.request_timeout_s):
-                async with service.admission.slot():
-                    result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-        except TimeoutError:
-            raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
+        result = await tryit.from_request(
+            request, runtime, request.app.state.settings, request.app.state.service.admission
+        )
     except LatentServeError as exc:  # shown on the page, with the API's message and status
         return _version(registry, metrics.drift, name, version, error=exc)
     return _version(registry, metrics.drift, name, version, result=result)

@@ -10,15 +10,23 @@ from __future__ import annotations
 import base64
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from service import codecs
+from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile, Result
-from service.errors import InvalidInput
+from service.errors import InvalidInput, Timeout
 from service.runtime import ModelRuntime
+from service.settings import Settings
 
 TOP_FEATURES = 5  # how many of a row's largest per-feature errors the page lists
 MAX_ROW_CHARS = 1 << 20  # a pasted row longer than this is refused before it is parsed
@@ -45,6 +53,42 @@ class TryResult:
     def score_text(self) -> str:
         """The score as the API's JSON writes it: the shortest text that reads back as the float32."""
         return str(np.float32(self.score))
+
+
+async def from_request(
+    request: Request, runtime: ModelRuntime, settings: Settings, admission: Admission
+) -> TryResult:
+    """Read the form (admitted, at most MAX_BODY_BYTES) and score it in a worker thread, in one of
+    the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests."""
+    declared = request.headers.get("content-length")
+    ticket = admission.enter(int(declared) if declared and declared.isdigit() else None, BINARY_WEIGHT)
+    try:
+        await codecs.read_body(request, settings.max_body_bytes, ticket)
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except HTTPException as exc:  # starlette's answer to a malformed or over-full form
+            raise InvalidInput(f"body: malformed form: {exc.detail}", field="file") from None
+        upload, row = form.get("file"), form.get("row")
+        work: Callable[[], TryResult]
+        if isinstance(upload, UploadFile) and upload.filename:
+            data, name, resize = await upload.read(), upload.filename, form.get("resize") is not None
+
+            def work() -> TryResult:
+                return score_image(runtime, name, data, resize, settings.max_request_pixels)
+        elif isinstance(row, str) and row.strip():
+
+            def work() -> TryResult:
+                return score_row(runtime, row)
+        else:
+            raise InvalidInput("choose an image file or paste a row", field="file")
+        try:
+            with anyio.fail_after(settings.request_timeout_s):
+                async with admission.slot():
+                    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except TimeoutError:
+            raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
+    finally:
+        ticket.release()
 
 
 def parse_row(text: str) -> npt.NDArray[np.float32]:

@@ -205,3 +205,17 @@ def test_an_evaluation_report_shows_its_figures_and_roc_curve(
         link = registry_copy / "digits-pca" / "1" / "evaluations" / "link.png"
         link.symlink_to(Path(report["files"][1]))
         assert error_of(client.get(f"{page}/evaluations/link.png"), 404)["field"] == "file"
+
+
+def test_an_upload_over_the_body_limit_or_a_malformed_form_is_refused_on_the_page(
+    make_client: MakeClient,
+) -> None:
+    with make_client(max_body_bytes=2000) as client:
+        big = client.post(f"{VAE_PAGE}/try", files={"file": ("big.png", b"x" * 5000, "image/png")})
+        assert big.status_code == 413
+        assert 'id="try-error" data-status="413"' in big.text and "over the limit of 2000 bytes" in big.text
+        two = client.post(
+            f"{VAE_PAGE}/try",
+            files=[("file", ("a.png", b"a", "image/png")), ("file", ("b.png", b"b", "image/png"))],
+        )
+        assert two.status_code == 422 and "malformed form" in two.text
