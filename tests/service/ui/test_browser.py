@@ -15,13 +15,9 @@ scripts/install-chromium.sh).
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +27,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.deploy.live import service
 from tests.service.conftest import ROOT, png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,35 +38,6 @@ NO_BROWSER = (
     "(apt-get install -y chromium chromium-driver) !!!"
 )
 pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=NO_BROWSER)
-
-
-@contextlib.contextmanager
-def live_server(models_dir: Path) -> Iterator[str]:
-    """`python -m service` (uvicorn, our HTTP protocol and fast paths) on a free local port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LATENTSERVE_RELOAD_INTERVAL_S": "0", "LATENTSERVE_LOG_LEVEL": "warning"}
-    cmd = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--port", str(port)]
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            assert server.poll() is None, f"the server exited: {server.communicate()[1].decode()[-2000:]}"
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +107,7 @@ def test_the_registry_and_a_version_page_in_chromium(
     upload.write_bytes(image)
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"this is not a picture")
-    with live_server(evaluated_registry) as url:
+    with service(evaluated_registry, tmp_path / "service.log", LATENTSERVE_RELOAD_INTERVAL_S="0") as url:
         # live scores for the histogram: digits the model saw, and the same digits inverted
         for rows in (every_digit, 1.0 - every_digit[:60]):
             r = httpx.post(f"{url}/anomaly-score", json={"model": "digits-vae", "inputs": rows.tolist()})
