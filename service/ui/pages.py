@@ -108,25 +108,36 @@ def version_view(registry: Registry, drift: Drift, name: str, version: int) -> V
     return _view(registry, registry.record(name, version), drift)
 
 
-def render_card(registry: Registry, view: VersionView) -> tuple[Markup | None, str | None]:
-    """The model card as HTML, or None; with the reason it is not shown (a tampered card)."""
+@dataclass(frozen=True)
+class Card:
+    """The model card as HTML (None: no card, or `error` says why it is not shown)."""
+
+    html: Markup | None = None
+    error: str | None = None
+    pictures: frozenset[str] = frozenset()  # the listed pictures it shows
+
+
+def render_card(registry: Registry, view: VersionView) -> Card:
+    """The version's card, its listed pictures pointed at the UI's file route."""
     record = registry.record(view.name, view.version)
     card = next((f for f in served_files(record) if f.role == "card"), None)
     if card is None:
-        return None, None
+        return Card()
     try:
         text = read_artifact(registry, view.name, view.version, card.path).data.decode("utf-8", "replace")
     except ArtifactTampered as exc:
-        return None, exc.message
+        return Card(error=exc.message)
     md = MarkdownIt("commonmark", {"html": False})
     tokens = md.parse(text)
     listed = {f.path for f in view.pictures}
+    shown = set()
     for token in tokens:
         for child in token.children or []:
             src = child.attrGet("src")
             if child.type == "image" and isinstance(src, str) and src in listed:
                 child.attrSet("src", view.file_url(src))
-    return Markup(md.renderer.render(tokens, md.options, {})), None
+                shown.add(src)
+    return Card(Markup(md.renderer.render(tokens, md.options, {})), None, frozenset(shown))
 
 
 def _evaluation(registry: Registry, record: VersionRecord) -> Evaluation | None:

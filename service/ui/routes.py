@@ -116,7 +116,7 @@ async def try_it(
 
 def _version(registry: Registry, drift: Drift, name: str, version: int, **extra: Any) -> HTMLResponse:
     view = version_view(registry, drift, name, version)
-    card, card_error = render_card(registry, view)
+    card = render_card(registry, view)
     chart = score_histogram_svg(view.drift) if view.drift is not None else None
     error: LatentServeError | None = extra.get("error")
     return _page(
@@ -124,7 +124,6 @@ def _version(registry: Registry, drift: Drift, name: str, version: int, **extra:
         status_code=error.status_code if error is not None else 200,
         v=view,
         card=card,
-        card_error=card_error,
         chart=chart,
         **extra,
     )

@@ -27,6 +27,16 @@ def _score_shown(html: str) -> float:
     return float(match[1])
 
 
+def _publish_card(folder: Path, card: bytes) -> None:
+    """Replace a version's model card, and its sha256 and size in the manifest (a republished card)."""
+    (folder / "README.md").write_bytes(card)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for f in manifest["files"]:
+        if f["path"] == "README.md":
+            f["sha256"], f["bytes"] = hashlib.sha256(card).hexdigest(), len(card)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_the_registry_page_lists_every_model_and_version_with_status_and_figures(client: TestClient) -> None:
     r = client.get("/ui")
     assert r.status_code == 200
@@ -49,11 +59,34 @@ def test_a_failed_version_shows_why(registry_copy: Path, make_client: MakeClient
         html = client.get("/ui").text
         row = html.split('data-model="digits-pca" data-version="1"')[1].split("</tr>")[0]
         assert 'class="failed"' in row
-        assert "sha256" in row or "checksum" in row
+        reason = client.get("/models").json()["models"]
+        error = next(v["error"] for m in reason if m["name"] == "digits-pca" for v in m["versions"])
+        assert "sha256" in error and str(escape(error)) in row
+        page = client.get("/ui/models/digits-pca/versions/1")
+        assert page.status_code == 200 and str(escape(error)) in page.text
+        assert "not served: no live scores" in page.text
+        tried = client.post(
+            "/ui/models/digits-pca/versions/1/try", files={"file": ("a.png", b"x", "image/png")}
+        )
+        assert tried.status_code == 503 and "failed to load" in tried.text
+
+
+def test_pictures_the_card_does_not_show_are_shown_below_it(
+    registry_copy: Path, make_client: MakeClient
+) -> None:
+    folder = registry_copy / "digits-vae" / "1"
+    card = b"# a card without pictures\n"
+    _publish_card(folder, card)
+    with make_client(registry_copy) as client:
+        html = client.get(VAE_PAGE).text
+    gallery = html.split("<h3>Pictures</h3>")[1]
+    assert '<img src="/ui/models/digits-vae/versions/1/files/loss.png"' in gallery
+    assert "<h1>a card without pictures</h1>" in html
 
 
 def test_a_version_page_renders_the_card_pictures_and_the_histogram(client: TestClient) -> None:
     html = client.get(VAE_PAGE).text
+    assert "<h3>Pictures</h3>" not in html  # the card shows every picture
     card = client.get("/models/digits-vae/versions/1/files/README.md").text
     title = card.splitlines()[0].removeprefix("# ")
     assert f"<h1>{title}</h1>" in html
@@ -83,12 +116,7 @@ def test_the_live_histogram_appears_once_scores_arrive(make_client: MakeClient, 
 def test_a_card_with_raw_html_is_shown_as_text(registry_copy: Path, make_client: MakeClient) -> None:
     folder = registry_copy / "digits-vae" / "1"
     card = b"# evil\n\n<script>alert(1)</script>\n\n![x](javascript:alert(1))\n"
-    (folder / "README.md").write_bytes(card)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for f in manifest["files"]:
-        if f["path"] == "README.md":
-            f["sha256"], f["bytes"] = hashlib.sha256(card).hexdigest(), len(card)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _publish_card(folder, card)
     with make_client(registry_copy) as client:
         html = client.get(VAE_PAGE).text
     assert "<script>alert(1)</script>" not in html
