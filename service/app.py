@@ -39,6 +39,7 @@ from service.inference import InferenceService
 from service.metrics import Metrics
 from service.registry import Registry
 from service.settings import Settings
+from service.ui import router as ui_router
 
 log = logging.getLogger("latentserve.app")
 
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for exc_type in (LatentServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, _on_error)
     app.include_router(api_router)
+    app.include_router(ui_router)
     if not docs_open:
         _docs_behind_key(app)
     if settings.fast_path:

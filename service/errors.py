@@ -13,6 +13,7 @@
     ├── NotAcceptable                406  an Accept we cannot produce
     ├── RegistryError                500  the registry is inconsistent (bad manifest, checksum)
     │   └── IntegrityError           500  a file does not match its manifest sha256
+    │       └── ArtifactTampered     409  a served file (picture, card) no longer matches its sha256
     ├── NotReady                     503  the registry has not finished its first load, or draining
     ├── Overloaded                   503  shed before the body is read (Retry-After); see admission
     ├── ClientClosed                 499  the client left before its request was read (never sent)
@@ -157,6 +158,20 @@ class RegistryError(LatentServeError):
 
 class IntegrityError(RegistryError):
     pass
+
+
+class ArtifactTampered(IntegrityError):
+    """A listed file asked for over HTTP does not match its manifest sha256: its bytes are never sent."""
+
+    status_code = 409
+
+    def __init__(self, name: str, version: int, file: str) -> None:
+        super().__init__(
+            f"model {name!r} version {version}: file {file!r} does not match the sha256 in its manifest "
+            "(changed after publishing); refusing to serve it; republish the version",
+            field="file",
+            details={"model": name, "version": version, "file": file},
+        )
 
 
 class NotReady(LatentServeError):

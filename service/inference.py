@@ -56,6 +56,7 @@ from service.errors import (
     Timeout,
     UnsupportedMediaType,
 )
+from service.manifest import Manifest
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.registry import Registry
 from service.runtime import ModelRuntime
@@ -88,6 +89,7 @@ class Job:
     X: FloatArray  # validated model rows: inputs (n, *input.shape) or codes (n, latent_dim)
     shape: tuple[int, ...]  # the request rows' layout (flat or shaped), kept in the answer
     media: str
+    on_scores: Callable[[Manifest, FloatArray], None] | None = None  # /anomaly-score: live drift
 
     @property
     def ops(self) -> tuple[Op, ...]:
@@ -180,6 +182,8 @@ def _scored(job: Job, out: Outputs) -> Result:
     rt, opts = job.runtime, job.opts
     scores = out[-1]
     threshold, is_anomaly, p_values = rt.judge(scores, opts.threshold)
+    if job.on_scores is not None:
+        job.on_scores(rt.manifest, scores)
     arrays: dict[str, Array] = {"scores": scores, "is_anomaly": is_anomaly, "p_values": p_values}
     if opts.return_feature_errors:
         arrays["feature_errors"] = rt.feature_errors(job.X, out[0]).reshape(job.shape)
@@ -613,7 +617,7 @@ class InferenceService:
             X = self._to_array(verb, parsed, rows, runtime, opts)
         model_rows = verb.rows(runtime, X, opts)
         labels.rows = len(model_rows)
-        job = Job(verb, runtime, opts, model_rows, X.shape, media)
+        job = Job(verb, runtime, opts, model_rows, X.shape, media, self.metrics.drift.observe)
         self._check_answer_size(job, parsed.ticket)
         return job
 

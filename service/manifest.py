@@ -77,6 +77,16 @@ class InputSpec(_Strict):
     )
     layout: Literal["features", "image", "sequence"] = "features"
     channels: int = Field(default=1, ge=1, description="image channels (1 grey, 3 RGB); last axis if > 1")
+    feature_names: list[str] | None = Field(
+        default=None,
+        description="features: the training data's column names (CSV or parquet header), one per value",
+    )
+
+    @model_validator(mode="after")
+    def _one_name_per_value(self) -> InputSpec:
+        if self.feature_names is not None and len(self.feature_names) != self.size:
+            raise ValueError(f"feature_names has {len(self.feature_names)} names for {self.size} values")
+        return self
 
     @property
     def size(self) -> int:

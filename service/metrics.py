@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from service.admission import Admission
+from service.drift import Drift, DriftCollector
 from service.registry import Registry
 
 UNKNOWN_MODEL = "<unknown>"
@@ -110,6 +111,8 @@ class Metrics:
         self.collectors.register(_RegistryCollector(registry))
         if admission is not None:
             self.collectors.register(_AdmissionCollector(admission))
+        self.drift = Drift()  # /anomaly-score's scores against each version's calibration
+        self.collectors.register(DriftCollector(registry, self.drift))
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def observe(

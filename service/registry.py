@@ -291,6 +291,10 @@ class Registry:
             )
         return models[name]
 
+    def record(self, name: str, version: int) -> VersionRecord:
+        """The record of `name` at `version`, loaded or failed; ModelNotFound lists what exists."""
+        return _record(self.versions(name), name, version)
+
     def get(self, name: str, version: int | None = None) -> ModelRuntime:
         """Return the runtime of `name` at `version` (default: the newest that loaded)."""
         snapshot = self._snapshot  # one snapshot for the whole lookup, even if a reload swaps it
@@ -308,15 +312,20 @@ class Registry:
             runtime = versions[latest].runtime
             assert runtime is not None
             return runtime
-        record = versions.get(version)
-        if record is None:
-            raise ModelNotFound(
-                f"model {name!r} has no version {version}; available versions: {sorted(versions)}",
-                field="version",
-                details={"available": sorted(versions)},
-            )
+        record = _record(versions, name, version)
         if record.runtime is None:
             raise ModelUnavailable(
                 f"model {name!r} version {version} failed to load: {record.error}", field="version"
             )
         return record.runtime
+
+
+def _record(versions: dict[int, VersionRecord], name: str, version: int) -> VersionRecord:
+    record = versions.get(version)
+    if record is None:
+        raise ModelNotFound(
+            f"model {name!r} has no version {version}; available versions: {sorted(versions)}",
+            field="version",
+            details={"available": sorted(versions)},
+        )
+    return record

@@ -67,6 +67,7 @@ class Dataset:
     X_test: F32 | None = None
     y_test: I64 | None = None
     source: str = ""
+    feature_names: tuple[str, ...] | None = None  # the column names of a CSV / parquet header
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -114,7 +115,12 @@ def _embedded(name: str, seed: int) -> Dataset:
     bc = load_breast_cancer()
     # label 1 = benign in scikit-learn; keep it as the class id
     return Dataset(
-        name, bc.data.astype(np.float32), bc.target.astype(np.int64), "features", source="scikit-learn"
+        name,
+        bc.data.astype(np.float32),
+        bc.target.astype(np.int64),
+        "features",
+        source="scikit-learn",
+        feature_names=tuple(str(c) for c in bc.feature_names),
     )
 
 
@@ -242,9 +248,10 @@ def check_matrix(X: npt.NDArray[np.generic], path: Path, row_offset: int = 0) ->
     return Xf
 
 
-def _read_csv(path: Path) -> F32:
+def _read_csv(path: Path) -> tuple[F32, tuple[str, ...] | None]:
     rows: list[list[float]] = []
     width = None
+    header: tuple[str, ...] | None = None
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         for lineno, record in enumerate(reader, start=1):
@@ -253,7 +260,8 @@ def _read_csv(path: Path) -> F32:
             try:
                 values = [float(c) for c in record]
             except ValueError:
-                if lineno == 1 and not rows:  # a header line
+                if lineno == 1 and not rows:  # a header line: the column names
+                    header = tuple(c.strip() for c in record)
                     continue
                 bad = next(c for c in record if not _is_float(c))
                 raise DataError(f"{path}: line {lineno}: {bad!r} is not a number") from None
@@ -266,7 +274,7 @@ def _read_csv(path: Path) -> F32:
             rows.append(values)
     if not rows:
         raise DataError(f"{path}: no rows")
-    return np.asarray(rows, dtype=np.float32)
+    return np.asarray(rows, dtype=np.float32), header if header and len(header) == width else None
 
 
 def _is_float(text: str) -> bool:
@@ -277,7 +285,7 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _read_parquet(path: Path) -> F32:
+def _read_parquet(path: Path) -> tuple[F32, tuple[str, ...]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -289,7 +297,7 @@ def _read_parquet(path: Path) -> F32:
             raise DataError(f"{path}: column {name!r} is not numeric ({column.type})") from exc
     if not cols:
         raise DataError(f"{path}: no columns")
-    return check_matrix(np.stack(cols, axis=1), path)
+    return check_matrix(np.stack(cols, axis=1), path), tuple(table.column_names)
 
 
 def _read_images(folder: Path) -> F32:
@@ -324,6 +332,7 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
         X = _read_images(path)
         return Dataset(path.name, X, None, "image", source=str(path))
     suffix = path.suffix.lower()
+    names: tuple[str, ...] | None = None
     if suffix == ".npy":
         try:
             raw = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
@@ -338,9 +347,9 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
         else:
             X = check_matrix(raw, path)
     elif suffix == ".csv":
-        X = _read_csv(path)
+        X, names = _read_csv(path)
     elif suffix == ".parquet":
-        X = _read_parquet(path)
+        X, names = _read_parquet(path)
     else:
         raise DataError(
             f"{path}: unsupported file type {suffix!r}; expected .npy, .csv, .parquet or a folder of images"
@@ -350,7 +359,7 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
     guess: Layout = (
         "features" if X.ndim == 2 else ("sequence" if X.ndim == 3 and layout == "sequence" else "image")
     )
-    return Dataset(path.stem, X, None, layout or guess, source=str(path))
+    return Dataset(path.stem, X, None, layout or guess, source=str(path), feature_names=names)
 
 
 def load_dataset(

@@ -167,7 +167,11 @@ def build_manifest(
             "format": primary_format,
             "files": files,
             "input": InputSpec(
-                shape=list(est.input_shape_), value_range=(lo, hi), layout=ds.layout, channels=ds.channels
+                shape=list(est.input_shape_),
+                value_range=(lo, hi),
+                layout=ds.layout,
+                channels=ds.channels,
+                feature_names=_feature_names(ds),
             ),
             "preprocessing": Preprocessing(
                 kind="standardize" if standardized else "none",
@@ -196,6 +200,12 @@ def build_manifest(
             **fields,
         }
     )
+
+
+def _feature_names(ds: Dataset) -> list[str] | None:
+    """The data's column names when there is one per value of a row (CSV / parquet headers)."""
+    names = ds.feature_names
+    return list(names) if names and len(names) == ds.X[0].size else None
 
 
 def allowed_difference(reference: Any, *, atol: float, rtol: float) -> float:

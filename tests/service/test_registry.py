@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from service.manifest import sha256_of
+from service.manifest import InputSpec, Manifest, sha256_of
 from service.registry import Registry, public_message
 from tests.service.api.routes.test_admin import publish_copy
 from tests.service.conftest import error_of
@@ -107,3 +108,11 @@ def test_public_message_keeps_registry_relative_paths() -> None:
     assert public_message(text, roots) == (
         "Load model from digits-pca/7/encoder.onnx failed; see <path> or MODELS_DIR"
     )
+
+
+def test_feature_names_are_optional_and_one_per_value(models_dir: Path) -> None:
+    old = Manifest.read(models_dir / "digits-pca" / "1")
+    assert old.input.feature_names is None  # an image model's manifest has none, and loads
+    assert InputSpec(shape=[2], feature_names=["a", "b"]).feature_names == ["a", "b"]
+    with pytest.raises(ValidationError, match="feature_names has 1 names for 2 values"):
+        InputSpec(shape=[2], feature_names=["a"])

@@ -335,3 +335,14 @@ def test_fit_without_a_model_or_preset_is_one_line(
         ["fit", "--dataset", "digits", "--name", "x", "--models-dir", str(tmp_path)], capsys
     )
     assert code == 2 and stderr.strip() == "error: --model is required (or --preset NAME)"
+
+
+def test_a_csv_header_becomes_the_manifests_feature_names(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4)).astype(np.float32)
+    data = tmp_path / "rows.csv"
+    data.write_text("height,width,depth,mass\n" + "\n".join(",".join(f"{v:.5f}" for v in r) for r in X))
+    argv = ["fit", "--model", "pca", "--dataset", str(data), "--name", "rows", "--models-dir", str(tmp_path)]
+    assert main([*argv, "--n-components", "2"]) == 0
+    manifest = Manifest.read(tmp_path / "rows" / "1")
+    assert manifest.input.feature_names == ["height", "width", "depth", "mass"]

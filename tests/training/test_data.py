@@ -97,6 +97,11 @@ def test_user_files_load(tmp_path: Path) -> None:
 
     pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}), tmp_path / "x.parquet")
     np.testing.assert_array_equal(load_dataset(str(tmp_path / "x.parquet")).X, X)
+    assert load_dataset(str(tmp_path / "x.parquet")).feature_names == ("a", "b", "c")
+    assert load_dataset(str(tmp_path / "x.csv")).feature_names == ("a", "b", "c")
+    assert load_dataset(str(tmp_path / "x.npy")).feature_names is None
+    (tmp_path / "plain.csv").write_text("\n".join(",".join(map(str, r)) for r in X.tolist()))
+    assert load_dataset(str(tmp_path / "plain.csv")).feature_names is None
 
 
 def test_image_folder_loads(tmp_path: Path) -> None:

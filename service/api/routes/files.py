@@ -1,0 +1,35 @@
+"""A version's pictures, model card and reports, sha256-verified (see `service.artifacts`)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path
+from fastapi.responses import Response
+
+from service.api.deps import RegistryDep
+from service.artifacts import artifact_response, read_artifact
+from service.schemas import ErrorResponse
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+_FILE_TYPES: dict[str, dict[str, object]] = {"image/png": {}, "text/markdown": {}, "application/json": {}}
+
+
+@router.get(
+    "/{name}/versions/{version}/files/{file}",
+    response_class=Response,
+    responses={
+        200: {"content": _FILE_TYPES},
+        304: {"description": "If-None-Match names this file's sha256"},
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse},
+    },
+)
+def get_file(
+    name: str,
+    version: Annotated[int, Path(ge=1)],
+    file: str,
+    registry: RegistryDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Return a picture, model card or report the version's manifest lists, if its sha256 still matches."""
+    return artifact_response(read_artifact(registry, name, version, file), if_none_match)

@@ -1,0 +1,129 @@
+"""A version's display files over HTTP: the pictures, model card and reports its manifest lists.
+
+A file is found only by its name in the manifest (nothing else in the folder is reachable), read
+whole (at most the size the manifest records), hashed, and sent only when its sha256 still matches:
+the bytes that go out are the bytes that were checked. A mismatch is `ArtifactTampered` (409),
+naming the version and the file, never the bytes. Without LATENTSERVE_ALLOW_SYMLINKS a file that
+resolves outside its version folder is refused the same way.
+
+The answer carries the sha256 as its ETag (a matching If-None-Match gets 304) and may be cached
+privately: a published version's files never change.
+
+Evaluation reports (`<version>/evaluations/`, written by `python -m training evaluate` after
+publishing) are not in the manifest, so nothing pins them: `read_evaluation` serves only a regular
+file (not a link) directly in that folder, by a plain name, PNG or JSON, at most
+MAX_EVALUATION_BYTES, with the sha256 of what it read as the ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.responses import Response
+
+from service.errors import ArtifactTampered, ModelNotFound, ModelUnavailable
+from service.manifest import FileEntry, FileRole
+from service.registry import Registry, VersionRecord
+
+SERVED_ROLES: tuple[FileRole, ...] = ("picture", "card", "report")  # model weights are not served here
+MEDIA_TYPES = {"png": "image/png", "md": "text/markdown; charset=utf-8", "json": "application/json"}
+CACHE_CONTROL = "private, max-age=3600"
+EVALUATIONS_DIR = "evaluations"  # where `training evaluate` writes its reports (not in the manifest)
+MAX_EVALUATION_BYTES = 4 << 20  # a larger evaluation file is not served
+_EVALUATION_KINDS: dict[str, tuple[FileRole, Literal["png", "json"]]] = {
+    "png": ("picture", "png"),
+    "json": ("report", "json"),
+}
+_EVALUATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(png|json)")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One verified file: its manifest entry and its bytes."""
+
+    entry: FileEntry
+    data: bytes  # verified against entry.sha256 (an evaluation's entry is made from what was read)
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.entry.format]
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.entry.sha256}"'
+
+
+def served_files(record: VersionRecord) -> list[FileEntry]:
+    """The files of this version that may be fetched over HTTP, in manifest order."""
+    if record.manifest is None:
+        return []
+    return [f for f in record.manifest.files if f.role in SERVED_ROLES and f.format in MEDIA_TYPES]
+
+
+def read_artifact(registry: Registry, name: str, version: int, file: str) -> Artifact:
+    """Read and verify one listed display file of a version (failed versions' files included)."""
+    record = registry.record(name, version)
+    if record.manifest is None:
+        raise ModelUnavailable(
+            f"model {name!r} version {version} has no readable manifest: {record.error}", field="version"
+        )
+    files = served_files(record)
+    entry = next((f for f in files if f.path == file), None)
+    if entry is None:
+        names = [f.path for f in files]
+        raise ModelNotFound(
+            f"model {name!r} version {version} lists no picture, card or report {file!r}; files: {names}",
+            field="file",
+            details={"available": names},
+        )
+    path = record.folder / entry.path
+    folder = record.folder.resolve()
+    if not registry.allow_symlinks and path.resolve().parent != folder:
+        raise ArtifactTampered(name, version, file)
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(entry.bytes + 1)  # never more than the manifest says, plus one to notice
+    except OSError:
+        raise ArtifactTampered(name, version, file) from None
+    if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise ArtifactTampered(name, version, file)
+    return Artifact(entry, data)
+
+
+def read_evaluation(registry: Registry, name: str, version: int, file: str) -> Artifact:
+    """Read one evaluation report file (PNG or JSON) of a version; not pinned by the manifest."""
+    folder = registry.record(name, version).folder / EVALUATIONS_DIR
+    match = _EVALUATION_NAME.fullmatch(file)
+    missing = ModelNotFound(f"model {name!r} version {version} has no evaluation file {file!r}", field="file")
+    if match is None:
+        raise missing
+    try:
+        st = (folder / file).lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_EVALUATION_BYTES:
+            raise missing
+        data = (folder / file).read_bytes()[:MAX_EVALUATION_BYTES]
+    except OSError:
+        raise missing from None
+    role, fmt = _EVALUATION_KINDS[match[1]]
+    entry = FileEntry(
+        role=role, path=file, format=fmt, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)
+    )
+    return Artifact(entry, data)
+
+
+def artifact_response(artifact: Artifact, if_none_match: str | None) -> Response:
+    """200 with the bytes, or 304 when the client's If-None-Match already names this sha256."""
+    headers = {
+        "ETag": artifact.etag,
+        "Cache-Control": CACHE_CONTROL,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f'inline; filename="{artifact.entry.path}"',
+    }
+    tags = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    if artifact.etag in tags or "*" in tags:
+        return Response(status_code=304, headers=headers)
+    return Response(artifact.data, media_type=artifact.media_type, headers=headers)
