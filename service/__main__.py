@@ -51,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         "timeout_keep_alive": settings.keepalive_timeout_s,
-        # every connection gets service.http's timeouts and header caps; with FAST_PATH the
+        # every connection gets service.fastpath.protocol's timeouts and header caps; with FAST_PATH the
         # inference POSTs also skip the ASGI cycle; everything else is uvicorn's httptools
-        "http": "service.http:LatentServeProtocol",
+        "http": "service.fastpath.protocol:LatentServeProtocol",
     }
     if settings.workers == 1:
         from service.app import create_app

@@ -26,7 +26,6 @@ from service import oip
 from service.admission import Admission
 from service.allocator import tune_allocator
 from service.api.deps import APIKey
-from service.api.fastpath import InferenceFastPath
 from service.api.main import api_router
 from service.codecs import error_response, internal_error_response
 from service.errors import (
@@ -35,8 +34,9 @@ from service.errors import (
     MethodNotAllowed,
     RouteNotFound,
 )
+from service.fastpath.asgi import InferenceFastPath
 from service.inference import InferenceService
-from service.metrics import Metrics
+from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.settings import Settings
 
@@ -62,7 +62,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         return render(InvalidInput.from_errors(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
         return render(_from_http(request, exc))
-    return internal_error_response(request.method, path, render)
+    return internal_error_response(request.method, path, exc, render)
 
 
 def _from_http(request: Request, exc: StarletteHTTPException) -> LatentServeError:
@@ -99,7 +99,7 @@ async def _initial_load(registry: Registry) -> None:
 
 
 class LatentServeApp(FastAPI):
-    """FastAPI, with the inference POSTs served first by the fast path (see `service.api.fastpath`)."""
+    """FastAPI, with the inference POSTs served first by the fast path (see `service.fastpath.asgi`)."""
 
     fast_path: InferenceFastPath | None = None
 
@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_symlinks=settings.allow_symlinks,
     )
     admission = Admission(settings)
-    metrics = Metrics(registry, admission)
+    metrics = ServiceMetrics(registry, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
