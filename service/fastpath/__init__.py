@@ -10,6 +10,7 @@ OpenAPI definitions and the path taken with `LATENTSERVE_FAST_PATH=false`.
   - `protocol`: under `python -m service` only, a subclass of uvicorn's httptools protocol hands them
     to the core straight from the parser, without an ASGI request cycle; it also holds the
     connection limits (timeouts, header caps, MAX_CONNECTIONS) for every request. It uses uvicorn
-    internals, so uvicorn and httptools are pinned to the tested minor range and
-    `check_uvicorn()` refuses to start on another, naming the fallback (`FAST_PATH=false`).
+    internals, so uvicorn and httptools are pinned to the tested minor range, and `compat` checks
+    them at start-up: when they moved the server refuses to start, naming the fallback
+    (LATENTSERVE_FAST_PATH=false, which then serves with uvicorn's own protocol).
 """
