@@ -82,13 +82,15 @@ def read_manifest(models_dir: Path, name: str, version: int) -> Manifest:
         manifest = Manifest.read(folder)
     except OSError as exc:  # str(exc) names the server path: keep only the reason
         reason = exc.strerror or type(exc).__name__
-        raise RegistryError(f"model {name!r} version {version}: unreadable manifest: {reason}") from exc
+        raise RegistryError(f"unreadable manifest: {reason}", model=name, version=version) from exc
     except (ValidationError, ValueError) as exc:
-        raise RegistryError(f"model {name!r} version {version}: unreadable manifest: {exc}") from exc
+        raise RegistryError(f"unreadable manifest: {exc}", model=name, version=version) from exc
     if manifest.name != name or manifest.version != version:
         raise RegistryError(
-            f"model {name!r} version {version}: the manifest says {manifest.name!r} version "
-            f"{manifest.version}; refusing a folder that does not describe itself"
+            f"the manifest says {manifest.name!r} version {manifest.version}; refusing a folder that "
+            "does not describe itself",
+            model=name,
+            version=version,
         )
     return manifest
 
@@ -227,7 +229,9 @@ class Registry:
             if isinstance(exc, LatentServeError):
                 message = exc.message
             else:  # a bug or an I/O error we did not foresee: this version fails, the others load
-                message = f"model {name!r} version {version} did not load ({type(exc).__name__})"
+                message = RegistryError(
+                    f"did not load ({type(exc).__name__})", model=name, version=version
+                ).message
             record.runtime = None
             record.error = public_message(message, self._roots())
             self.load_failures_total += 1
@@ -250,9 +254,11 @@ class Registry:
         for what, path in paths.items():
             if not path.resolve().is_relative_to(root):
                 raise IntegrityError(
-                    f"model {name!r} version {version}: {what} is a link that leads out of the registry; "
+                    f"{what} is a link that leads out of the registry; "
                     "refusing it (LATENTSERVE_ALLOW_SYMLINKS=true allows links out of MODELS_DIR)",
                     field="files",
+                    model=name,
+                    version=version,
                 )
 
     def _runtime_for(self, manifest: Manifest, folder: Path) -> ModelRuntime:
@@ -263,12 +269,13 @@ class Registry:
                 if len(order) > 1:
                     continue
                 raise ModelUnavailable(
-                    f"model {manifest.name!r} version {manifest.version} is a joblib (pickle) artifact; "
-                    "set LATENTSERVE_ALLOW_PICKLE=true or list the model in LATENTSERVE_TRUSTED_MODELS "
-                    "to load it"
+                    "a joblib (pickle) artifact; set LATENTSERVE_ALLOW_PICKLE=true or list the model "
+                    "in LATENTSERVE_TRUSTED_MODELS to load it",
+                    model=manifest.name,
+                    version=manifest.version,
                 )
             return RUNTIMES[fmt].load(manifest, folder, threads=self.threads)
-        raise RegistryError(f"model {manifest.name!r} version {manifest.version}: no servable format")
+        raise RegistryError("no servable format", model=manifest.name, version=manifest.version)
 
     def _pickle_allowed(self, name: str) -> bool:
         return self.allow_pickle or name in self.trusted_models
@@ -302,8 +309,9 @@ class Registry:
             if latest is None:
                 newest = versions[max(versions)]
                 raise ModelUnavailable(
-                    f"model {name!r}: no version loaded; version {newest.version} failed: {newest.error}",
+                    f"no version loaded; version {newest.version} failed: {newest.error}",
                     field="model",
+                    model=name,
                 )
             runtime = versions[latest].runtime
             assert runtime is not None
@@ -317,6 +325,6 @@ class Registry:
             )
         if record.runtime is None:
             raise ModelUnavailable(
-                f"model {name!r} version {version} failed to load: {record.error}", field="version"
+                f"failed to load: {record.error}", field="version", model=name, version=version
             )
         return record.runtime

@@ -129,14 +129,18 @@ def load_reference(manifest: Manifest, folder: Path) -> FloatArray | None:
         R = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is not a .npy array",
+            f"file {entry.path!r} is not a .npy array",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         ) from exc
     if R.dtype != np.float32 or R.shape != (nb.reference_rows, manifest.latent_dim):
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} holds "
-            f"{R.dtype} {list(R.shape)}, expected float32 [{nb.reference_rows}, {manifest.latent_dim}]",
+            f"file {entry.path!r} holds {R.dtype} {list(R.shape)}, "
+            f"expected float32 [{nb.reference_rows}, {manifest.latent_dim}]",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         )
     return np.ascontiguousarray(R)
 
@@ -153,23 +157,25 @@ def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
     path = folder / entry.path
     if not path.is_file():
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is missing",
-            field="files",
+            f"file {entry.path!r} is missing", field="files", model=manifest.name, version=manifest.version
         )
     try:
         actual = sha256_of(path)
     except OSError as exc:  # unreadable (permissions, I/O): this version fails, the others load
         reason = exc.strerror or type(exc).__name__  # str(exc) would name the server path
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: "
-            f"{reason}",
+            f"file {entry.path!r} is unreadable: {reason}",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         ) from exc
     if actual != entry.sha256:
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} has sha256 "
-            f"{actual[:12]}…, the manifest says {entry.sha256[:12]}…; refusing to load it",
+            f"file {entry.path!r} has sha256 {actual[:12]}…, the manifest says {entry.sha256[:12]}…; "
+            "refusing to load it",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         )
     return path
 
@@ -272,10 +278,11 @@ class ModelRuntime(ABC):
         m = self.manifest
         if m.latent_distribution != "standard-normal":
             raise InvalidInput(
-                f"model {m.name!r} version {m.version} ({m.kind}) has no generative latent "
-                f"(latent_distribution={m.latent_distribution!r}); "
+                f"a {m.kind} has no generative latent (latent_distribution={m.latent_distribution!r}); "
                 "/sample needs a standard-normal one, e.g. a VAE",
                 field="model",
+                model=m.name,
+                version=m.version,
             )
         rng = np.random.default_rng(seed)
         return rng.standard_normal((n, m.latent_dim)).astype(np.float32)
