@@ -128,7 +128,6 @@ class VersionRecord:
 
     name: str
     version: int
-    folder: Path
     mtime_ns: int
     manifest: Manifest | None = None
     runtime: ModelRuntime | None = None
@@ -169,7 +168,6 @@ class Registry:
         allow_pickle: bool = False,
         trusted_models: frozenset[str] = frozenset(),
         threads: int = 1,
-        preferred_format: str = "onnx",
         allow_symlinks: bool = False,
     ) -> None:
         self.models_dir = models_dir
@@ -177,7 +175,6 @@ class Registry:
         self.allow_pickle = allow_pickle
         self.trusted_models = trusted_models
         self.threads = threads
-        self.preferred_format = preferred_format
         self._snapshot = _Snapshot()
         self._lock = threading.Lock()
         self.loaded = False
@@ -214,7 +211,7 @@ class Registry:
             return added
 
     def _load(self, name: str, version: int, folder: Path, mtime: int) -> VersionRecord:
-        record = VersionRecord(name, version, folder, mtime)
+        record = VersionRecord(name, version, mtime)
         try:
             self._check_sealed(name, version, folder, None)
             record.manifest = read_manifest(self.models_dir, name, version)
@@ -262,8 +259,8 @@ class Registry:
                 )
 
     def _runtime_for(self, manifest: Manifest, folder: Path) -> ModelRuntime:
-        # the preferred format first (ONNX needs no trust), then the manifest's own
-        order = sorted(manifest.formats, key=lambda f: (f != self.preferred_format, f != manifest.format))
+        # ONNX first (it needs no trust), then the manifest's own
+        order = sorted(manifest.formats, key=lambda f: (f != "onnx", f != manifest.format))
         for fmt in order:
             if fmt == "joblib" and not self._pickle_allowed(manifest.name):
                 if len(order) > 1:
