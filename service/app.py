@@ -20,7 +20,6 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
 from service import oip
 from service.admission import Admission
@@ -34,7 +33,7 @@ from service.errors import (
     MethodNotAllowed,
     RouteNotFound,
 )
-from service.fastpath.asgi import InferenceFastPath
+from service.fastpath.asgi import InferenceFastPath, LatentServeApp
 from service.inference import InferenceService
 from service.metrics import ServiceMetrics
 from service.registry import Registry
@@ -96,17 +95,6 @@ async def _initial_load(registry: Registry) -> None:
     except Exception:
         log.exception("initial registry load failed")
         registry.loaded = True  # serve what is there (nothing); the poller retries
-
-
-class LatentServeApp(FastAPI):
-    """FastAPI, with the inference POSTs served first by the fast path (see `service.fastpath.asgi`)."""
-
-    fast_path: InferenceFastPath | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_path is not None and await self.fast_path(scope, receive, send):
-            return
-        await super().__call__(scope, receive, send)
 
 
 def _docs_behind_key(app: FastAPI) -> None:

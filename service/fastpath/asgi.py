@@ -12,6 +12,7 @@ check and the error shape are the core's: `InferenceService.handle` answers ever
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -39,3 +40,14 @@ class InferenceFastPath:
             response = internal_error_response("POST", scope["path"], exc, verb.error)
         await response(scope, receive, send)
         return True
+
+
+class LatentServeApp(FastAPI):
+    """FastAPI, with the inference POSTs served first by the fast path (`create_app` sets it)."""
+
+    fast_path: InferenceFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and await self.fast_path(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
