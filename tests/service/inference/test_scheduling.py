@@ -1,4 +1,4 @@
-"""Where InferenceService runs a request: on the event loop or in a worker thread."""
+"""Where the core runs a request (`service.inference.scheduling`): on the event loop or in a worker thread."""
 
 from __future__ import annotations
 
