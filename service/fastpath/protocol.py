@@ -1,6 +1,6 @@
 """uvicorn's httptools protocol, serving the inference POSTs without the ASGI request cycle.
 
-`python -m service` runs uvicorn with `http="service.fastpath.protocol:LatentServeProtocol"`. For every other
+`python -m service` runs uvicorn with this protocol (`service.fastpath.compat` checks it can). For every other
 request this is uvicorn's `HttpToolsProtocol` unchanged. For `POST /encode`, `/decode`,
 `/reconstruct`, `/anomaly-score`, `/sample` and `/v2/models/{m}[/versions/{v}]/infer`
 (`InferenceService.find`) with a JSON, `.npy` or binary-tensor body it skips what an ASGI
