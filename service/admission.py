@@ -37,8 +37,8 @@ class Admission:
         self.max_bytes = settings.max_inflight_bytes
         self.max_requests = settings.max_concurrency + settings.max_queue
         self.concurrency = settings.max_concurrency
-        self.max_connections = settings.connection_cap()  # read per connection (fastpath.protocol)
-        self.draining = 0  # refused bodies read and dropped (fastpath.protocol, on the loop)
+        self.max_connections = settings.connection_cap()  # read by service.http per connection
+        self.draining = 0  # refused bodies being read and dropped (service.http, on the event loop)
         self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
