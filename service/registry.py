@@ -128,6 +128,7 @@ class VersionRecord:
 
     name: str
     version: int
+    folder: Path
     mtime_ns: int
     manifest: Manifest | None = None
     runtime: ModelRuntime | None = None
@@ -211,7 +212,7 @@ class Registry:
             return added
 
     def _load(self, name: str, version: int, folder: Path, mtime: int) -> VersionRecord:
-        record = VersionRecord(name, version, mtime)
+        record = VersionRecord(name, version, folder, mtime)
         try:
             self._check_sealed(name, version, folder, None)
             record.manifest = read_manifest(self.models_dir, name, version)

@@ -16,7 +16,7 @@ from service.codecs.body import (
     read_body,
     validate_options,
 )
-from service.codecs.images import ImageFile, images_to_array, png_bytes, read_images
+from service.codecs.images import ImageFile, images_to_array, png_image, read_images
 from service.codecs.jsonbody import (
     FAST_JSON_MIN_BYTES,
     has_array_boolean,
@@ -31,6 +31,7 @@ from service.codecs.negotiation import (
     error_response,
     internal_error_response,
     negotiate,
+    png_bytes,
 )
 from service.codecs.npy import load_npy, npy_bytes, npz_bytes
 
@@ -59,6 +60,7 @@ __all__ = [
     "npy_bytes",
     "npz_bytes",
     "png_bytes",
+    "png_image",
     "read_body",
     "read_images",
     "rows_to_array",

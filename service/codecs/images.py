@@ -121,7 +121,7 @@ def images_to_array(
     return np.stack(rows).reshape((len(rows), *spec.shape))
 
 
-def png_bytes(images: npt.NDArray[np.float32] | None, spec: InputSpec | None) -> bytes:
+def png_image(images: npt.NDArray[np.float32] | None, spec: InputSpec | None) -> bytes:
     """The one image row of `images` (values in the spec's value_range) as a PNG file."""
     from PIL import Image
 

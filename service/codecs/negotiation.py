@@ -20,7 +20,7 @@ import numpy.typing as npt
 import orjson
 from starlette.responses import Response
 
-from service.codecs.images import png_bytes
+from service.codecs.images import png_image
 from service.codecs.media import JSON, NPY, NPZ, PNG
 from service.codecs.npy import npy_bytes, npz_bytes
 from service.errors import InternalError, LatentServeError, NotAcceptable
@@ -84,7 +84,7 @@ def encode_response(result: Result, media: str) -> Response:
     elif media == NPZ:
         data = npz_bytes(result.arrays)
     else:
-        data = png_bytes(result.images, result.image_spec)
+        data = png_bytes(result)
     return Response(data, media_type=media, headers=headers)
 
 
@@ -106,3 +106,8 @@ def internal_error_response(
     `render` (default: ours)."""
     logging.getLogger("latentserve.app").error("unhandled error on %s %s", method, path, exc_info=exc)
     return (render or error_response)(InternalError("internal error; the server log has the details"))
+
+
+def png_bytes(result: Result) -> bytes:
+    """The result's one image row as a PNG file (406 unless an image model answered one row)."""
+    return png_image(result.images, result.image_spec)
