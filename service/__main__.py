@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
+from service.fastpath import compat
 from service.server import DrainingServer
 from service.settings import Settings
 
@@ -44,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        http = compat.http_protocol(settings.fast_path)
+    except compat.UvicornInternalsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     common = {
         "host": settings.host,
         "port": settings.port,
@@ -51,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         "timeout_keep_alive": settings.keepalive_timeout_s,
-        # every connection gets service.http's timeouts and header caps; with FAST_PATH the
+        # every connection gets service.fastpath.protocol's timeouts and header caps; with FAST_PATH the
         # inference POSTs also skip the ASGI cycle; everything else is uvicorn's httptools
-        "http": "service.http:LatentServeProtocol",
+        "http": http,
     }
     if settings.workers == 1:
         from service.app import create_app

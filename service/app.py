@@ -20,13 +20,11 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
 from service import oip
 from service.admission import Admission
 from service.allocator import tune_allocator
 from service.api.deps import APIKey
-from service.api.fastpath import InferenceFastPath
 from service.api.main import api_router
 from service.codecs import error_response, internal_error_response
 from service.errors import (
@@ -35,8 +33,9 @@ from service.errors import (
     MethodNotAllowed,
     RouteNotFound,
 )
+from service.fastpath.asgi import InferenceFastPath, LatentServeApp
 from service.inference import InferenceService
-from service.metrics import Metrics
+from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.settings import Settings
 from service.ui import router as ui_router
@@ -63,7 +62,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         return render(InvalidInput.from_errors(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
         return render(_from_http(request, exc))
-    return internal_error_response(request.method, path, render)
+    return internal_error_response(request.method, path, exc, render)
 
 
 def _from_http(request: Request, exc: StarletteHTTPException) -> LatentServeError:
@@ -99,17 +98,6 @@ async def _initial_load(registry: Registry) -> None:
         registry.loaded = True  # serve what is there (nothing); the poller retries
 
 
-class LatentServeApp(FastAPI):
-    """FastAPI, with the inference POSTs served first by the fast path (see `service.api.fastpath`)."""
-
-    fast_path: InferenceFastPath | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_path is not None and await self.fast_path(scope, receive, send):
-            return
-        await super().__call__(scope, receive, send)
-
-
 def _docs_behind_key(app: FastAPI) -> None:
     """/openapi.json, /docs and /redoc as routes behind the API key (LATENTSERVE_DOCS_PUBLIC=false)."""
     key = [APIKey]
@@ -140,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_symlinks=settings.allow_symlinks,
     )
     admission = Admission(settings)
-    metrics = Metrics(registry, admission)
+    metrics = ServiceMetrics(registry, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

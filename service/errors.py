@@ -38,9 +38,24 @@ class LatentServeError(Exception):
     status_code = 500
     oip_status_code: int | None = None  # the status under /v2 when it differs from status_code
 
-    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        details: Any = None,
+        model: str | None = None,
+        version: int | str | None = None,
+    ) -> None:
+        """With `model` (and `version`) the error is about that model version, and the message
+        names it first: "model 'x' version 3: <message>"."""
+        if model is not None:
+            where = f"model {model!r}" if version is None else f"model {model!r} version {version}"
+            message = f"{where}: {message}"
         super().__init__(message)
         self.message = message
+        self.model = model
+        self.version = version
         self.field = field
         self.details = details
         self.headers: dict[str, str] = {}  # extra response headers (Retry-After, WWW-Authenticate)

@@ -75,7 +75,7 @@ class _AdmissionCollector(Collector):
         )
 
 
-class Metrics:
+class ServiceMetrics:
     """The service's counters and histograms."""
 
     def __init__(self, registry: Registry, admission: Admission | None = None) -> None:

@@ -31,7 +31,6 @@ import numpy.typing as npt
 import orjson
 from starlette.responses import Response
 
-from service import codecs
 from service.codecs import JSON, Result, has_array_boolean, load_json, validate_options
 from service.errors import InvalidInput, LatentServeError, ModelNotFound
 from service.manifest import Manifest
@@ -527,8 +526,3 @@ def error_response(exc: LatentServeError) -> Response:
     return Response(
         orjson.dumps(exc.to_oip_dict()), status_code=exc.oip_status, media_type=JSON, headers=headers
     )
-
-
-def internal_error_response(method: str, path: str) -> Response:
-    """Log the exception being handled and answer the one 500 in the protocol's shape."""
-    return codecs.internal_error_response(method, path, error_response)

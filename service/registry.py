@@ -82,13 +82,15 @@ def read_manifest(models_dir: Path, name: str, version: int) -> Manifest:
         manifest = Manifest.read(folder)
     except OSError as exc:  # str(exc) names the server path: keep only the reason
         reason = exc.strerror or type(exc).__name__
-        raise RegistryError(f"model {name!r} version {version}: unreadable manifest: {reason}") from exc
+        raise RegistryError(f"unreadable manifest: {reason}", model=name, version=version) from exc
     except (ValidationError, ValueError) as exc:
-        raise RegistryError(f"model {name!r} version {version}: unreadable manifest: {exc}") from exc
+        raise RegistryError(f"unreadable manifest: {exc}", model=name, version=version) from exc
     if manifest.name != name or manifest.version != version:
         raise RegistryError(
-            f"model {name!r} version {version}: the manifest says {manifest.name!r} version "
-            f"{manifest.version}; refusing a folder that does not describe itself"
+            f"the manifest says {manifest.name!r} version {manifest.version}; refusing a folder that "
+            "does not describe itself",
+            model=name,
+            version=version,
         )
     return manifest
 
@@ -167,7 +169,6 @@ class Registry:
         allow_pickle: bool = False,
         trusted_models: frozenset[str] = frozenset(),
         threads: int = 1,
-        preferred_format: str = "onnx",
         allow_symlinks: bool = False,
     ) -> None:
         self.models_dir = models_dir
@@ -175,7 +176,6 @@ class Registry:
         self.allow_pickle = allow_pickle
         self.trusted_models = trusted_models
         self.threads = threads
-        self.preferred_format = preferred_format
         self._snapshot = _Snapshot()
         self._lock = threading.Lock()
         self.loaded = False
@@ -227,7 +227,9 @@ class Registry:
             if isinstance(exc, LatentServeError):
                 message = exc.message
             else:  # a bug or an I/O error we did not foresee: this version fails, the others load
-                message = f"model {name!r} version {version} did not load ({type(exc).__name__})"
+                message = RegistryError(
+                    f"did not load ({type(exc).__name__})", model=name, version=version
+                ).message
             record.runtime = None
             record.error = public_message(message, self._roots())
             self.load_failures_total += 1
@@ -250,25 +252,28 @@ class Registry:
         for what, path in paths.items():
             if not path.resolve().is_relative_to(root):
                 raise IntegrityError(
-                    f"model {name!r} version {version}: {what} is a link that leads out of the registry; "
+                    f"{what} is a link that leads out of the registry; "
                     "refusing it (LATENTSERVE_ALLOW_SYMLINKS=true allows links out of MODELS_DIR)",
                     field="files",
+                    model=name,
+                    version=version,
                 )
 
     def _runtime_for(self, manifest: Manifest, folder: Path) -> ModelRuntime:
-        # the preferred format first (ONNX needs no trust), then the manifest's own
-        order = sorted(manifest.formats, key=lambda f: (f != self.preferred_format, f != manifest.format))
+        # ONNX first (it needs no trust), then the manifest's own
+        order = sorted(manifest.formats, key=lambda f: (f != "onnx", f != manifest.format))
         for fmt in order:
             if fmt == "joblib" and not self._pickle_allowed(manifest.name):
                 if len(order) > 1:
                     continue
                 raise ModelUnavailable(
-                    f"model {manifest.name!r} version {manifest.version} is a joblib (pickle) artifact; "
-                    "set LATENTSERVE_ALLOW_PICKLE=true or list the model in LATENTSERVE_TRUSTED_MODELS "
-                    "to load it"
+                    "a joblib (pickle) artifact; set LATENTSERVE_ALLOW_PICKLE=true or list the model "
+                    "in LATENTSERVE_TRUSTED_MODELS to load it",
+                    model=manifest.name,
+                    version=manifest.version,
                 )
             return RUNTIMES[fmt].load(manifest, folder, threads=self.threads)
-        raise RegistryError(f"model {manifest.name!r} version {manifest.version}: no servable format")
+        raise RegistryError("no servable format", model=manifest.name, version=manifest.version)
 
     def _pickle_allowed(self, name: str) -> bool:
         return self.allow_pickle or name in self.trusted_models
@@ -306,8 +311,9 @@ class Registry:
             if latest is None:
                 newest = versions[max(versions)]
                 raise ModelUnavailable(
-                    f"model {name!r}: no version loaded; version {newest.version} failed: {newest.error}",
+                    f"no version loaded; version {newest.version} failed: {newest.error}",
                     field="model",
+                    model=name,
                 )
             runtime = versions[latest].runtime
             assert runtime is not None
@@ -315,7 +321,7 @@ class Registry:
         record = _record(versions, name, version)
         if record.runtime is None:
             raise ModelUnavailable(
-                f"model {name!r} version {version} failed to load: {record.error}", field="version"
+                f"failed to load: {record.error}", field="version", model=name, version=version
             )
         return record.runtime
 

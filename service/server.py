@@ -2,7 +2,7 @@
 
 On SIGTERM the app's readiness answers 503 at once (`app.state.draining`) while every request is
 still served, for SHUTDOWN_DRAIN_S, so a load balancer stops sending new ones; then uvicorn's own
-shutdown runs: new connections are refused, idle ones close (`service.http` gives an idle
+shutdown runs: new connections are refused, idle ones close (`service.fastpath.protocol` gives an idle
 connection a moment to deliver a request already on its way), and every received request is
 answered within SHUTDOWN_TIMEOUT_S. A second signal, or SIGINT, exits without the drain.
 """

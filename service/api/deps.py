@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.inference import InferenceService
-from service.metrics import Metrics
+from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.security import check_api_key
 
@@ -26,8 +26,8 @@ async def get_service(request: Request) -> InferenceService:
     return service
 
 
-async def get_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
+async def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 
 
@@ -38,5 +38,5 @@ async def require_api_key(request: Request) -> None:
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 APIKey = Depends(require_api_key)

@@ -1,9 +1,9 @@
 """One runtime class per artifact format, behind `ModelRuntime`."""
 
-from service.runtime.base import AnomalyResult, ModelRuntime, Reconstruction
+from service.runtime.base import ModelRuntime, Reconstruction
 from service.runtime.joblib import JoblibRuntime
 from service.runtime.onnx import OnnxRuntime
 
 RUNTIMES: dict[str, type[ModelRuntime]] = {"onnx": OnnxRuntime, "joblib": JoblibRuntime}
 
-__all__ = ["RUNTIMES", "AnomalyResult", "JoblibRuntime", "ModelRuntime", "OnnxRuntime", "Reconstruction"]
+__all__ = ["RUNTIMES", "JoblibRuntime", "ModelRuntime", "OnnxRuntime", "Reconstruction"]

@@ -26,15 +26,6 @@ class Reconstruction:
     scores: FloatArray
 
 
-@dataclass(frozen=True)
-class AnomalyResult:
-    scores: FloatArray
-    threshold: float
-    is_anomaly: npt.NDArray[np.bool_]
-    p_values: FloatArray
-    X_hat: FloatArray
-
-
 _NOT_FINITE = "contains NaN or infinity, or a value beyond float32's range (about 3.4e38)"
 TIMED_MIN_ROWS = 32  # smaller calls are mostly fixed overhead: they would overstate the cost per row
 RELATIVE_EPS = 1e-6  # added to the row variance that spec.relative divides by
@@ -74,6 +65,12 @@ def row_scores(
     return out
 
 
+def distance_block_rows(reference_rows: int) -> int:
+    """Rows per block of a neighbors score, so that (rows x reference) float32 distances stay
+    under DISTANCE_BLOCK_BYTES."""
+    return max(1, DISTANCE_BLOCK_BYTES // (4 * reference_rows))
+
+
 def neighbor_distances(Z: FloatArray, reference: FloatArray, k: int) -> FloatArray:
     """Mean squared Euclidean distance of each code (n, m) to its k nearest rows of reference (R, m),
     as ||z||^2 - 2 z.r + ||r||^2 with the k smallest clipped at 0 (the form the ONNX graph
@@ -82,7 +79,7 @@ def neighbor_distances(Z: FloatArray, reference: FloatArray, k: int) -> FloatArr
     Z32 = np.asarray(Z, dtype=np.float32).reshape(len(Z), -1)
     R_m2 = np.float32(-2.0) * np.asarray(reference, dtype=np.float32).T
     r_sq = np.square(reference, dtype=np.float32).sum(axis=1, dtype=np.float32)
-    block = max(1, DISTANCE_BLOCK_BYTES // (4 * len(r_sq)))
+    block = distance_block_rows(len(r_sq))
     out = np.empty(len(Z32), dtype=np.float32)
     for i in range(0, len(Z32), block):
         z = Z32[i : i + block]
@@ -118,14 +115,18 @@ def load_reference(manifest: Manifest, folder: Path) -> FloatArray | None:
         R = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is not a .npy array",
+            f"file {entry.path!r} is not a .npy array",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         ) from exc
     if R.dtype != np.float32 or R.shape != (nb.reference_rows, manifest.latent_dim):
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} holds "
-            f"{R.dtype} {list(R.shape)}, expected float32 [{nb.reference_rows}, {manifest.latent_dim}]",
+            f"file {entry.path!r} holds {R.dtype} {list(R.shape)}, "
+            f"expected float32 [{nb.reference_rows}, {manifest.latent_dim}]",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         )
     return np.ascontiguousarray(R)
 
@@ -142,23 +143,25 @@ def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
     path = folder / entry.path
     if not path.is_file():
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is missing",
-            field="files",
+            f"file {entry.path!r} is missing", field="files", model=manifest.name, version=manifest.version
         )
     try:
         actual = sha256_of(path)
     except OSError as exc:  # unreadable (permissions, I/O): this version fails, the others load
         reason = exc.strerror or type(exc).__name__  # str(exc) would name the server path
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} is unreadable: "
-            f"{reason}",
+            f"file {entry.path!r} is unreadable: {reason}",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         ) from exc
     if actual != entry.sha256:
         raise IntegrityError(
-            f"model {manifest.name!r} version {manifest.version}: file {entry.path!r} has sha256 "
-            f"{actual[:12]}…, the manifest says {entry.sha256[:12]}…; refusing to load it",
+            f"file {entry.path!r} has sha256 {actual[:12]}…, the manifest says {entry.sha256[:12]}…; "
+            "refusing to load it",
             field="files",
+            model=manifest.name,
+            version=manifest.version,
         )
     return path
 
@@ -174,7 +177,6 @@ class ModelRuntime(ABC):
 
     def __init__(self, manifest: Manifest, folder: Path) -> None:
         self.manifest = manifest
-        self.folder = folder
         self.row_shape: tuple[int, ...] = tuple(manifest.input.shape)
         self.row_size = manifest.input.size
         self._calibration = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
@@ -182,11 +184,7 @@ class ModelRuntime(ABC):
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
         self._reference = load_reference(manifest, folder)
         # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows
-        self._block_rows = (
-            max(1, DISTANCE_BLOCK_BYTES // (4 * len(self._reference)))
-            if self._reference is not None
-            else None
-        )
+        self._block_rows = distance_block_rows(len(self._reference)) if self._reference is not None else None
 
     @classmethod
     @abstractmethod
@@ -225,26 +223,30 @@ class ModelRuntime(ABC):
         return out
 
     def _compute(self, op: Op, X: FloatArray) -> tuple[FloatArray, ...]:
+        """`_run` on the whole call, in blocks of rows for a neighbors score; the call is timed once."""
         start = time.perf_counter()
         out: tuple[FloatArray, ...]
-        if op in ("reconstruct", "scores") and self._block_rows is not None and len(X) > self._block_rows:
-            b = self._block_rows
-            parts = [self._compute(op, X[i : i + b]) for i in range(0, len(X), b)]
+        b = self._block_rows
+        if op in ("reconstruct", "scores") and b is not None and len(X) > b:
+            parts = [self._run(op, X[i : i + b]) for i in range(0, len(X), b)]
             out = tuple(np.concatenate(column) for column in zip(*parts, strict=True))
-        elif op == "encode":
-            out = (self._encode(X),)
-        elif op == "decode":
-            out = (self._decode(X).reshape((len(X), *self.row_shape)),)
-        elif op == "reconstruct":
-            rec = self._reconstruct(X)
-            out = rec.X_hat, rec.scores
         else:
-            out = (self._scores(X),)
+            out = self._run(op, X)
         if len(X) >= TIMED_MIN_ROWS:
             rate = (time.perf_counter() - start) / len(X)
             old = self._seconds_per_row.get(op)
             self._seconds_per_row[op] = rate if old is None else old + 0.2 * (rate - old)
         return out
+
+    def _run(self, op: Op, X: FloatArray) -> tuple[FloatArray, ...]:
+        if op == "encode":
+            return (self._encode(X),)
+        if op == "decode":
+            return (self._decode(X).reshape((len(X), *self.row_shape)),)
+        if op == "reconstruct":
+            rec = self._reconstruct(X)
+            return rec.X_hat, rec.scores
+        return (self._scores(X),)
 
     def predicted_seconds(self, op: Op, n: int) -> float | None:
         """How long `compute(op, n rows)` should take, from this version's own calls of at least
@@ -261,10 +263,11 @@ class ModelRuntime(ABC):
         m = self.manifest
         if m.latent_distribution != "standard-normal":
             raise InvalidInput(
-                f"model {m.name!r} version {m.version} ({m.kind}) has no generative latent "
-                f"(latent_distribution={m.latent_distribution!r}); "
+                f"a {m.kind} has no generative latent (latent_distribution={m.latent_distribution!r}); "
                 "/sample needs a standard-normal one, e.g. a VAE",
                 field="model",
+                model=m.name,
+                version=m.version,
             )
         rng = np.random.default_rng(seed)
         return rng.standard_normal((n, m.latent_dim)).astype(np.float32)
@@ -316,12 +319,6 @@ class ModelRuntime(ABC):
     def reconstruct(self, X: npt.NDArray[np.generic]) -> Reconstruction:
         """Encode then decode; scores are the per-row reconstruction errors."""
         return self._reconstruct(self.check_inputs(X))
-
-    def anomaly(self, X: npt.NDArray[np.generic], threshold: float | None = None) -> AnomalyResult:
-        """Score rows against the calibrated threshold (or the one given)."""
-        rec = self._reconstruct(self.check_inputs(X))
-        t, is_anomaly, p_values = self.judge(rec.scores, threshold)
-        return AnomalyResult(rec.scores, t, is_anomaly, p_values, rec.X_hat)
 
     def judge(
         self, scores: FloatArray, threshold: float | None = None

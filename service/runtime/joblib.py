@@ -32,22 +32,28 @@ class JoblibRuntime(ModelRuntime):
         entry = manifest.file("estimator", "joblib")
         if entry is None:
             raise RegistryError(
-                f"model {manifest.name!r} version {manifest.version}: manifest lists no joblib estimator",
+                "manifest lists no joblib estimator",
                 field="files",
+                model=manifest.name,
+                version=manifest.version,
             )
         path = verify_file(folder, entry, manifest)
         try:
             estimator = joblib.load(path)
         except Exception as exc:
             raise RegistryError(
-                f"model {manifest.name!r} version {manifest.version}: {entry.path} does not load: {exc}",
+                f"{entry.path} does not load: {exc}",
                 field="files",
+                model=manifest.name,
+                version=manifest.version,
             ) from exc
         for method in ("transform", "inverse_transform"):
             if not hasattr(estimator, method):
                 raise RegistryError(
-                    f"model {manifest.name!r} version {manifest.version}: the estimator has no {method}",
+                    f"the estimator has no {method}",
                     field="files",
+                    model=manifest.name,
+                    version=manifest.version,
                 )
         return cls(manifest, folder, estimator)
 

@@ -53,16 +53,20 @@ class OnnxRuntime(ModelRuntime):
                 if role == "scorer":
                     continue
                 raise RegistryError(
-                    f"model {manifest.name!r} version {manifest.version}: manifest lists no ONNX {role}",
+                    f"manifest lists no ONNX {role}",
                     field="files",
+                    model=manifest.name,
+                    version=manifest.version,
                 )
             path = verify_file(folder, entry, manifest)
             try:
                 sessions[role] = make_session(path, threads)
             except Exception as exc:  # onnxruntime raises several private types
                 raise RegistryError(
-                    f"model {manifest.name!r} version {manifest.version}: {entry.path} does not load: {exc}",
+                    f"{entry.path} does not load: {exc}",
                     field="files",
+                    model=manifest.name,
+                    version=manifest.version,
                 ) from exc
         return cls(manifest, folder, sessions["encoder"], sessions["decoder"], sessions.get("scorer"))
 

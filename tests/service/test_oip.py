@@ -43,7 +43,7 @@ def test_split_name_prefers_a_model_of_the_full_name():
 
 @pytest.fixture(scope="module")
 def url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m service` over a socket: /v2 infer takes the HTTP fast path (service.http)."""
+    """`python -m service` over a socket: /v2 infer takes the HTTP fast path (service.fastpath.protocol)."""
     with service(models_dir, tmp_path_factory.mktemp("oip") / "service.log") as base:
         yield base
 

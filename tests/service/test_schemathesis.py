@@ -62,7 +62,7 @@ def test_no_server_errors(api_schema: Any) -> None:
 
 def test_no_server_errors_over_the_http_fast_path(models_dir: Path, tmp_path: Path) -> None:
     """The inference POSTs again, against `python -m service` over a socket: they take the HTTP
-    fast path (service.http), which the ASGI run above does not reach."""
+    fast path (service.fastpath.protocol), which the ASGI run above does not reach."""
     from tests.deploy.live import service
 
     with service(models_dir, tmp_path / "service.log") as url:

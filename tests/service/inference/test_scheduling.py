@@ -1,4 +1,4 @@
-"""Where InferenceService runs a request: on the event loop or in a worker thread."""
+"""Where the core runs a request (`service.inference.scheduling`): on the event loop or in a worker thread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from starlette.responses import Response
 
 from service.inference import VERBS, InferenceService
-from service.metrics import Metrics
+from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.settings import Settings
 from tests.service.conftest import from_npy, npy
@@ -20,7 +20,7 @@ def _service(models_dir: Path, **overrides: Any) -> InferenceService:
     settings = Settings(models_dir=models_dir, reload_interval_s=0, **overrides)
     registry = Registry(models_dir)
     registry.reload()
-    return InferenceService(registry, settings, Metrics(registry))
+    return InferenceService(registry, settings, ServiceMetrics(registry))
 
 
 async def _score(service: InferenceService, X: np.ndarray) -> tuple[bool, Response]:

@@ -1,4 +1,4 @@
-"""The HTTP fast path (`service.http`): the real protocol over the real app, fed raw HTTP bytes.
+"""The HTTP fast path (`service.fastpath.protocol`): the real protocol over the real app, fed raw HTTP bytes.
 
 The transport is a stand-in that records what is written (the socket is asyncio's, not ours);
 `LatentServeProtocol`, uvicorn's parser and the app are the real ones.
@@ -20,7 +20,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from service.app import create_app
-from service.http import LatentServeProtocol
+from service.fastpath.protocol import LatentServeProtocol
 from service.settings import Settings
 from tests.service.conftest import npy
 

@@ -1,6 +1,6 @@
 """uvicorn's httptools protocol, serving the inference POSTs without the ASGI request cycle.
 
-`python -m service` runs uvicorn with `http="service.http:LatentServeProtocol"`. For every other
+`python -m service` runs uvicorn with this protocol (`service.fastpath.compat` checks it can). For every other
 request this is uvicorn's `HttpToolsProtocol` unchanged. For `POST /encode`, `/decode`,
 `/reconstruct`, `/anomaly-score`, `/sample` and `/v2/models/{m}[/versions/{v}]/infer`
 (`InferenceService.find`) with a JSON, `.npy` or binary-tensor body it skips what an ASGI
@@ -312,7 +312,7 @@ class LatentServeProtocol(HttpToolsProtocol):
             # a header check's error keeps the connection (the body is read and dropped); a
             # request shed by the admission, or too large, closes it
             shed = isinstance(exc, (Overloaded, PayloadTooLarge))
-            self._refuse_body(verb, keep_alive=self.fast_keep_alive and not shed)
+            self._refuse_body(verb, exc, keep_alive=self.fast_keep_alive and not shed)
 
     def on_body(self, body: bytes) -> None:
         if self.fast_verb is None:
@@ -331,9 +331,9 @@ class LatentServeProtocol(HttpToolsProtocol):
         if ticket is not None and self.fast_size > ticket.held // ticket.weight:  # no Content-Length
             try:
                 ticket.grow(self.fast_size - ticket.held // ticket.weight)
-            except LatentServeError:
+            except LatentServeError as exc:
                 self.fast_ticket = None  # grow released it
-                self._refuse_body(self.fast_verb, keep_alive=False)
+                self._refuse_body(self.fast_verb, exc, keep_alive=False)
                 return
         self.fast_chunks.append(body)
 
@@ -431,11 +431,11 @@ class LatentServeProtocol(HttpToolsProtocol):
         self._release_fast_ticket()
         self._answer_and_drop(self.service.refuse_body(verb, self._headers(), declared))
 
-    def _refuse_body(self, verb: Verb, keep_alive: bool) -> None:
-        """Answer the error being handled (a header check's, or the admission's 503) now, counted,
-        and drop the body as `_too_large` does; with `keep_alive` the connection then carries on."""
+    def _refuse_body(self, verb: Verb, exc: LatentServeError, keep_alive: bool) -> None:
+        """Answer `exc` (a header check's error, or the admission's 503) now, counted, and drop
+        the body as `_too_large` does; with `keep_alive` the connection then carries on."""
         assert self.service is not None
-        self._answer_and_drop(self.service.refused(verb), keep_alive)
+        self._answer_and_drop(self.service.refused(verb, exc), keep_alive)
 
     def _answer_and_drop(self, response: Response, keep_alive: bool = False) -> None:
         self.fast_verb = None

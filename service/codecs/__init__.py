@@ -1,0 +1,68 @@
+"""Bodies in and out, one module per content type.
+
+- `media`: the media types; `body`: reading a body within its limit, its Content-Type and
+  Content-Encoding, and validating the options envelope;
+- `jsonbody`: JSON bodies into arrays (orjson; simdjson for large batches of flat rows);
+- `npy`: `.npy` bodies read without a copy, `.npy` / `.npz` answers;
+- `images`: PNG / JPEG files of a multipart form in, one PNG row out;
+- `negotiation`: the answer's media type from Accept, and the answers: results and errors.
+"""
+
+from service.codecs.body import (
+    body_too_large,
+    check_content_encoding,
+    check_content_type,
+    media_type,
+    read_body,
+    validate_options,
+)
+from service.codecs.images import ImageFile, images_to_array, png_image, read_images
+from service.codecs.jsonbody import (
+    FAST_JSON_MIN_BYTES,
+    has_array_boolean,
+    load_json,
+    load_json_rows,
+    rows_to_array,
+)
+from service.codecs.media import JSON, MULTIPART, NPY, NPZ, PNG
+from service.codecs.negotiation import (
+    Result,
+    encode_response,
+    error_response,
+    internal_error_response,
+    negotiate,
+    png_bytes,
+)
+from service.codecs.npy import load_npy, npy_bytes, npz_bytes
+
+__all__ = [
+    "FAST_JSON_MIN_BYTES",
+    "JSON",
+    "MULTIPART",
+    "NPY",
+    "NPZ",
+    "PNG",
+    "ImageFile",
+    "Result",
+    "body_too_large",
+    "check_content_encoding",
+    "check_content_type",
+    "encode_response",
+    "error_response",
+    "has_array_boolean",
+    "images_to_array",
+    "internal_error_response",
+    "load_json",
+    "load_json_rows",
+    "load_npy",
+    "media_type",
+    "negotiate",
+    "npy_bytes",
+    "npz_bytes",
+    "png_bytes",
+    "png_image",
+    "read_body",
+    "read_images",
+    "rows_to_array",
+    "validate_options",
+]

@@ -1,0 +1,97 @@
+"""What a request brings besides its arrays: its body (read once, within its size limit), its
+media type and content coding, and the small envelope of options validated against a schema."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from service.codecs.media import JSON
+from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from service.admission import Ticket
+
+
+async def read_body(
+    request: Request,
+    limit: int,
+    ticket: Ticket | None = None,
+    too_large: Callable[[int | None], PayloadTooLarge] | None = None,
+) -> bytes:
+    """Return the whole body, or raise PayloadTooLarge (413, `too_large(declared)` when given) once
+    it passes `limit` bytes; a body longer than the admission `ticket` reserved (no Content-Length)
+    grows it, or is shed (503)."""
+    refuse = too_large if too_large is not None else functools.partial(body_too_large, limit)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise refuse(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refuse(None)
+        if ticket is not None and size * ticket.weight > ticket.held:
+            ticket.grow(size - ticket.held // ticket.weight)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_too_large(limit: int, declared: int | None = None) -> PayloadTooLarge:
+    """The 413 for a body over `limit` bytes: its declared Content-Length, or found while reading."""
+    if declared is not None:
+        return PayloadTooLarge(
+            f"body: {declared} bytes is over the limit of {limit} bytes",
+            field="body",
+            details={"limit": limit, "got": declared},
+        )
+    return PayloadTooLarge(
+        f"body: more than the limit of {limit} bytes", field="body", details={"limit": limit}
+    )
+
+
+def media_type(header: str | None) -> str:
+    """The bare media type of a Content-Type header, lower case ("" when absent)."""
+    if not header:
+        return ""
+    return header.split(";", 1)[0].strip().lower()
+
+
+def check_content_type(ctype: str, accepted: tuple[str, ...]) -> str:
+    """Map a Content-Type onto one we read (JSON when absent), or raise 415."""
+    if ctype in ("", JSON) or (ctype.startswith("application/") and ctype.endswith("+json")):
+        ctype = JSON
+    if ctype not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype!r} is not supported here; send one of {list(accepted)}",
+            field="content-type",
+            details={"supported": list(accepted)},
+        )
+    return ctype
+
+
+def check_content_encoding(header: str | None) -> None:
+    """Bodies are read as sent: a Content-Encoding other than identity is a 415 (not decoded)."""
+    if header is None:
+        return
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+    if any(c != "identity" for c in codings):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {header!r} is not supported; send the body uncompressed "
+            "(Content-Encoding: identity or none)",
+            field="content-encoding",
+            details={"supported": ["identity"]},
+        )
+
+
+def validate_options(model: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:
+    """Validate the small envelope of a request; pydantic errors become one 422 in our shape."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput.from_errors(exc.errors(include_url=False, include_input=False), source) from None

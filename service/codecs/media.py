@@ -1,0 +1,7 @@
+"""The media types the service reads and writes."""
+
+JSON = "application/json"
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+PNG = "image/png"
+MULTIPART = "multipart/form-data"

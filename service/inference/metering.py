@@ -1,0 +1,45 @@
+"""Every answer of the core counted once: the response, or the error's, with its status and time."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.responses import Response
+
+from service import codecs
+from service.errors import LatentServeError
+from service.inference.verbs import Verb
+from service.metrics import UNKNOWN_MODEL, ServiceMetrics
+
+
+class Labels:
+    """What the metrics learn as a request goes: the model (once it exists) and the rows."""
+
+    __slots__ = ("model", "rows")
+
+    def __init__(self) -> None:
+        self.model = UNKNOWN_MODEL
+        self.rows = 0
+
+
+class Meter:
+    """Counts each request's outcome in the metrics as it is answered."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+
+    def ok(self, verb: Verb, labels: Labels, start: float, response: Response) -> Response:
+        """The 200 `response`, counted."""
+        self.metrics.observe(verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
+        return response
+
+    def failed(self, verb: Verb, labels: Labels, start: float, exc: BaseException) -> Response:
+        """The response to `exc` in the verb's error shape (a 500 for anything but our errors), counted."""
+        elapsed = time.perf_counter() - start
+        if isinstance(exc, LatentServeError):
+            response = verb.error(exc)
+            status = response.status_code
+            self.metrics.observe(verb.name, labels.model, status, elapsed, 0, type(exc).__name__)
+            return response
+        self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
+        return codecs.internal_error_response("POST", f"/{verb.name}", exc, verb.error)
