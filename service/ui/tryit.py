@@ -20,6 +20,7 @@ import numpy.typing as npt
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.types import Message
 
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
@@ -63,9 +64,9 @@ async def from_request(
     declared = request.headers.get("content-length")
     ticket = admission.enter(int(declared) if declared and declared.isdigit() else None, BINARY_WEIGHT)
     try:
-        await codecs.read_body(request, settings.max_body_bytes, ticket)
+        body = await codecs.read_body(request, settings.max_body_bytes, ticket)
         try:
-            form = await request.form(max_files=1, max_fields=4)
+            form = await _replayed(request, body).form(max_files=1, max_fields=4)
         except HTTPException as exc:  # starlette's answer to a malformed or over-full form
             raise InvalidInput(f"body: malformed form: {exc.detail}", field="file") from None
         upload, row = form.get("file"), form.get("row")
@@ -89,6 +90,21 @@ async def from_request(
             raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
     finally:
         ticket.release()
+
+
+def _replayed(request: Request, body: bytes) -> Request:
+    """A request over the same scope whose stream is `body`, already read (and admitted) whole, so
+    starlette's form parser reads it without touching the request's private state."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
 
 
 def parse_row(text: str) -> npt.NDArray[np.float32]:
