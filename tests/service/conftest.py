@@ -22,10 +22,10 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 # (name, kind, dataset, extra flags): fast PCA models, plus a joblib-only kernel PCA
-PCA_MODELS = [
-    ("digits-pca", "pca", "digits", ["--n-components", "16"]),
-    ("breast-cancer-pca", "pca", "breast-cancer", ["--n-components", "0.9"]),
-    ("digits-kernel-pca", "kernel-pca", "digits", ["--n-components", "8", "--max-rows", "300"]),
+PCA_MODELS = [  # name, kind, data set, PCA settings: fitted in process through training.fit
+    ("digits-pca", "pca", "digits", {"n_components": 16}),
+    ("breast-cancer-pca", "pca", "breast-cancer", {"n_components": 0.9}),
+    ("digits-kernel-pca", "kernel-pca", "digits", {"n_components": 8, "max_rows": 300}),
 ]
 VAE = (
     "digits-vae",
@@ -45,23 +45,18 @@ VAE = (
 )
 
 
-def _fit(models_dir: Path, name: str, kind: str, dataset: str, extra: list[str]) -> None:
-    from training.cli import main
-
-    argv = ["fit", "--model", kind, "--dataset", dataset, "--name", name, "--models-dir", str(models_dir)]
-    assert main([*argv, *extra]) == 0, f"training {name} failed"
-
-
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """digits-pca, breast-cancer-pca (ONNX), digits-kernel-pca (joblib) and digits-vae (ONNX)."""
+    from training import PCAConfig, fit  # imported here: the service's own tests never need training
+
     root = tmp_path_factory.mktemp("registry")
     # the autoencoder trains in its own process, alongside the PCA models
     cmd = [sys.executable, "-m", "training", "fit", "--name", VAE[0], "--models-dir", str(root), *VAE[1]]
     vae = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for name, kind, dataset, extra in PCA_MODELS:
-            _fit(root, name, kind, dataset, extra)
+        for name, kind, dataset, pca in PCA_MODELS:
+            fit(kind, dataset, name=name, models_dir=root, pca=PCAConfig(**pca))
         _, err = vae.communicate(timeout=90)
     finally:
         if vae.poll() is None:

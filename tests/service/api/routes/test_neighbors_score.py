@@ -14,7 +14,7 @@ from service.manifest import Manifest
 from service.runtime import OnnxRuntime
 from service.runtime.base import conformal_p_values
 from tests.service.conftest import NPY_HEADERS, npy, serve
-from training.cli import main
+from training import fit, preset
 
 NAME = "cancer-tabular"
 
@@ -22,18 +22,7 @@ NAME = "cancer-tabular"
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("neighbors")
-    argv = [
-        "fit",
-        "--preset",
-        "tabular",
-        "--dataset",
-        "breast-cancer",
-        "--name",
-        NAME,
-        "--models-dir",
-        str(root),
-    ]
-    assert main(argv) == 0
+    fit(preset("tabular"), "breast-cancer", name=NAME, models_dir=root)
     return root
 
 
