@@ -38,6 +38,7 @@ class Admission:
         self.max_requests = settings.max_concurrency + settings.max_queue
         self.concurrency = settings.max_concurrency
         self.max_connections = settings.connection_cap()  # read by service.http per connection
+        self.drains_at_once = settings.drains_at_once  # ... of refused bodies, read by service.http
         self.draining = 0  # refused bodies being read and dropped (service.http, on the event loop)
         self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
         self.bytes = 0  # weighted bytes reserved by the tickets out

@@ -62,7 +62,6 @@ from service.oip import OCTET
 from service.settings import Settings
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
-DRAINS_AT_ONCE = 2  # refused bodies read and dropped at once per process; the others wait, unread
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
 
@@ -451,7 +450,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         reading this connection until one is done: 32 refused 16 MiB bodies read at once took
         both cores (the senders' copies and ours) from the health probes."""
         a = self.admission
-        if a.draining < DRAINS_AT_ONCE:
+        if a.draining < a.drains_at_once:
             a.draining += 1
             self.drain_slot = True
         elif not self.transport.is_closing():

@@ -720,12 +720,12 @@ def test_past_max_connections_the_longest_idle_connection_makes_room_else_503(
 def test_max_connections_defaults_to_the_descriptor_limit_less_a_reserve() -> None:
     import resource
 
-    from service.settings import FD_RESERVE
-
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - FD_RESERVE)
+    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - 128)
     assert Settings().connection_cap() == expected
     assert Settings(max_connections=7).connection_cap() == 7
+    if soft != resource.RLIM_INFINITY and soft > 200:
+        assert Settings(fd_reserve=200).connection_cap() == soft - 200  # FD_RESERVE is a setting
 
 
 def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: Any) -> None:
@@ -750,3 +750,18 @@ def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: An
         assert conns[2].transport.closed and admission.draining == 0
 
     run(test, max_json_body_bytes=2000)
+
+
+def test_drains_at_once_is_a_setting(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conns = [Conn(config, state) for _ in range(2)]
+        for conn in conns:
+            conn.send(_head("/anomaly-score", 3000))
+        for conn in conns:
+            [(status, _, _)] = await conn.responses(1)
+            assert status == 413
+        first, second = (conn.protocol for conn in conns)
+        assert first.admission.draining == 1 and first.drain_slot
+        assert second.flow.read_paused and list(first.admission.drain_queue) == [second]
+
+    run(test, max_json_body_bytes=2000, drains_at_once=1)
