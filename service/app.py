@@ -146,9 +146,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks = [asyncio.create_task(_initial_load(registry))]
         if settings.reload_interval_s > 0:
             tasks.append(asyncio.create_task(_poll(registry, settings.reload_interval_s)))
+        json_pool = app.state.service.json_pool
+        asyncio.get_running_loop().run_in_executor(None, json_pool.start)  # its processes, in the background
         try:
             yield
         finally:
+            await asyncio.to_thread(json_pool.close)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -205,6 +205,21 @@ class LatentServeProtocol(HttpToolsProtocol):
             and not self.transport.is_closing()
         ):
             self._refuse_head(f"the request line and headers pass {self.limits.max_header_bytes} bytes")
+        elif self._reads_a_body():
+            self.admission.reads.charge(self, len(data))  # READ_TURN_BYTES: one loop turn stays short
+
+    def _reads_a_body(self) -> bool:
+        """Reading a fast-path body, or draining a refused one in its turn (`service.readturns`)."""
+        return (self.fast_verb is not None or (self.lingering and self.drain_slot)) and not (
+            self.transport.is_closing()
+        )
+
+    def pause_turn(self) -> None:
+        self.flow.pause_reading()
+
+    def resume_turn(self) -> None:
+        if self._reads_a_body():  # otherwise the answer, the drain queue or uvicorn resumes it
+            self.flow.resume_reading()
 
     def pause_writing(self) -> None:
         super().pause_writing()

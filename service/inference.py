@@ -47,7 +47,6 @@ from service.batching import Batcher, Outputs
 from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
 from service.errors import (
     ClientClosed,
-    InvalidInput,
     JsonAnswerTooLarge,
     JsonBodyTooLarge,
     LatentServeError,
@@ -56,6 +55,7 @@ from service.errors import (
     Timeout,
     UnsupportedMediaType,
 )
+from service.jsonpool import BadRows, JsonPool, Rows, read_json
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.registry import Registry
 from service.runtime import ModelRuntime
@@ -346,6 +346,7 @@ class InferenceService:
         self.metrics = metrics
         self.admission = admission if admission is not None else Admission(settings)
         self.batcher = Batcher(settings.batch_max_rows, on_batch=metrics.observe_batch)
+        self.json_pool = JsonPool(settings, self.admission)  # large JSON bodies, parsed off the GIL
         self._tasks: set[asyncio.Task[None]] = set()  # worker-thread requests in flight
 
     # ---- entries: the ASGI one (routes, ASGI fast path) and the raw one (service.http) ------------
@@ -663,29 +664,34 @@ class InferenceService:
                 flag = {"resize": query.pop("resize")}
                 parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
-        fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
-        parsed.booleans = codecs.has_array_boolean(parsed.body)  # rows are walked for them
-        rows: object = None
-        if fast is not None:
-            data, rows = fast
-        else:
-            data = codecs.load_json(parsed.body)
-            if verb.field is not None:
-                if verb.field not in data:
-                    raise InvalidInput(f"{verb.field}: field required", field=verb.field)
-                rows = data.pop(verb.field)
-        if isinstance(rows, (list, np.ndarray)) and len(rows) > self.settings.max_rows:
+        rows: object
+        if verb.field is not None and parsed.deadline is not None and self.json_pool.takes(parsed.body):
+            data, rows = self._parse_in_pool(verb, verb.field, parsed.body, parsed.deadline)
+        else:  # booleans: the rows are walked for them
+            data, rows, parsed.booleans = read_json(parsed.body, verb.field)
+        if isinstance(rows, (list, np.ndarray, BadRows)) and len(rows) > self.settings.max_rows:
             raise self._too_many(len(rows))
         opts = codecs.validate_options(verb.options, data, "body")
         if isinstance(opts, SampleRequest) and opts.n > self.settings.max_rows:
             raise self._too_many(opts.n, "n")
         return opts, rows
 
+    def _parse_in_pool(
+        self, verb: Verb, field: str, body: bytes, deadline: float
+    ) -> tuple[dict[str, Any], Rows]:
+        """A large JSON body parsed in a worker process (`service.jsonpool`), waited for off the GIL."""
+        try:
+            return self.json_pool.parse(body, field, deadline)
+        except TimeoutError:
+            raise _timeout(verb, self.settings.request_timeout_s) from None
+
     def _to_array(
         self, verb: Verb, parsed: _Parsed, rows: object, runtime: ModelRuntime, opts: InferenceOptions
     ) -> Array:
         if verb.field is None:
             return np.empty((getattr(opts, "n", 0), 0), dtype=np.float32)
+        if isinstance(rows, BadRows):  # found by a JSON worker; raised where the rows are converted
+            raise rows.error
         if parsed.kind == JSON:
             return codecs.rows_to_array(rows, verb.field, parsed.booleans)
         if parsed.kind == NPY:

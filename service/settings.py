@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="refused request bodies read and dropped at once per process (so the client gets "
         "its answer, not a reset); the other refused connections are not read until their turn",
     )
+    read_turn_bytes: int = Field(
+        default=2 * MiB,
+        ge=64 * 1024,
+        description="request-body bytes read in one turn of the event loop (service.readturns); past "
+        "it, connections reading bodies wait for the next turn, so health probes are not kept waiting",
+    )
     # ---- large JSON bodies are parsed in worker processes (service.jsonpool), off the GIL
     json_offload_bytes: int = Field(
         default=1 * MiB,

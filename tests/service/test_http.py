@@ -752,6 +752,32 @@ def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: An
     run(test, max_json_body_bytes=2000)
 
 
+def test_bodies_past_a_turns_read_budget_wait_for_the_next_turn_and_are_answered(run: Any) -> None:
+    X = np.random.default_rng(5).random((300, 64)).astype(np.float32)
+    body = npy(X)  # 77 KiB: two chunks of it pass a 64 KiB turn
+    half = len(body) // 2
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        first, second = Conn(config, state), Conn(config, state)
+        head = post("/anomaly-score?model=digits-pca", body, "application/x-npy")[: -len(body)]
+        for conn in (first, second):
+            conn.send(head + body[:half])  # 2 x 38 KiB in one turn: past READ_TURN_BYTES
+        assert second.protocol.flow.read_paused and not first.protocol.flow.read_paused
+        await asyncio.sleep(0)  # the next turn: the one paused resumes
+        assert not second.protocol.flow.read_paused
+        second.send(body[half:])
+        first.send(body[half:])
+        expected = await asgi.post(
+            "/anomaly-score?model=digits-pca", content=body, headers={"content-type": "application/x-npy"}
+        )
+        for conn in (first, second):
+            [(status, _, answer)] = await conn.responses(1)
+            assert status == 200 and json.loads(answer)["scores"] == expected.json()["scores"]
+        assert first.protocol.admission.reads.pauses >= 1
+
+    run(test, read_turn_bytes=64 * 1024)
+
+
 def test_drains_at_once_is_a_setting(run: Any) -> None:
     async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
         conns = [Conn(config, state) for _ in range(2)]
