@@ -7,8 +7,11 @@ a JSON body of rows over JSON_OFFLOAD_BYTES goes to `JsonPool`: JSON_WORKERS pro
 from a forkserver that imported only this module and its codecs, parse it with the same code as
 the in-process path (`read_json`, then `codecs.rows_to_array`) and send back the options and one
 array of rows (numpy pickles it as a buffer: a copy, not a walk). The worker thread that asked
-waits for the answer without holding the GIL, at most until the request's deadline. Smaller bodies
-never pay the process hop, and neither do bodies parsed on the event loop (INLINE_BYTES).
+waits for the answer without holding the GIL, at most until the request's deadline. The hop is
+not free: the body and the array cross a pipe and two threads of `concurrent.futures`, which costs
+about as much as simdjson's own parse of the same body, so only bodies near MAX_JSON_BODY_BYTES
+(whose parses hold the GIL longest) take it; smaller bodies never pay it, and neither do bodies
+parsed on the event loop (INLINE_BYTES).
 
 Same answers as in process: an error that the in-process path raises while parsing (malformed
 JSON, a missing field) is raised from the worker; an error in the rows (`InvalidInput` naming the
@@ -28,7 +31,6 @@ import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +46,6 @@ from service.errors import InvalidInput, LatentServeError, Overloaded
 from service.settings import Settings
 
 log = logging.getLogger("latentserve.jsonpool")
-WORKER_NICE = 10  # a worker yields the CPU to the server's event loop when both want it
 SHED_LIMIT = "json_queue"  # the label of the 503s past JSON_WORKERS + JSON_QUEUE in latentserve_shed_total
 
 
@@ -180,7 +181,5 @@ class JsonPool:
         fork of the server itself would copy its threads' locks and the models' sessions."""
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
-        self._executor = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=os.nice, initargs=(WORKER_NICE,)
-        )
+        self._executor = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
         return self._executor

@@ -60,7 +60,7 @@ def test_the_overload_knobs_have_defaults_and_bounds(monkeypatch):
             monkeypatch.delenv(key)
     s = Settings()
     assert (s.drains_at_once, s.fd_reserve) == (2, 128)
-    assert (s.json_offload_bytes, s.json_workers, s.json_queue) == (1 << 20, 1, 8)
+    assert (s.json_offload_bytes, s.json_workers, s.json_queue) == (3 << 20, 1, 8)
     monkeypatch.setenv("LATENTSERVE_DRAINS_AT_ONCE", "5")
     monkeypatch.setenv("LATENTSERVE_JSON_WORKERS", "0")
     assert (Settings().drains_at_once, Settings().json_workers) == (5, 0)
