@@ -112,12 +112,17 @@ class JsonPool:
         """Whether a JSON body of rows this large is parsed in a worker process."""
         return self.workers > 0 and len(body) > self.threshold
 
-    def start(self) -> None:
-        """Start the workers now (the app's startup), so the first large body does not wait for them."""
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the workers and wait until one answers (the app's startup), so that the first large
+        body does not wait for them; a pool that does not start is logged, and bodies are then
+        parsed in process."""
         if self.workers > 0:
             with self._lock:
                 executor = self._executor or self._new_executor()
-            executor.submit(_ready)
+            try:
+                executor.submit(_ready).result(timeout=timeout)
+            except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:
+                log.warning("the JSON workers did not start (%r); large bodies fall back to the server", exc)
 
     def close(self) -> None:
         with self._lock:
