@@ -62,10 +62,7 @@ class Settings(BaseSettings):
         "is idle",
     )
     fd_reserve: int = Field(
-        default=128,
-        ge=0,
-        description="descriptors kept from connections when MAX_CONNECTIONS is 0: probes, model files, "
-        "logs, the registry poller",
+        default=128, ge=0, description="descriptors kept from connections: probes, model files, logs"
     )
     drains_at_once: int = Field(
         default=2,
@@ -86,8 +83,7 @@ class Settings(BaseSettings):
     json_offload_bytes: int = Field(
         default=3 * MiB,
         ge=0,
-        description="JSON bodies of rows larger than this are parsed in a worker process, off the event "
-        "loop's GIL; smaller ones in the server (no process hop)",
+        description="JSON bodies of rows larger than this are parsed in a worker process, off the GIL",
     )
     json_workers: int = Field(
         default=1, ge=0, le=64, description="processes that parse large JSON bodies (0: parse in the server)"
