@@ -34,7 +34,6 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -106,57 +105,60 @@ class JsonPool:
         self.busy = 0  # bodies being parsed or waiting for a worker
         self.parsed = 0  # bodies parsed (or refused) by a worker process
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._closed = False  # the app shut down: no new pool
         self._lock = threading.Lock()
 
     def takes(self, body: bytes) -> bool:
         """Whether a JSON body of rows this large is parsed in a worker process."""
-        return self.workers > 0 and len(body) > self.threshold
+        return self.workers > 0 and not self._closed and len(body) > self.threshold
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the workers and wait until one answers (the app's startup), so that the first large
-        body does not wait for them; a pool that does not start is logged, and bodies are then
-        parsed in process."""
-        if self.workers > 0:
+        body does not wait for them; when none can start, this is logged and every body is parsed
+        in the server."""
+        if self.workers == 0:
+            return
+        try:
             with self._lock:
                 executor = self._executor or self._new_executor()
-            try:
-                executor.submit(_ready).result(timeout=timeout)
-            except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:
-                log.warning("the JSON workers did not start (%r); large bodies fall back to the server", exc)
+            executor.submit(_ready).result(timeout=timeout)
+        except (RuntimeError, OSError, TimeoutError) as exc:  # BrokenProcessPool is a RuntimeError
+            log.warning("the JSON workers did not start (%r); JSON bodies are parsed in the server", exc)
+            self.workers = 0
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
     def parse(self, body: bytes, field: str, deadline: float) -> tuple[dict[str, Any], Rows]:
         """`parse_rows(body, field)` in a worker process; TimeoutError past `deadline`
-        (time.monotonic()), Overloaded past JSON_WORKERS + JSON_QUEUE bodies."""
+        (time.monotonic()), Overloaded past JSON_WORKERS + JSON_QUEUE bodies. A pool that cannot
+        take the body (a worker died, the pool closed at shutdown) leaves it to this process."""
         with self.slot():
             with self._lock:
-                executor = self._executor or self._new_executor()
+                executor = None if self._closed else self._executor or self._new_executor()
+            if executor is None:  # the app shut down while this request waited
+                return parse_rows(body, field)
             try:
                 future = executor.submit(parse_rows, body, field)
-                try:
-                    result: tuple[dict[str, Any], Rows] = future.result(
-                        timeout=max(0.0, deadline - time.monotonic())
-                    )
-                except TimeoutError:
-                    future.cancel()  # a parse already running finishes in its worker, unread
-                    raise
-                except LatentServeError:  # parsed, and refused as the in-process path refuses it
-                    self.parsed += 1
-                    raise
-            except BrokenProcessPool:
-                log.warning("a JSON worker process died; the pool restarts, this body is parsed in process")
+                result: tuple[dict[str, Any], Rows] = future.result(
+                    timeout=max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                future.cancel()  # a parse already running finishes in its worker, unread
+                raise
+            except LatentServeError:  # parsed, and refused as the in-process path refuses it
+                self.parsed += 1
+                raise
+            except (RuntimeError, OSError) as exc:  # BrokenProcessPool, shutdown, no process started
+                log.warning("the JSON workers cannot take a body (%r); it is parsed in the server", exc)
                 with self._lock:
                     if self._executor is executor:
-                        self._executor = None
+                        self._executor = None  # the next body starts a new pool
                 executor.shutdown(wait=False, cancel_futures=True)
-                return parse_rows(body, field)
-            except RuntimeError as exc:  # the pool was closed (the app's shutdown) while this request waited
-                log.warning("the JSON pool is closed (%s); this body is parsed in process", exc)
                 return parse_rows(body, field)
             self.parsed += 1
             return result

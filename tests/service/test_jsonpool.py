@@ -124,6 +124,18 @@ def test_a_worker_that_dies_is_replaced_and_its_body_still_answered() -> None:
         pool.close()
 
 
+def test_after_close_bodies_are_parsed_in_the_server() -> None:
+    settings = Settings(json_workers=1, json_offload_bytes=0)
+    pool = JsonPool(settings, Admission(settings))
+    body = orjson.dumps({"inputs": [[1.0, 2.0]]})
+    assert pool.takes(body)
+    pool.close()
+    assert not pool.takes(body)
+    _, rows = pool.parse(body, "inputs", deadline=_in(30))
+    assert isinstance(rows, np.ndarray) and rows.tolist() == [[1.0, 2.0]]
+    assert pool._executor is None and pool.parsed == 0
+
+
 def test_a_full_pool_refuses_before_sending_anything() -> None:
     settings = Settings(json_workers=1, json_queue=1)
     admission = Admission(settings)
