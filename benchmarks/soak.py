@@ -370,13 +370,15 @@ def _post(
         conn.close()
 
 
-def _json_flood(models: Path, row: Row, body: bytes) -> Row:
-    """32 concurrent POSTs of one JSON body to /anomaly-score, each read to its end."""
+def _flood(
+    models: Path, row: Row, body: bytes, path: str = "/anomaly-score", ctype: str = "application/json"
+) -> Row:
+    """32 concurrent POSTs of one body, each answer read to its end."""
     with server(models) as (proc, port), Watch(proc.pid, port) as watch:
         row.baseline_mb = rss_mb(proc.pid)
         lock = threading.Lock()
         start = time.monotonic()
-        run_threads(32, lambda _: _post(port, "/anomaly-score", body, "application/json", row, lock))
+        run_threads(32, lambda _: _post(port, path, body, ctype, row, lock))
         row.note = f"statuses {row.statuses}, all answered in {time.monotonic() - start:.1f} s"
         row.recovery_s = recovery(port)
     return _done(row, watch)
@@ -387,7 +389,7 @@ def attack_flood(models: Path, scale: float) -> Row:
     X = np.random.default_rng(0).random((rows, 64))
     body = orjson.dumps({"model": "digits-pca", "inputs": X.tolist()})
     row = Row(f"flood: 32 concurrent {len(body) / MiB:.0f} MiB JSON /anomaly-score")
-    return _json_flood(models, row, body)
+    return _flood(models, row, body)
 
 
 def attack_flood_under_cap(models: Path, scale: float) -> Row:
@@ -398,7 +400,7 @@ def attack_flood_under_cap(models: Path, scale: float) -> Row:
     rows = max(1, int(0.97 * 4 * MiB / per_row * scale))
     body = orjson.dumps({"model": "digits-pca", "inputs": X[:rows].tolist()})
     row = Row(f"flood: 32 concurrent {len(body) / MiB:.1f} MiB JSON /anomaly-score (under the JSON cap)")
-    return _json_flood(models, row, body)
+    return _flood(models, row, body)
 
 
 def _npy(A: np.ndarray) -> bytes:
@@ -435,6 +437,15 @@ def attack_big_answers(models: Path, scale: float) -> Row:
         row.note = f"statuses {row.statuses}; one read: {status} {text[:60]}"
         row.recovery_s = recovery(port)
     return _done(row, watch)
+
+
+def attack_answers_under_cap(models: Path, scale: float) -> Row:
+    """32 concurrent /decode whose JSON answers are predicted just under MAX_JSON_RESPONSE_BYTES:
+    each is encoded by orjson in one call that holds the GIL."""
+    n = max(1, int(7_500 * scale))  # predicted n x 64 values x 16 bytes: 7.3 MiB, under the 8 MiB cap
+    body = _npy(np.random.default_rng(0).random((n, 16), dtype=np.float32))
+    row = Row(f"32 concurrent /decode of {n} codes (.npy in, JSON out, read)")
+    return _flood(models, row, body, "/decode?model=digits-pca", "application/x-npy")
 
 
 def _post_status(port: int, path: str, body: bytes, ctype: str, accept: str = "") -> tuple[int, str]:
@@ -631,6 +642,7 @@ ATTACKS = {
     "flood": attack_flood,
     "flood-under-cap": attack_flood_under_cap,
     "answers": attack_big_answers,
+    "answers-under-cap": attack_answers_under_cap,
     "images": attack_images,
     "idle": attack_idle,
     "headers": attack_headers,
