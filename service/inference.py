@@ -588,13 +588,28 @@ class InferenceService:
         """The model calls in chunks of COMPUTE_CHUNK_ROWS, checking the deadline between them."""
         n = len(job.X)
         if n <= 2 * COMPUTE_CHUNK_ROWS:
-            return self.respond(job, job.compute())
+            return self._respond_in_thread(job, job.compute(), deadline)
         parts = []
         for i in range(0, n, COMPUTE_CHUNK_ROWS):
             if time.monotonic() > deadline:
                 raise _timeout(job.verb, self.settings.request_timeout_s)
             parts.append(replace(job, X=job.X[i : i + COMPUTE_CHUNK_ROWS]).compute())
-        return self.respond(job, tuple(np.concatenate(column) for column in zip(*parts, strict=True)))
+        outputs = tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+        return self._respond_in_thread(job, outputs, deadline)
+
+    def _respond_in_thread(self, job: Job, outputs: Outputs, deadline: float) -> Response:
+        """`respond`; a JSON answer of more values than JSON_OFFLOAD_BYTES / JSON_VALUE_BYTES is
+        encoded in a JSON worker process (`service.jsonpool`), off the GIL."""
+        if job.media != JSON or job.verb.encode is not _native_encode:
+            return self.respond(job, outputs)
+        result = job.verb.finish(job, outputs)
+        values = sum(A.size for A in result.arrays.values())
+        if not self.json_pool.takes_answer(values * JSON_VALUE_BYTES):
+            return _native_encode(job, result)
+        try:
+            return codecs.encode_response(result, JSON, partial(self.json_pool.dumps, deadline=deadline))
+        except TimeoutError:
+            raise _timeout(job.verb, self.settings.request_timeout_s) from None
 
     def prepare(self, verb: Verb, parsed: _Parsed, media: str, labels: _Labels) -> Job:
         """Parse the body, find the runtime and validate the rows: every 4xx is raised here."""

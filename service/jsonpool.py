@@ -33,11 +33,12 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from service import codecs
 from service.admission import RETRY_AFTER_S, Admission
@@ -90,6 +91,11 @@ def parse_rows(body: bytes, field: str) -> tuple[dict[str, Any], Rows]:
         return data, BadRows(exc, len(rows) if isinstance(rows, (list, np.ndarray)) else 0)
 
 
+def dump_answer(doc: dict[str, Any]) -> bytes:
+    """A JSON answer as `codecs.encode_response` writes it."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def _ready() -> bool:
     return True
 
@@ -103,7 +109,7 @@ class JsonPool:
         self.capacity = settings.json_workers + settings.json_queue
         self.admission = admission
         self.busy = 0  # bodies being parsed or waiting for a worker
-        self.parsed = 0  # bodies parsed (or refused) by a worker process
+        self.parsed = 0  # bodies parsed (or refused) and answers encoded by a worker process
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._closed = False  # the app shut down: no new pool
         self._lock = threading.Lock()
@@ -111,6 +117,10 @@ class JsonPool:
     def takes(self, body: bytes) -> bool:
         """Whether a JSON body of rows this large is parsed in a worker process."""
         return self.workers > 0 and not self._closed and len(body) > self.threshold
+
+    def takes_answer(self, predicted: int) -> bool:
+        """Whether a JSON answer predicted this large is encoded in a worker process."""
+        return self.workers > 0 and not self._closed and predicted > self.threshold
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the workers and wait until one answers (the app's startup), so that the first large
@@ -135,20 +145,29 @@ class JsonPool:
 
     def parse(self, body: bytes, field: str, deadline: float) -> tuple[dict[str, Any], Rows]:
         """`parse_rows(body, field)` in a worker process; TimeoutError past `deadline`
-        (time.monotonic()), Overloaded past JSON_WORKERS + JSON_QUEUE bodies. A pool that cannot
-        take the body (a worker died, the pool closed at shutdown) leaves it to this process."""
+        (time.monotonic()), Overloaded past JSON_WORKERS + JSON_QUEUE bodies and answers."""
+        result: tuple[dict[str, Any], Rows] = self._run(parse_rows, deadline, body, field)
+        return result
+
+    def dumps(self, doc: dict[str, Any], deadline: float) -> bytes:
+        """A JSON answer (`dump_answer(doc)`, numpy arrays included) encoded in a worker process,
+        as `parse` does: a large answer holds the GIL while orjson encodes it, as a body does."""
+        body: bytes = self._run(dump_answer, deadline, doc)
+        return body
+
+    def _run(self, work: Callable[..., Any], deadline: float, *args: Any) -> Any:
+        """`work(*args)` in a worker process, waited for off the GIL until `deadline`. A pool that
+        cannot take it (a worker died, the pool closed at shutdown) leaves it to this process."""
         with self.slot():
             with self._lock:
                 executor = None if self._closed else self._executor or self._new_executor()
             if executor is None:  # the app shut down while this request waited
-                return parse_rows(body, field)
+                return work(*args)
             try:
-                future = executor.submit(parse_rows, body, field)
-                result: tuple[dict[str, Any], Rows] = future.result(
-                    timeout=max(0.0, deadline - time.monotonic())
-                )
+                future = executor.submit(work, *args)
+                result = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                future.cancel()  # a parse already running finishes in its worker, unread
+                future.cancel()  # work already running finishes in its worker, unread
                 raise
             except LatentServeError:  # parsed, and refused as the in-process path refuses it
                 self.parsed += 1
@@ -159,7 +178,7 @@ class JsonPool:
                     if self._executor is executor:
                         self._executor = None  # the next body starts a new pool
                 executor.shutdown(wait=False, cancel_futures=True)
-                return parse_rows(body, field)
+                return work(*args)
             self.parsed += 1
             return result
 

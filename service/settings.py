@@ -77,19 +77,20 @@ class Settings(BaseSettings):
         description="request-body bytes read in one turn of the event loop (service.readturns); past "
         "it, connections reading bodies wait for the next turn, so health probes are not kept waiting",
     )
-    # ---- large JSON bodies are parsed in worker processes (service.jsonpool), off the GIL
+    # ---- large JSON bodies are parsed, and large JSON answers encoded, in worker processes
+    # (service.jsonpool), off the GIL
     # the hop costs about what simdjson's parse does (here 16-43 ms for a 2.2 MiB body against 4.4 ms
     # in process): only bodies near MAX_JSON_BODY_BYTES, the longest GIL holds, take it
     json_offload_bytes: int = Field(
         default=3 * MiB,
         ge=0,
-        description="JSON bodies of rows larger than this are parsed in a worker process, off the GIL",
+        description="JSON bodies of rows, and JSON answers predicted, larger: parsed / encoded off the GIL",
     )
     json_workers: int = Field(
         default=1, ge=0, le=64, description="processes that parse large JSON bodies (0: parse in the server)"
     )
     json_queue: int = Field(
-        default=8, ge=0, description="large JSON bodies waiting for a JSON worker; more: 503"
+        default=8, ge=0, description="large JSON bodies or answers waiting for a JSON worker; more: 503"
     )
     # ---- admission control and timeouts: what keeps memory bounded under floods and slow clients
     max_inflight_bytes: int = Field(

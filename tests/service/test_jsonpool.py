@@ -38,13 +38,26 @@ def test_a_large_json_body_is_parsed_in_a_worker_and_scores_as_in_process(models
     with serve(models_dir, json_offload_bytes=OFFLOAD) as pooled:
         answer = pooled.post("/anomaly-score", content=body, headers=JSON_HEADERS)
         assert answer.status_code == 200, answer.text
-        assert pooled.app.state.service.json_pool.parsed == 1  # type: ignore[attr-defined]
+        # the body parsed, and the answer (100 x 64 feature errors) encoded, by the worker
+        assert pooled.app.state.service.json_pool.parsed == 2  # type: ignore[attr-defined]
         npy_answer = pooled.post("/anomaly-score?model=digits-pca", content=npy(X), headers=NPY_HEADERS)
     with serve(models_dir, json_workers=0) as local:
         expected = local.post("/anomaly-score", content=body, headers=JSON_HEADERS)
         assert local.app.state.service.json_pool.parsed == 0  # type: ignore[attr-defined]
     assert answer.json() == expected.json()
     np.testing.assert_allclose(answer.json()["scores"], npy_answer.json()["scores"], rtol=1e-6)
+
+
+def test_a_large_json_answer_is_encoded_in_a_worker_and_is_the_same_answer(models_dir: Path) -> None:
+    Z = np.random.default_rng(4).random((1500, 16)).astype(np.float32)  # 96,000 values: ~1.5 MB predicted
+    answers = []
+    for workers in (1, 0):
+        with serve(models_dir, json_offload_bytes=OFFLOAD, json_workers=workers) as client:
+            answers.append(client.post("/decode?model=digits-pca", content=npy(Z), headers=NPY_HEADERS))
+            assert client.app.state.service.json_pool.parsed == workers  # type: ignore[attr-defined]
+    pooled, local = answers
+    assert pooled.status_code == 200 and pooled.content == local.content
+    assert np.asarray(pooled.json()["outputs"]).shape == (1500, 8, 8)
 
 
 def test_small_json_bodies_do_not_take_the_process_hop(models_dir: Path) -> None:
