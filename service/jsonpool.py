@@ -1,4 +1,5 @@
-"""Large JSON request bodies parsed in a worker process, off the event loop's GIL.
+"""Large JSON request bodies parsed, and large JSON answers encoded, in a worker process, off the
+event loop's GIL.
 
 orjson and simdjson parse a body in one C call that holds the GIL for 3-9 ms a MiB, and numpy
 turns the lists into an array holding it too: a worker thread parsing a few MiB keeps the event
@@ -13,15 +14,20 @@ about as much as simdjson's own parse of the same body, so only bodies near MAX_
 (whose parses hold the GIL longest) take it; smaller bodies never pay it, and neither do bodies
 parsed on the event loop (INLINE_BYTES).
 
+A JSON answer predicted over JSON_OFFLOAD_BYTES (values x 16 bytes) is encoded the same way
+(`dumps`: the arrays go to the worker, the bytes come back), from the worker thread that computed
+it; answers encoded on the event loop (small requests) never take the hop.
+
 Same answers as in process: an error that the in-process path raises while parsing (malformed
 JSON, a missing field) is raised from the worker; an error in the rows (`InvalidInput` naming the
 bad row) comes back as `BadRows`, which the core raises where it would have converted the rows,
 so a request with an unknown model and bad rows is a 404 on both paths.
 
-Budget: JSON_WORKERS bodies are parsed at once and JSON_QUEUE more wait for a worker; past them a
-request is 503 + Retry-After (`Overloaded`), counted in `latentserve_shed_total{limit="json_queue"}`.
-The memory a parse takes (the body, its Python floats, the array) is within what the request's
-admission ticket already reserved for a JSON body. A worker that dies (killed for memory) breaks
+Budget: JSON_WORKERS bodies or answers are handled at once and JSON_QUEUE more wait for a worker;
+past them a request is 503 + Retry-After (`Overloaded`), counted in
+`latentserve_shed_total{limit="json_queue"}`. The memory a parse takes (the body, its Python
+floats, the array) is within what the request's admission ticket already reserved for a JSON body,
+and an answer's within what it reserved for the answer. A worker that dies (killed for memory) breaks
 the pool: it is rebuilt, and that one request is parsed in process.
 """
 
