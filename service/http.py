@@ -31,6 +31,8 @@ What holds under floods and slow clients, on every connection (fast path or not)
   - a refused body (413, 503, a header check's error) is read and dropped after its answer, so the
     client gets the answer instead of a reset; at most DRAINS_AT_ONCE such bodies at once per
     process, the other connections are not read until their turn;
+  - at most READ_TURN_BYTES of request bodies are read in one turn of the event loop
+    (`service.readturns`): past it the connections reading bodies wait for the next turn;
   - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
   - a client that reads nothing of its answer for WRITE_TIMEOUT_S is dropped;
   - an Upgrade on anything but GET is a 400 (the body would otherwise be lost to the upgrade);
