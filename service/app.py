@@ -35,6 +35,7 @@ from service.errors import (
 )
 from service.fastpath.asgi import InferenceFastPath, LatentServeApp
 from service.inference import InferenceService
+from service.jsonpool import JsonPool
 from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.settings import Settings
@@ -89,8 +90,9 @@ async def _poll(registry: Registry, interval: float) -> None:
             log.exception("registry reload failed; keeping the previous snapshot")
 
 
-async def _initial_load(registry: Registry) -> None:
-    try:
+async def _initial_load(registry: Registry, json_pool: JsonPool) -> None:
+    try:  # readiness waits for the JSON workers too, so no request finds them starting
+        await anyio.to_thread.run_sync(json_pool.start)
         await anyio.to_thread.run_sync(registry.reload)
         log.info("registry loaded: %d models from %s", len(registry.records()), registry.models_dir)
     except Exception:
@@ -132,12 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_initial_load(registry))]
+        json_pool = app.state.service.json_pool
+        tasks = [asyncio.create_task(_initial_load(registry, json_pool))]
         if settings.reload_interval_s > 0:
             tasks.append(asyncio.create_task(_poll(registry, settings.reload_interval_s)))
         try:
             yield
         finally:
+            await asyncio.to_thread(json_pool.close)
             for task in tasks:
                 task.cancel()
             for task in tasks:

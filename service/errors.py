@@ -220,6 +220,11 @@ class Timeout(LatentServeError):
 
     status_code = 504
 
+    @classmethod
+    def of_request(cls, verb: str, seconds: float) -> Timeout:
+        """The 504 of a request to /`verb` that took longer than REQUEST_TIMEOUT_S (`seconds`)."""
+        return cls(f"/{verb}: the request took longer than {seconds:g} s (LATENTSERVE_REQUEST_TIMEOUT_S)")
+
 
 class RouteNotFound(LatentServeError):
     """No route at this path."""

@@ -14,7 +14,6 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1 << 20
-FD_RESERVE = 128  # descriptors kept from connections: probes, model files, logs, the registry poller
 
 
 class Settings(BaseSettings):
@@ -58,9 +57,40 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=0,
         ge=0,
-        description="open connections per process (0: the RLIMIT_NOFILE soft limit less 128 descriptors "
-        "kept for probes, models and the registry poller); at the cap a new connection closes the "
-        "longest-idle one, or is answered 503 and closed when none is idle",
+        description="open connections per process (0: the RLIMIT_NOFILE soft limit less FD_RESERVE); at "
+        "the cap a new connection closes the longest-idle one, or is answered 503 and closed when none "
+        "is idle",
+    )
+    fd_reserve: int = Field(
+        default=128, ge=0, description="descriptors kept from connections: probes, model files, logs"
+    )
+    drains_at_once: int = Field(
+        default=2,
+        ge=1,
+        le=1024,
+        description="refused request bodies read and dropped at once per process (so the client gets "
+        "its answer, not a reset); the other refused connections are not read until their turn",
+    )
+    read_turn_bytes: int = Field(
+        default=2 * MiB,
+        ge=64 * 1024,
+        description="request-body bytes read in one turn of the event loop (service.readturns); past "
+        "it, connections reading bodies wait for the next turn, so health probes are not kept waiting",
+    )
+    # ---- large JSON bodies are parsed, and large JSON answers encoded, in worker processes
+    # (service.jsonpool), off the GIL
+    # the hop costs about what simdjson's parse does (here 16-43 ms for a 2.2 MiB body against 4.4 ms
+    # in process): only bodies near MAX_JSON_BODY_BYTES, the longest GIL holds, take it
+    json_offload_bytes: int = Field(
+        default=3 * MiB,
+        ge=0,
+        description="JSON bodies of rows, and JSON answers predicted, larger: parsed / encoded off the GIL",
+    )
+    json_workers: int = Field(
+        default=1, ge=0, le=64, description="processes that parse large JSON bodies (0: parse in the server)"
+    )
+    json_queue: int = Field(
+        default=8, ge=0, description="large JSON bodies or answers waiting for a JSON worker; more: 503"
     )
     # ---- admission control and timeouts: what keeps memory bounded under floods and slow clients
     max_inflight_bytes: int = Field(
@@ -164,7 +194,7 @@ class Settings(BaseSettings):
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             return 1 << 20
-        return max(1, soft - FD_RESERVE)
+        return max(1, soft - self.fd_reserve)
 
     def as_env(self) -> dict[str, str]:
         """These settings as `LATENTSERVE_*` variables (for worker processes that rebuild them)."""

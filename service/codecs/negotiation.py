@@ -69,12 +69,17 @@ def negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
     )
 
 
-def encode_response(result: Result, media: str) -> Response:
+def encode_response(
+    result: Result, media: str, dumps: Callable[[dict[str, Any]], bytes] | None = None
+) -> Response:
+    """`dumps` encodes the JSON document when given (service.jsonpool: in a worker process)."""
     if media == JSON:
         doc: dict[str, Any] = {"model": result.model, "version": result.version}
         for name, A in result.arrays.items():
             doc[name] = np.ascontiguousarray(A)
         doc.update(result.scalars)
+        if dumps is not None:
+            return Response(dumps(doc), media_type=JSON)
         return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
     headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
     for name, value in result.scalars.items():

@@ -31,6 +31,8 @@ What holds under floods and slow clients, on every connection (fast path or not)
   - a refused body (413, 503, a header check's error) is read and dropped after its answer, so the
     client gets the answer instead of a reset; at most DRAINS_AT_ONCE such bodies at once per
     process, the other connections are not read until their turn;
+  - at most READ_TURN_BYTES of request bodies are read in one turn of the event loop
+    (`service.readturns`): past it the connections reading bodies wait for the next turn;
   - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
   - a client that reads nothing of its answer for WRITE_TIMEOUT_S is dropped;
   - an Upgrade on anything but GET is a 400 (the body would otherwise be lost to the upgrade);
@@ -62,7 +64,6 @@ from service.oip import OCTET
 from service.settings import Settings
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
-DRAINS_AT_ONCE = 2  # refused bodies read and dropped at once per process; the others wait, unread
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
 
@@ -206,6 +207,21 @@ class LatentServeProtocol(HttpToolsProtocol):
             and not self.transport.is_closing()
         ):
             self._refuse_head(f"the request line and headers pass {self.limits.max_header_bytes} bytes")
+        elif self._reads_a_body():
+            self.admission.reads.charge(self, len(data))  # READ_TURN_BYTES: one loop turn stays short
+
+    def _reads_a_body(self) -> bool:
+        """Reading a fast-path body, or draining a refused one in its turn (`service.readturns`)."""
+        return (self.fast_verb is not None or (self.lingering and self.drain_slot)) and not (
+            self.transport.is_closing()
+        )
+
+    def pause_turn(self) -> None:
+        self.flow.pause_reading()
+
+    def resume_turn(self) -> None:
+        if self._reads_a_body():  # otherwise the answer, the drain queue or uvicorn resumes it
+            self.flow.resume_reading()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -451,7 +467,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         reading this connection until one is done: 32 refused 16 MiB bodies read at once took
         both cores (the senders' copies and ours) from the health probes."""
         a = self.admission
-        if a.draining < DRAINS_AT_ONCE:
+        if a.draining < a.drains_at_once:
             a.draining += 1
             self.drain_slot = True
         elif not self.transport.is_closing():

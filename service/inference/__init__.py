@@ -16,7 +16,9 @@ Where the work runs:
   - `.npy` bodies up to INLINE_NPY_BYTES are validated on the loop (they are read without a copy)
     and run there too when the model version's own timings predict a call of at most
     INLINE_COMPUTE_MS (`ModelRuntime.predicted_seconds`); otherwise in a worker thread;
-  - everything else (large JSON, images, /sample) in a worker thread under REQUEST_TIMEOUT_S.
+  - everything else (large JSON, images, /sample) in a worker thread under REQUEST_TIMEOUT_S; that
+    thread has a JSON body over JSON_OFFLOAD_BYTES parsed, and a JSON answer predicted over it
+    encoded, by a worker process (`service.jsonpool`), off the GIL.
 An in-flight request keeps the runtime it got even if a reload swaps the registry meanwhile.
 
 The Open Inference Protocol's infer (`POST /v2/models/{m}[/versions/{v}]/infer`) is three more

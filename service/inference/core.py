@@ -11,16 +11,17 @@ from urllib.parse import unquote
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service import oip
+from service import codecs, oip
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
 from service.batching import Batcher, Outputs
 from service.codecs import JSON
 from service.errors import ClientClosed, PayloadTooLarge
 from service.inference.intake import Intake
-from service.inference.limits import Limits
+from service.inference.limits import JSON_VALUE_BYTES, Limits
 from service.inference.metering import Labels, Meter
 from service.inference.scheduling import Scheduler
-from service.inference.verbs import PATHS, V2_INFER, V2_VERBS, Job, Parsed, Verb
+from service.inference.verbs import PATHS, V2_INFER, V2_VERBS, Job, Parsed, Verb, native_encode
+from service.jsonpool import JsonPool
 from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.settings import Settings
@@ -45,7 +46,8 @@ class InferenceService:
         self.metrics = metrics
         self.admission = admission if admission is not None else Admission(settings)
         self.limits = Limits(settings)
-        self.intake = Intake(registry, settings, self.limits, metrics.drift.observe)
+        self.json_pool = JsonPool(settings, self.admission)  # large JSON bodies and answers, off the GIL
+        self.intake = Intake(registry, settings, self.limits, self.json_pool, metrics.drift.observe)
         batcher = Batcher(settings.batch_max_rows, on_batch=metrics.observe_batch)
         self.scheduler = Scheduler(settings, self.admission, batcher)
         self.meter = Meter(metrics)
@@ -198,7 +200,19 @@ class InferenceService:
         return self._compute_and_respond(self.intake.prepare(verb, parsed, media, labels), deadline)
 
     def _compute_and_respond(self, job: Job, deadline: float) -> Response:
-        return job.respond(self.scheduler.compute_by(job, deadline))
+        """The worker thread's model calls and answer; a JSON answer of more values than
+        JSON_OFFLOAD_BYTES / JSON_VALUE_BYTES is encoded in a JSON worker process, off the GIL."""
+        outputs = self.scheduler.compute_by(job, deadline)
+        if job.media != JSON or job.verb.encode is not native_encode:
+            return job.respond(outputs)
+        result = job.verb.finish(job, outputs)
+        values = sum(A.size for A in result.arrays.values())
+        if not self.json_pool.takes_answer(values * JSON_VALUE_BYTES):
+            return native_encode(job, result)
+        try:
+            return codecs.encode_response(result, JSON, partial(self.json_pool.dumps, deadline=deadline))
+        except TimeoutError:
+            raise self.scheduler.timeout(job.verb) from None
 
     def prepare(self, verb: Verb, parsed: Parsed, media: str, labels: Labels) -> Job:
         """Parse the body, find the runtime and validate the rows (`Intake.prepare`)."""

@@ -18,10 +18,11 @@ from starlette.requests import Request
 from service import codecs, oip
 from service.admission import Ticket
 from service.codecs import JSON, MULTIPART, NPY
-from service.errors import InvalidInput, NotReady, UnsupportedMediaType
+from service.errors import NotReady, Timeout, UnsupportedMediaType
 from service.inference.limits import Limits
 from service.inference.metering import Labels
 from service.inference.verbs import Array, Job, Parsed, ScoreHook, Verb, no_rows
+from service.jsonpool import BadRows, JsonPool, Rows, read_json
 from service.registry import Registry
 from service.runtime import ModelRuntime
 from service.schemas import ResizeOption
@@ -33,11 +34,17 @@ class Intake:
     """Reads and validates requests for the core, within `Limits`."""
 
     def __init__(
-        self, registry: Registry, settings: Settings, limits: Limits, on_scores: ScoreHook | None = None
+        self,
+        registry: Registry,
+        settings: Settings,
+        limits: Limits,
+        json_pool: JsonPool,
+        on_scores: ScoreHook | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.limits = limits
+        self.json_pool = json_pool  # large JSON bodies, parsed off the GIL
         self.on_scores = on_scores  # each /anomaly-score answer's scores (live drift)
 
     # ---- headers ---------------------------------------------------------------------------------
@@ -112,25 +119,30 @@ class Intake:
                 flag = {"resize": query.pop("resize")}
                 parsed.resize = codecs.validate_options(ResizeOption, flag, "query").resize
             return codecs.validate_options(verb.options, query, "query"), None
-        fast = codecs.load_json_rows(parsed.body, verb.field) if verb.field is not None else None
-        parsed.booleans = codecs.has_array_boolean(parsed.body)  # rows are walked for them
-        rows: object = None
-        if fast is not None:
-            data, rows = fast
-        else:
-            data = codecs.load_json(parsed.body)
-            if verb.field is not None:
-                if verb.field not in data:
-                    raise InvalidInput(f"{verb.field}: field required", field=verb.field)
-                rows = data.pop(verb.field)
-        if isinstance(rows, (list, np.ndarray)):  # before a large list becomes an array
+        rows: object
+        if verb.field is not None and parsed.deadline is not None and self.json_pool.takes(parsed.body):
+            data, rows = self._parse_in_pool(verb, verb.field, parsed.body, parsed.deadline)
+        else:  # booleans: the rows are walked for them
+            data, rows, parsed.booleans = read_json(parsed.body, verb.field)
+        if isinstance(rows, (list, np.ndarray, BadRows)):  # before a large list becomes an array
             self.limits.check_rows(len(rows), verb.field)
         return codecs.validate_options(verb.options, data, "body"), rows
+
+    def _parse_in_pool(
+        self, verb: Verb, field: str, body: bytes, deadline: float
+    ) -> tuple[dict[str, Any], Rows]:
+        """A large JSON body parsed in a worker process (`service.jsonpool`), waited for off the GIL."""
+        try:
+            return self.json_pool.parse(body, field, deadline)
+        except TimeoutError:
+            raise Timeout.of_request(verb.name, self.settings.request_timeout_s) from None
 
     def _to_array(self, verb: Verb, parsed: Parsed, rows: object, runtime: ModelRuntime, opts: Any) -> Array:
         if verb.field is None:
             assert verb.count is not None
             return no_rows(verb.count(opts))
+        if isinstance(rows, BadRows):  # found by a JSON worker; raised where the rows are converted
+            raise rows.error
         if parsed.kind == JSON:
             return codecs.rows_to_array(rows, verb.field, parsed.booleans)
         if parsed.kind == NPY:

@@ -131,7 +131,4 @@ class Scheduler:
         return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
     def timeout(self, verb: Verb) -> Timeout:
-        return Timeout(
-            f"/{verb.name}: the request took longer than {self.settings.request_timeout_s:g} s "
-            "(LATENTSERVE_REQUEST_TIMEOUT_S)"
-        )
+        return Timeout.of_request(verb.name, self.settings.request_timeout_s)

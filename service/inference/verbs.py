@@ -93,7 +93,7 @@ class Job:
         return self.verb.encode(self, self.verb.finish(self, outputs))
 
 
-def _native_encode(job: Job, result: Result) -> Response:
+def native_encode(job: Job, result: Result) -> Response:
     return codecs.encode_response(result, job.media)
 
 
@@ -118,7 +118,7 @@ class Verb:
     answer_values: Callable[[Manifest, Any], int]  # values answered per row
     count: Callable[[Any], int] | None = None  # rows the options ask for, when no array is sent
     parse: Callable[[Parsed, ModelRuntime], tuple[Any, Array]] | None = None  # needs path["model"]
-    encode: Callable[[Job, Result], Response] = _native_encode
+    encode: Callable[[Job, Result], Response] = native_encode
     error: Callable[[LatentServeError], Response] = codecs.error_response
 
 

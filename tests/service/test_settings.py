@@ -52,3 +52,26 @@ def test_an_empty_api_key_means_no_key(monkeypatch):
     assert Settings().api_key is None
     monkeypatch.setenv("LATENTSERVE_API_KEY", "   ")
     assert Settings().api_key is None
+
+
+def test_the_overload_knobs_have_defaults_and_bounds(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("LATENTSERVE_"):
+            monkeypatch.delenv(key)
+    s = Settings()
+    assert (s.drains_at_once, s.fd_reserve) == (2, 128)
+    assert (s.json_offload_bytes, s.json_workers, s.json_queue) == (3 << 20, 1, 8)
+    monkeypatch.setenv("LATENTSERVE_DRAINS_AT_ONCE", "5")
+    monkeypatch.setenv("LATENTSERVE_JSON_WORKERS", "0")
+    assert (Settings().drains_at_once, Settings().json_workers) == (5, 0)
+    for name, bad in (
+        ("drains_at_once", "0"),
+        ("fd_reserve", "-1"),
+        ("json_offload_bytes", "-1"),
+        ("json_workers", "65"),
+        ("json_queue", "-1"),
+    ):
+        monkeypatch.setenv(f"LATENTSERVE_{name.upper()}", bad)
+        with pytest.raises(ValidationError, match=name):
+            Settings()
+        monkeypatch.delenv(f"LATENTSERVE_{name.upper()}")

@@ -720,12 +720,12 @@ def test_past_max_connections_the_longest_idle_connection_makes_room_else_503(
 def test_max_connections_defaults_to_the_descriptor_limit_less_a_reserve() -> None:
     import resource
 
-    from service.settings import FD_RESERVE
-
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - FD_RESERVE)
+    expected = 1 << 20 if soft == resource.RLIM_INFINITY else max(1, soft - 128)
     assert Settings().connection_cap() == expected
     assert Settings(max_connections=7).connection_cap() == 7
+    if soft != resource.RLIM_INFINITY and soft > 200:
+        assert Settings(fd_reserve=200).connection_cap() == soft - 200  # FD_RESERVE is a setting
 
 
 def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: Any) -> None:
@@ -750,3 +750,44 @@ def test_refused_bodies_are_dropped_two_at_a_time_the_others_wait_unread(run: An
         assert conns[2].transport.closed and admission.draining == 0
 
     run(test, max_json_body_bytes=2000)
+
+
+def test_bodies_past_a_turns_read_budget_wait_for_the_next_turn_and_are_answered(run: Any) -> None:
+    X = np.random.default_rng(5).random((300, 64)).astype(np.float32)
+    body = npy(X)  # 77 KiB: two chunks of it pass a 64 KiB turn
+    half = len(body) // 2
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        first, second = Conn(config, state), Conn(config, state)
+        head = post("/anomaly-score?model=digits-pca", body, "application/x-npy")[: -len(body)]
+        for conn in (first, second):
+            conn.send(head + body[:half])  # 2 x 38 KiB in one turn: past READ_TURN_BYTES
+        assert second.protocol.flow.read_paused and not first.protocol.flow.read_paused
+        await asyncio.sleep(0)  # the next turn: the one paused resumes
+        assert not second.protocol.flow.read_paused
+        second.send(body[half:])
+        first.send(body[half:])
+        expected = await asgi.post(
+            "/anomaly-score?model=digits-pca", content=body, headers={"content-type": "application/x-npy"}
+        )
+        for conn in (first, second):
+            [(status, _, answer)] = await conn.responses(1)
+            assert status == 200 and json.loads(answer)["scores"] == expected.json()["scores"]
+        assert first.protocol.admission.reads.pauses >= 1
+
+    run(test, read_turn_bytes=64 * 1024)
+
+
+def test_drains_at_once_is_a_setting(run: Any) -> None:
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conns = [Conn(config, state) for _ in range(2)]
+        for conn in conns:
+            conn.send(_head("/anomaly-score", 3000))
+        for conn in conns:
+            [(status, _, _)] = await conn.responses(1)
+            assert status == 413
+        first, second = (conn.protocol for conn in conns)
+        assert first.admission.draining == 1 and first.drain_slot
+        assert second.flow.read_paused and list(first.admission.drain_queue) == [second]
+
+    run(test, max_json_body_bytes=2000, drains_at_once=1)
