@@ -14,15 +14,16 @@ Per served model version (labels `model`, `version`), exported at scrape time:
     latentserve_score_psi                            population stability index over those buckets
     latentserve_score_ks                             KS distance (largest CDF gap) at the bucket edges
 
-The two statistics are recomputed from the bucket counts at each scrape; an observation is a
-bisection per score (two `searchsorted` calls for larger batches) and a counter update under a
-lock, so scoring stays cheap. A version's state
-starts at zero when it is first scored or scraped and lives as long as the process.
+The two statistics are recomputed from the bucket counts at each scrape. An observation only
+keeps the request's scores array (an append under a lock, about a microsecond); the waiting scores
+are counted in one numpy pass once PENDING_ROWS of them or PENDING_ARRAYS requests wait, and at
+every snapshot (a scrape, a UI page), so the counts a reader sees are always exact and a one-row
+request does not pay numpy's per-call cost. A version's state starts at zero when it is first
+scored or scraped and lives as long as the process.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import threading
 from collections.abc import Iterator
@@ -40,7 +41,8 @@ from service.registry import Registry
 FloatArray = npt.NDArray[np.float64]
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DISPLAY_BINS = 40  # the bins of the version page's histogram (service.ui)
-FEW_ROWS = 16  # up to this many scores are counted in plain Python (numpy's call overhead is larger)
+PENDING_ROWS = 4096  # scores kept uncounted at most (memory: 4 bytes each), then counted at once
+PENDING_ARRAYS = 256  # requests' score arrays kept uncounted at most
 PSI_FLOOR = 1e-4  # a bucket's share is floored at this so an empty bucket does not make PSI infinite
 
 
@@ -101,12 +103,8 @@ class ScoreDrift:
     total: float = 0.0
     above: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _edges: list[float] = field(default_factory=list)  # edges and display_edges as lists, for bisect
-    _display: list[float] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._edges = self.edges.tolist()
-        self._display = self.display_edges.tolist()
+    _pending: list[npt.NDArray[Any]] = field(default_factory=list)  # scores not counted yet
+    _pending_rows: int = 0
 
     @classmethod
     def of(cls, manifest: Manifest) -> ScoreDrift:
@@ -129,34 +127,29 @@ class ScoreDrift:
         )
 
     def observe(self, scores: npt.NDArray[Any]) -> None:
+        """Keep one request's scores; they are counted with the others waiting (`_count_pending`)."""
         s = np.asarray(scores).ravel()
-        if len(s) <= FEW_ROWS:
-            self._observe_few(s.tolist())
-            return
-        s = s.astype(np.float64, copy=False)
-        buckets = np.bincount(np.searchsorted(self.edges, s, side="left"), minlength=len(self.counts))
-        display = np.bincount(_display_bin(self.display_edges, s), minlength=DISPLAY_BINS)
-        above = int(np.count_nonzero(s > self.manifest.threshold.value))
         with self.lock:
-            self.counts += buckets
-            self.display_counts += display
-            self.n += len(s)
-            self.total += float(s.sum())
-            self.above += above
+            self._pending.append(s)
+            self._pending_rows += len(s)
+            if self._pending_rows >= PENDING_ROWS or len(self._pending) >= PENDING_ARRAYS:
+                self._count_pending()
 
-    def _observe_few(self, values: list[float]) -> None:
-        """The same counts without numpy's per-call cost: what a one-row request pays."""
-        edges, display, threshold = self._edges, self._display, self.manifest.threshold.value
-        with self.lock:
-            for v in values:
-                self.counts[bisect.bisect_left(edges, v)] += 1
-                self.display_counts[min(max(bisect.bisect_right(display, v) - 1, 0), DISPLAY_BINS - 1)] += 1
-                self.above += v > threshold
-                self.total += v
-            self.n += len(values)
+    def _count_pending(self) -> None:
+        """Count every waiting score in one numpy pass (the lock is held)."""
+        if not self._pending:
+            return
+        s = np.concatenate(self._pending).astype(np.float64, copy=False)
+        self._pending, self._pending_rows = [], 0
+        self.counts += np.bincount(np.searchsorted(self.edges, s, side="left"), minlength=len(self.counts))
+        self.display_counts += np.bincount(_display_bin(self.display_edges, s), minlength=DISPLAY_BINS)
+        self.n += len(s)
+        self.total += float(s.sum())
+        self.above += int(np.count_nonzero(s > self.manifest.threshold.value))
 
     def snapshot(self) -> DriftSnapshot:
         with self.lock:
+            self._count_pending()
             counts, display, n, total, above = (
                 self.counts.copy(),
                 self.display_counts.copy(),

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.drift import CALIBRATION_LEVELS, Drift, ScoreDrift
+from service.drift import CALIBRATION_LEVELS, PENDING_ROWS, Drift, ScoreDrift
 from service.manifest import Manifest
 from tests.service.conftest import NPY_HEADERS, npy
 
@@ -122,15 +122,21 @@ def test_anomaly_score_feeds_the_metrics_other_verbs_do_not(
         assert count == sum(s <= le for s in scores), le
 
 
-def test_few_and_many_scores_are_counted_alike(manifest: Manifest) -> None:
+def test_scores_kept_or_counted_at_once_read_alike(manifest: Manifest) -> None:
+    """Scores wait uncounted (up to PENDING_ROWS / PENDING_ARRAYS); a snapshot counts them first, so
+    a reader sees the same counts as if each request had been counted when it came."""
     cal = np.asarray(manifest.threshold.calibration_scores, dtype=np.float32)
     rng = np.random.default_rng(0)
     scores = np.concatenate([cal, cal * 2, [0.0, -1.0, 1e9], *[[e] for e in ScoreDrift.of(manifest).edges]])
-    scores = rng.permutation(scores).astype(np.float32)
+    scores = np.tile(rng.permutation(scores).astype(np.float32), 1 + PENDING_ROWS // len(scores))
     one_by_one, at_once = ScoreDrift.of(manifest), ScoreDrift.of(manifest)
-    for i in range(0, len(scores), 3):  # the plain-Python path (FEW_ROWS or fewer)
+    for i in range(0, len(scores), 3):  # more than PENDING_ARRAYS requests: counted on the way, too
         one_by_one.observe(scores[i : i + 3])
-    at_once.observe(scores)  # the numpy path
+        if i == 30:
+            assert one_by_one.n == 0 and one_by_one.snapshot().n == 33  # kept, then counted to read
+    assert one_by_one.n > 0  # PENDING_ARRAYS reached: counted without a reader
+    at_once.observe(scores)  # over PENDING_ROWS: counted at once
+    assert at_once.n == len(scores) > PENDING_ROWS
     a, b = one_by_one.snapshot(), at_once.snapshot()
     np.testing.assert_array_equal(a.cumulative, b.cumulative)
     np.testing.assert_array_equal(a.live_display, b.live_display)
