@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         "its answer, not a reset); the other refused connections are not read until their turn",
     )
     read_turn_bytes: int = Field(
-        default=2 * MiB,
+        default=256 * 1024,
         ge=64 * 1024,
         description="request-body bytes read in one turn of the event loop (service.readturns); past "
         "it, connections reading bodies wait for the next turn, so health probes are not kept waiting",
