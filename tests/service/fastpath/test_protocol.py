@@ -104,6 +104,14 @@ def post(
     return (head + extra + "\r\n").encode() + body
 
 
+def chunked_post(path: str, body: bytes, size: int = 500) -> bytes:
+    """POST `body` with Transfer-Encoding: chunked, in chunks of `size` bytes (no Content-Length)."""
+    head = f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+    return head + chunks + b"0\r\n\r\n"
+
+
 def get(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
 
@@ -285,11 +293,7 @@ def test_body_over_the_limit_is_413_and_closes(run: Any, digits: np.ndarray) -> 
         assert "2000" in json.loads(got)["error"]["message"]
         assert conn.transport.closed
         conn = Conn(config, state)  # chunked: refused once the bytes read pass the limit
-        head = b"POST /anomaly-score HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-        chunks = b"".join(
-            b"%x\r\n%s\r\n" % (len(big[i : i + 500]), big[i : i + 500]) for i in range(0, len(big), 500)
-        )
-        conn.send(head + chunks + b"0\r\n\r\n")
+        conn.send(chunked_post("/anomaly-score", big))
         [(status, _, got)] = await conn.responses(1)
         assert status == 413 and "more than the limit" in json.loads(got)["error"]["message"]
         assert conn.transport.closed
@@ -635,11 +639,7 @@ def test_a_json_body_over_max_json_body_bytes_is_413_naming_npy_on_every_path(
         assert err["details"]["limit"] == 2000 and err["details"]["got"] == len(big)
         assert headers["connection"] == "close"
         conn = Conn(config, state)  # chunked: refused once the bytes read pass the limit
-        head = b"POST /anomaly-score HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-        chunks = b"".join(
-            b"%x\r\n%s\r\n" % (len(big[i : i + 500]), big[i : i + 500]) for i in range(0, len(big), 500)
-        )
-        conn.send(head + chunks + b"0\r\n\r\n")
+        conn.send(chunked_post("/anomaly-score", big))
         [(status, _, got)] = await conn.responses(1)
         assert status == 413 and json.loads(got)["error"]["type"] == "JsonBodyTooLarge"
         service = conn.protocol.service
