@@ -104,6 +104,22 @@ def post(
     return (head + extra + "\r\n").encode() + body
 
 
+async def answers_like_asgi(
+    conn: Conn, asgi: httpx.AsyncClient, path: str, body: bytes, ctype: str, extra: str
+) -> tuple[dict[str, str], bytes, httpx.Response]:
+    """POST on the fast path and to the ASGI app: the same status and content type, and no ASGI task
+    started for it (but for text/plain, which the fast path hands to the ASGI app)."""
+    conn.send(post(path, body, ctype, extra))
+    if ctype != "text/plain":
+        assert not conn.state.tasks, f"{path} started an ASGI task"
+    [(status, headers, got)] = await conn.responses(1)
+    headers_in = {k: v for k, v in (line.split(": ", 1) for line in extra.splitlines() if line)}
+    ref = await asgi.post(path, content=body, headers={"content-type": ctype, **headers_in})
+    assert status == ref.status_code, (path, got)
+    assert headers["content-type"] == ref.headers["content-type"]
+    return headers, got, ref
+
+
 def chunked_post(path: str, body: bytes, size: int = 500) -> bytes:
     """POST `body` with Transfer-Encoding: chunked, in chunks of `size` bytes (no Content-Length)."""
     head = f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
@@ -197,14 +213,7 @@ def test_inference_posts_answer_like_the_asgi_app_without_an_asgi_task(run: Any,
     async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
         for path, body, ctype, extra in cases:
             conn = Conn(config, state)
-            conn.send(post(path, body, ctype, extra))
-            if ctype != "text/plain":
-                assert not state.tasks, f"{path} started an ASGI task"
-            [(status, headers, got)] = await conn.responses(1)
-            headers_in = {k: v for k, v in (line.split(": ", 1) for line in extra.splitlines() if line)}
-            ref = await asgi.post(path, content=body, headers={"content-type": ctype, **headers_in})
-            assert status == ref.status_code, (path, got)
-            assert headers["content-type"] == ref.headers["content-type"]
+            headers, got, ref = await answers_like_asgi(conn, asgi, path, body, ctype, extra)
             assert got == ref.content, path
             assert "date" in headers and "server" in headers
             assert not conn.transport.closed  # keep-alive
@@ -232,13 +241,7 @@ def test_v2_infer_answers_like_the_asgi_app_without_an_asgi_task(run: Any, digit
     async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
         for path, body, ctype, extra in cases:
             conn = Conn(config, state)
-            conn.send(post(path, body, ctype, extra))
-            assert not state.tasks, f"{path} started an ASGI task"
-            [(status, headers, got)] = await conn.responses(1)
-            headers_in = {k: v for k, v in (line.split(": ", 1) for line in extra.splitlines() if line)}
-            ref = await asgi.post(path, content=body, headers={"content-type": ctype, **headers_in})
-            assert status == ref.status_code, (path, got)
-            assert headers["content-type"] == ref.headers["content-type"]
+            headers, got, ref = await answers_like_asgi(conn, asgi, path, body, ctype, extra)
             assert headers.get("inference-header-content-length") == ref.headers.get(
                 "inference-header-content-length"
             )
