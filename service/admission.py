@@ -38,10 +38,10 @@ class Admission:
         self.max_bytes = settings.max_inflight_bytes
         self.max_requests = settings.max_concurrency + settings.max_queue
         self.concurrency = settings.max_concurrency
-        self.max_connections = settings.connection_cap()  # read by service.fastpath.protocol per connection
-        self.drains_at_once = settings.drains_at_once  # ... of refused bodies, read by service.fastpath.protocol
-        self.reads = ReadTurns(settings.read_turn_bytes)  # body bytes read per loop turn (service.fastpath.protocol)
-        self.draining = 0  # refused bodies being read and dropped (service.fastpath.protocol, on the event loop)
+        self.max_connections = settings.connection_cap()  # read by the HTTP fast path per connection
+        self.drains_at_once = settings.drains_at_once  # ... of refused bodies, read by the HTTP fast path
+        self.reads = ReadTurns(settings.read_turn_bytes)  # body bytes read per loop turn (the HTTP fast path)
+        self.draining = 0  # refused bodies being read and dropped (the HTTP fast path, on the loop)
         self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
