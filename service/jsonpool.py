@@ -6,7 +6,7 @@ turns the lists into an array holding it too: a worker thread parsing a few MiB 
 loop (and /health/live) waiting for as long, and concurrent parses queue up behind each other. So
 a JSON body of rows over JSON_OFFLOAD_BYTES goes to `JsonPool`: JSON_WORKERS processes, forked
 from a forkserver that imported only this module and its codecs, parse it with the same code as
-the in-process path (`read_json`, then `codecs.rows_to_array`) and send back the options and one
+the in-process path (`codecs.read_json`, then `codecs.rows_to_array`) and send back the options and one
 array of rows (numpy pickles it as a buffer: a copy, not a walk). The worker thread that asked
 waits for the answer without holding the GIL, at most until the request's deadline. The hop is
 not free: the body and the array cross a pipe and two threads of `concurrent.futures`, which costs
@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from service import codecs
 from service.admission import RETRY_AFTER_S, Admission
@@ -72,34 +71,13 @@ class BadRows:
 Rows = npt.NDArray[Any] | BadRows
 
 
-def read_json(body: bytes, field: str | None) -> tuple[dict[str, Any], object, bool]:
-    """A JSON body's options, its rows under `field` (a list, or an array when simdjson could read
-    them straight), and whether the body holds true / false in an array (its rows are walked)."""
-    fast = codecs.load_json_rows(body, field) if field is not None else None
-    booleans = codecs.has_array_boolean(body)
-    if fast is not None:
-        return fast[0], fast[1], booleans
-    data = codecs.load_json(body)
-    rows: object = None
-    if field is not None:
-        if field not in data:
-            raise InvalidInput(f"{field}: field required", field=field)
-        rows = data.pop(field)
-    return data, rows, booleans
-
-
 def parse_rows(body: bytes, field: str) -> tuple[dict[str, Any], Rows]:
-    """What a worker does: `read_json`, then the rows as one array, or `BadRows`."""
-    data, rows, booleans = read_json(body, field)
+    """What a worker does: `codecs.read_json`, then the rows as one array, or `BadRows`."""
+    data, rows, booleans = codecs.read_json(body, field)
     try:
         return data, codecs.rows_to_array(rows, field, booleans)
     except InvalidInput as exc:
         return data, BadRows(exc, len(rows) if isinstance(rows, (list, np.ndarray)) else 0)
-
-
-def dump_answer(doc: dict[str, Any]) -> bytes:
-    """A JSON answer as `codecs.encode_response` writes it."""
-    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _ready() -> bool:
@@ -156,9 +134,9 @@ class JsonPool:
         return result
 
     def dumps(self, doc: dict[str, Any], deadline: float) -> bytes:
-        """A JSON answer (`dump_answer(doc)`, numpy arrays included) encoded in a worker process,
+        """A JSON answer (`codecs.dump_json(doc)`, numpy arrays included) encoded in a worker process,
         as `parse` does: a large answer holds the GIL while orjson encodes it, as a body does."""
-        body: bytes = self._run(dump_answer, deadline, doc)
+        body: bytes = self._run(codecs.dump_json, deadline, doc)
         return body
 
     def _run(self, work: Callable[..., Any], deadline: float, *args: Any) -> Any:

@@ -19,9 +19,11 @@ from service.codecs.body import (
 from service.codecs.images import ImageFile, images_to_array, png_image, read_images
 from service.codecs.jsonbody import (
     FAST_JSON_MIN_BYTES,
+    dump_json,
     has_array_boolean,
     load_json,
     load_json_rows,
+    read_json,
     rows_to_array,
 )
 from service.codecs.media import JSON, MULTIPART, NPY, NPZ, PNG
@@ -47,6 +49,7 @@ __all__ = [
     "body_too_large",
     "check_content_encoding",
     "check_content_type",
+    "dump_json",
     "encode_response",
     "error_response",
     "has_array_boolean",
@@ -63,6 +66,7 @@ __all__ = [
     "png_image",
     "read_body",
     "read_images",
+    "read_json",
     "rows_to_array",
     "validate_options",
 ]

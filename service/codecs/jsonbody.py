@@ -199,3 +199,24 @@ def _first_non_number(value: object) -> object:
 def _show(value: object) -> str:
     text = orjson.dumps(value).decode() if not isinstance(value, (set, bytes)) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_json(body: bytes, field: str | None) -> tuple[dict[str, Any], object, bool]:
+    """A JSON body's options, its rows under `field` (a list, or an array when simdjson could read
+    them straight), and whether the body holds true / false in an array (its rows are walked)."""
+    fast = load_json_rows(body, field) if field is not None else None
+    booleans = has_array_boolean(body)
+    if fast is not None:
+        return fast[0], fast[1], booleans
+    data = load_json(body)
+    rows: object = None
+    if field is not None:
+        if field not in data:
+            raise InvalidInput(f"{field}: field required", field=field)
+        rows = data.pop(field)
+    return data, rows, booleans
+
+
+def dump_json(doc: dict[str, Any]) -> bytes:
+    """A JSON answer's bytes (numpy arrays written as lists), in process or in a JSON worker."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -21,6 +21,7 @@ import orjson
 from starlette.responses import Response
 
 from service.codecs.images import png_image
+from service.codecs.jsonbody import dump_json
 from service.codecs.media import JSON, NPY, NPZ, PNG
 from service.codecs.npy import npy_bytes, npz_bytes
 from service.errors import InternalError, LatentServeError, NotAcceptable
@@ -78,9 +79,7 @@ def encode_response(
         for name, A in result.arrays.items():
             doc[name] = np.ascontiguousarray(A)
         doc.update(result.scalars)
-        if dumps is not None:
-            return Response(dumps(doc), media_type=JSON)
-        return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+        return Response((dumps or dump_json)(doc), media_type=JSON)
     headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
     for name, value in result.scalars.items():
         headers["X-" + name.replace("_", "-").title()] = repr(float(value))

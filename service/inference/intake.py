@@ -22,7 +22,7 @@ from service.errors import NotReady, Timeout, UnsupportedMediaType
 from service.inference.limits import Limits
 from service.inference.metering import Labels
 from service.inference.verbs import Array, Job, Parsed, ScoreHook, Verb, no_rows
-from service.jsonpool import BadRows, JsonPool, Rows, read_json
+from service.jsonpool import BadRows, JsonPool, Rows
 from service.registry import Registry
 from service.runtime import ModelRuntime
 from service.schemas import ResizeOption
@@ -123,7 +123,7 @@ class Intake:
         if verb.field is not None and parsed.deadline is not None and self.json_pool.takes(parsed.body):
             data, rows = self._parse_in_pool(verb, verb.field, parsed.body, parsed.deadline)
         else:  # booleans: the rows are walked for them
-            data, rows, parsed.booleans = read_json(parsed.body, verb.field)
+            data, rows, parsed.booleans = codecs.read_json(parsed.body, verb.field)
         if isinstance(rows, (list, np.ndarray, BadRows)):  # before a large list becomes an array
             self.limits.check_rows(len(rows), verb.field)
         return codecs.validate_options(verb.options, data, "body"), rows
