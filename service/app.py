@@ -34,6 +34,7 @@ from service.errors import (
     RouteNotFound,
 )
 from service.fastpath.asgi import InferenceFastPath, LatentServeApp
+from service.gcfreeze import freeze_heap, thaw_heap
 from service.inference import InferenceService
 from service.jsonpool import JsonPool
 from service.metrics import ServiceMetrics
@@ -90,7 +91,7 @@ async def _poll(registry: Registry, interval: float) -> None:
             log.exception("registry reload failed; keeping the previous snapshot")
 
 
-async def _initial_load(registry: Registry, json_pool: JsonPool) -> None:
+async def _initial_load(registry: Registry, json_pool: JsonPool, freeze: bool) -> None:
     try:  # readiness waits for the JSON workers too, so no request finds them starting
         await anyio.to_thread.run_sync(json_pool.start)
         await anyio.to_thread.run_sync(registry.reload)
@@ -98,6 +99,8 @@ async def _initial_load(registry: Registry, json_pool: JsonPool) -> None:
     except Exception:
         log.exception("initial registry load failed")
         registry.loaded = True  # serve what is there (nothing); the poller retries
+    if freeze:  # the one full collection it costs falls as readiness turns, before traffic comes
+        freeze_heap()
 
 
 def _docs_behind_key(app: FastAPI) -> None:
@@ -135,12 +138,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         json_pool = app.state.service.json_pool
-        tasks = [asyncio.create_task(_initial_load(registry, json_pool))]
+        tasks = [asyncio.create_task(_initial_load(registry, json_pool, settings.freeze_heap))]
         if settings.reload_interval_s > 0:
             tasks.append(asyncio.create_task(_poll(registry, settings.reload_interval_s)))
         try:
             yield
         finally:
+            if settings.freeze_heap:
+                thaw_heap()
             await asyncio.to_thread(json_pool.close)
             for task in tasks:
                 task.cancel()

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     tune_malloc: bool = Field(
         default=True, description="keep large request buffers in glibc's heap (see service.allocator)"
     )
+    freeze_heap: bool = Field(
+        default=True,
+        description="move the objects of start-up out of the garbage collector's full passes once the "
+        "registry is loaded, so a pass does not stall the event loop (see service.gcfreeze)",
+    )
     fast_path: bool = Field(
         default=True, description="inference POSTs skip FastAPI's router and dependency solving"
     )
