@@ -43,6 +43,9 @@ class Admission:
         self.reads = ReadTurns(settings.read_turn_bytes)  # body bytes read per loop turn (the HTTP fast path)
         self.draining = 0  # refused bodies being read and dropped (the HTTP fast path, on the loop)
         self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
+        # open connections, the least recently active first (the HTTP fast path, on the loop): past
+        # MAX_CONNECTIONS the first idle one is closed without a scan of every connection
+        self.by_activity: dict[Any, None] = {}
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
         self.shed: dict[str, int] = {"bytes": 0, "requests": 0}  # 503s by the limit that shed them

@@ -108,7 +108,6 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.limits = service.settings if service is not None else Settings()
         self.admission = service.admission if service is not None else Admission(self.limits)
         self.fast_ticket: Ticket | None = None  # the admitted fast-path request being read
-        self.last_active = self.loop.time()  # bytes received or an answer completed (MAX_CONNECTIONS)
         self.head_bytes = 0  # bytes received while a request line and headers are being read
         self.reading_head = True
         self.timer: asyncio.TimerHandle | None = None  # the header or body deadline
@@ -132,6 +131,7 @@ class LatentServeProtocol(HttpToolsProtocol):
     # ---- the connection and its timers -------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._touch()
         self._arm(self.limits.header_timeout_s, "header_timeout")
         if len(self.connections) > self.admission.max_connections:
             self._make_room()
@@ -141,14 +141,10 @@ class LatentServeProtocol(HttpToolsProtocol):
         byte of one received), so descriptors stay for new clients, probes among them; when every
         connection is busy, answer this one 503 and close it."""
         victim: LatentServeProtocol | None = None
-        for conn in self.connections:
-            if (
-                conn is not self
-                and isinstance(conn, LatentServeProtocol)
-                and conn.is_idle()
-                and (victim is None or conn.last_active < victim.last_active)
-            ):
+        for conn in self.admission.by_activity:  # the least recently active first
+            if conn is not self and conn.is_idle():
                 victim = conn
+                break
         if victim is not None:
             self.admission.close("connection_cap_idle")
             victim._disarm()
@@ -182,11 +178,19 @@ class LatentServeProtocol(HttpToolsProtocol):
             and not self.transport.is_closing()
         )
 
+    def _touch(self) -> None:
+        """Bytes received or an answer completed: this connection moves to the end of the
+        activity order that MAX_CONNECTIONS closes idle connections from."""
+        order = self.admission.by_activity
+        order.pop(self, None)
+        order[self] = None
+
     def on_response_complete(self) -> None:
-        self.last_active = self.loop.time()
+        self._touch()
         super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.admission.by_activity.pop(self, None)
         self._disarm()
         if self.write_timer is not None:
             self.write_timer.cancel()
@@ -197,7 +201,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self.loop.time()
+        self._touch()
         if self.reading_head:
             self.head_bytes += len(data)  # the callbacks reset it once the headers are complete
         super().data_received(data)

@@ -695,6 +695,7 @@ def test_past_max_connections_the_longest_idle_connection_makes_room_else_503(
         assert oldest.transport.closed and not idle.transport.closed and not busy.transport.closed
         assert not probe.transport.closed
         oldest.protocol.connection_lost(None)
+        assert oldest.protocol not in probe.protocol.admission.by_activity  # a closed one is forgotten
         probe.send(get("/health/live"))
         [(status, _, _)] = await probe.responses(1)
         assert status == 200  # answered, and idle again (a keep-alive connection after its answer)
