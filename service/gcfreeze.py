@@ -1,8 +1,8 @@
 """Keep the cyclic garbage collector's full passes short: freeze the heap once the registry is loaded.
 
 CPython's generation-2 collection walks every tracked container object in the process. Once
-started, the server holds a few hundred thousand of them (FastAPI and pydantic's schemas, the
-onnxruntime and numpy bindings, the registry), and one full pass over them took 67-73 ms here:
+started, the server holds about 90,000 of them with the 11 default models (FastAPI and pydantic's
+schemas, the onnxruntime and numpy bindings, the registry), and one full pass took 67-73 ms here:
 the allocations of a thousand new connections trigger one, and every request on the event loop
 waits behind it (in the idle-connections attack of `benchmarks/soak.py` the /health/live probe
 took 85-95 ms). `gc.freeze()` after the first registry load moves those objects into the
@@ -29,7 +29,7 @@ def freeze_heap() -> int:
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()
-    log.debug("gc: froze %d objects in %.1f ms", frozen, (time.perf_counter() - start) * 1000)
+    log.debug("froze %d objects in %.1f ms", frozen, (time.perf_counter() - start) * 1000)
     return frozen
 
 
