@@ -454,6 +454,48 @@ def test_a_repeated_binary_header_reads_each_bodys_own_tensor(client, digits):
     assert scores[0] == scores[2] != scores[1] == np.float32(ref).tolist()
 
 
+def test_a_repeated_binary_header_with_an_error_is_refused_each_time_naming_the_model(client, digits):
+    """What a binary header asks is worked out once; a header with an error is not kept, so every
+    request with it gets the full message."""
+    X = digits[:1].astype("<f4")
+    spec = {
+        "name": "input",
+        "shape": [1, 8, 8],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": X.nbytes},
+    }
+    for doc, expected in [
+        (
+            {"inputs": [spec], "outputs": [{"name": "scores"}]},
+            "outputs: model 'digits-pca' version 1 has no output",
+        ),
+        (
+            {"inputs": [spec], "parameters": {"threshold": "high"}},
+            "parameters.threshold: expected a finite number",
+        ),
+        ({"inputs": [{**spec, "name": "x"}]}, "inputs: model 'digits-pca' version 1 takes one input 'input'"),
+    ]:
+        body, headers = binary_request(doc, X)
+        for _ in range(2):
+            assert v2_error(client.post(INFER, content=body, headers=headers), 400).startswith(expected)
+
+
+def test_a_binary_header_seen_for_one_model_is_checked_against_another(client, digits):
+    """The same header sent to two models: each answers with its own name and input checks."""
+    X = digits[:1].astype("<f4").reshape(1, 64)
+    spec = {
+        "name": "input",
+        "shape": [1, 64],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": X.nbytes},
+    }
+    body, headers = binary_request({"inputs": [spec], "outputs": [{"name": "score"}]}, X)
+    r = client.post(INFER, content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["model_name"] == "digits-pca"
+    msg = v2_error(client.post("/v2/models/breast-cancer-pca/infer", content=body, headers=headers), 400)
+    assert "breast-cancer-pca" in msg and "30" in msg  # its input is 30 values, not 64
+
+
 def test_model_repository_index_load_and_unload(make_client, registry_copy):
     import shutil
 
