@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import threading
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from service.errors import Overloaded
 from service.readturns import ReadTurns
 from service.settings import Settings
+
+T = TypeVar("T")
 
 RETRY_AFTER_S = 1
 JSON_WEIGHT = 4  # bytes held per body byte while a JSON body is parsed (floats, lists, the array)
@@ -45,7 +49,7 @@ class Admission:
         self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
         # open connections, the least recently active first (the HTTP fast path, on the loop): past
         # MAX_CONNECTIONS the first idle one is closed without a scan of every connection
-        self.by_activity: dict[Any, None] = {}
+        self.by_activity: collections.OrderedDict[Any, None] = collections.OrderedDict()
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
         self.shed: dict[str, int] = {"bytes": 0, "requests": 0}  # 503s by the limit that shed them
@@ -71,13 +75,14 @@ class Admission:
         """Count a connection closed by a timeout or a cap."""
         self.closed[reason] = self.closed.get(reason, 0) + 1
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """One of MAX_CONCURRENCY compute slots, waited for in the queue."""
+    async def run_in_thread(self, timeout: float, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` in a worker thread once one of MAX_CONCURRENCY compute slots is free; the
+        wait for the slot counts against `timeout`. TimeoutError past it (the thread is abandoned)."""
         if self._slots is None:  # made in the running loop (the app may be built outside it)
             self._slots = asyncio.Semaphore(self.concurrency)
-        async with self._slots:
-            yield
+        with anyio.fail_after(timeout):
+            async with self._slots:
+                return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
 
 
 class Ticket:

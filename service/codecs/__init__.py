@@ -33,7 +33,6 @@ from service.codecs.negotiation import (
     error_response,
     internal_error_response,
     negotiate,
-    png_bytes,
 )
 from service.codecs.npy import load_npy, npy_bytes, npz_bytes
 
@@ -62,7 +61,6 @@ __all__ = [
     "negotiate",
     "npy_bytes",
     "npz_bytes",
-    "png_bytes",
     "png_image",
     "read_body",
     "read_images",

@@ -88,7 +88,7 @@ def encode_response(
     elif media == NPZ:
         data = npz_bytes(result.arrays)
     else:
-        data = png_bytes(result)
+        data = png_image(result.images, result.image_spec)
     return Response(data, media_type=media, headers=headers)
 
 
@@ -110,8 +110,3 @@ def internal_error_response(
     `render` (default: ours)."""
     logging.getLogger("latentserve.app").error("unhandled error on %s %s", method, path, exc_info=exc)
     return (render or error_response)(InternalError("internal error; the server log has the details"))
-
-
-def png_bytes(result: Result) -> bytes:
-    """The result's one image row as a PNG file (406 unless an image model answered one row)."""
-    return png_image(result.images, result.image_spec)

@@ -64,6 +64,7 @@ from service.oip import OCTET
 from service.settings import Settings
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
+_ADMISSION = "latentserve.admission"  # app_state's key for the Admission when the app is not ours
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
 
 
@@ -106,7 +107,12 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.service = service if fast and config.limit_concurrency is None else None
         self.max_body = service.settings.max_body_bytes if service is not None else 0
         self.limits = service.settings if service is not None else Settings()
-        self.admission = service.admission if service is not None else Admission(self.limits)
+        if service is not None:
+            self.admission = service.admission
+        else:  # not our app: one Admission for the server's connections all the same
+            if _ADMISSION not in app_state:
+                app_state[_ADMISSION] = Admission(self.limits)
+            self.admission = app_state[_ADMISSION]
         self.fast_ticket: Ticket | None = None  # the admitted fast-path request being read
         self.head_bytes = 0  # bytes received while a request line and headers are being read
         self.reading_head = True
@@ -182,8 +188,8 @@ class LatentServeProtocol(HttpToolsProtocol):
         """Bytes received or an answer completed: this connection moves to the end of the
         activity order that MAX_CONNECTIONS closes idle connections from."""
         order = self.admission.by_activity
-        order.pop(self, None)
         order[self] = None
+        order.move_to_end(self)
 
     def on_response_complete(self) -> None:
         self._touch()

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
-import anyio
-import anyio.to_thread
 import numpy as np
 from starlette.responses import Response
 
@@ -112,9 +110,7 @@ class Scheduler:
         timeout = self.settings.request_timeout_s
         deadline = time.monotonic() + timeout
         try:
-            with anyio.fail_after(timeout):
-                async with self.admission.slot():
-                    return await anyio.to_thread.run_sync(work, deadline, abandon_on_cancel=True)
+            return await self.admission.run_in_thread(timeout, work, deadline)
         except TimeoutError:
             raise self.timeout(verb) from None
 

@@ -117,6 +117,9 @@ class Card:
     pictures: frozenset[str] = frozenset()  # the listed pictures it shows
 
 
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})  # raw HTML off: a card cannot run a script
+
+
 def render_card(registry: Registry, view: VersionView) -> Card:
     """The version's card, its listed pictures pointed at the UI's file route."""
     record = registry.record(view.name, view.version)
@@ -127,7 +130,7 @@ def render_card(registry: Registry, view: VersionView) -> Card:
         text = read_artifact(registry, view.name, view.version, card.path).data.decode("utf-8", "replace")
     except ArtifactTampered as exc:
         return Card(error=exc.message)
-    md = MarkdownIt("commonmark", {"html": False})
+    md = _MARKDOWN
     tokens = md.parse(text)
     listed = {f.path for f in view.pictures}
     shown = set()

@@ -13,8 +13,6 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
-import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 from starlette.datastructures import UploadFile
@@ -24,7 +22,7 @@ from starlette.types import Message
 
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
-from service.codecs import ImageFile, Result
+from service.codecs import ImageFile
 from service.errors import InvalidInput, Timeout
 from service.runtime import ModelRuntime
 from service.settings import Settings
@@ -83,9 +81,7 @@ async def from_request(
         else:
             raise InvalidInput("choose an image file or paste a row", field="file")
         try:
-            with anyio.fail_after(settings.request_timeout_s):
-                async with admission.slot():
-                    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            return await admission.run_in_thread(settings.request_timeout_s, work)
         except TimeoutError:
             raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
     finally:
@@ -140,8 +136,7 @@ def score_row(runtime: ModelRuntime, text: str) -> TryResult:
 
 
 def _score(runtime: ModelRuntime, X: npt.NDArray[np.float32]) -> TryResult:
-    (scores,) = runtime.compute("scores", X)
-    X_hat, _ = runtime.compute("reconstruct", X)
+    X_hat, scores = runtime.compute("reconstruct", X)  # the same scores as the "scores" op
     threshold, is_anomaly, p_values = runtime.judge(scores)
     m = runtime.manifest
     errors = runtime.feature_errors(X, X_hat)[0].reshape(-1)
@@ -168,8 +163,7 @@ def _score(runtime: ModelRuntime, X: npt.NDArray[np.float32]) -> TryResult:
 
 
 def _png_uri(runtime: ModelRuntime, rows: npt.NDArray[np.float32]) -> str:
-    m = runtime.manifest
-    png = codecs.png_bytes(Result(m.name, m.version, {}, images=rows, image_spec=m.input))
+    png = codecs.png_image(rows, runtime.manifest.input)
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
