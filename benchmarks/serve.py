@@ -223,6 +223,13 @@ def start(
     raise RuntimeError("server never became ready")
 
 
+def start_ours(registry: Path, port: int) -> subprocess.Popen[bytes]:
+    """`python -m service` on `registry` (no reload poller, no access log), once ready."""
+    cmd = [sys.executable, "-m", "service", "--models-dir", str(registry), "--port", str(port)]
+    env = {**os.environ, "LATENTSERVE_RELOAD_INTERVAL_S": "0"}
+    return start([*cmd, "--log-level", "warning", "--no-access-log"], port, "/health/ready", env)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -329,20 +336,7 @@ def one_round(registry: Path, weights: Path, X: np.ndarray, s: float, work: Path
     finally:
         stop(proc)
     port = free_port()
-    env = {**os.environ, "LATENTSERVE_RELOAD_INTERVAL_S": "0"}
-    ours = [
-        sys.executable,
-        "-m",
-        "service",
-        "--models-dir",
-        str(registry),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    proc = start(ours, port, "/health/ready", env)
+    proc = start_ours(registry, port)
     try:
         url = f"http://127.0.0.1:{port}/anomaly-score"
         v2 = f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer"

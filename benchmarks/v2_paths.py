@@ -15,7 +15,6 @@ same bodies and outputs as serve.py. Targets: V2 JSON >= 0.9x our JSON, V2 binar
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -45,11 +44,7 @@ def main() -> int:
         ours_json = orjson.dumps({"model": serve.MODEL, "inputs": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
         binary, header = serve.v2_binary(rows)
         port = serve.free_port()
-        cmd = [
-            *(sys.executable, "-m", "service", "--models-dir", str(work / "registry")),
-            *("--port", str(port), "--log-level", "warning", "--no-access-log"),
-        ]
-        proc = serve.start(cmd, port, "/health/ready", {**os.environ, "LATENTSERVE_RELOAD_INTERVAL_S": "0"})
+        proc = serve.start_ours(work / "registry", port)
         base = f"http://127.0.0.1:{port}"
         v2 = f"{base}/v2/models/{serve.MODEL}/infer"
         plan: dict[str, tuple[str, bytes, str, int | None]] = {
