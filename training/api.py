@@ -24,7 +24,15 @@ from service.manifest import MAX_REFERENCE_ROWS, is_valid_name
 from service.registry import model_names
 from training.base import ReconstructionEstimator, score_spec
 from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig
-from training.data import Splits, check_matrix, filter_classes, load_dataset, split
+from training.data import (
+    Dataset,
+    Splits,
+    check_matrix,
+    dataset_from_array,
+    filter_classes,
+    load_dataset,
+    split,
+)
 from training.errors import UsageError
 from training.export import TrainingRun, export_pca_family
 from training.publish import check_writable
@@ -37,24 +45,39 @@ Fitter = Callable[[FitConfig, TrainingRun, Path, str], Path]
 
 def fit(
     config: FitConfig | str,
-    data: DataConfig | str | Path,
+    data: DataConfig | str | Path | object,
     *,
     name: str,
     models_dir: Path | str = MODELS_DIR,
+    y: object = None,
+    classes: tuple[int, ...] | None = None,
     **settings: Any,
 ) -> Path:
     """Train a model on `data` and publish it as the next version of `name`; return its folder.
 
     config: a FitConfig, a preset's (`training.presets.preset(NAME)`), or just the kind ("pca");
     settings: FitConfig fields that replace the config's, e.g. seed=1 or score=ScoreConfig(...);
-    data: a DataConfig, or a data set name or path (all rows, the default splits).
+    data: a DataConfig, a data set name or path (all rows, the default splits), or rows in memory
+    (`training.data.dataset_from_array`: a numpy array or a pandas DataFrame), with labels `y`;
+    classes: keep only the rows of these labels (a DataConfig's own `classes` otherwise).
     """
     cfg = FitConfig(config, **settings) if isinstance(config, str) else replace(config, **settings)
-    rows = data if isinstance(data, DataConfig) else DataConfig(str(data))
+    memory: Dataset | None = None
+    if isinstance(data, DataConfig):
+        rows = data
+    elif isinstance(data, (str, Path)):
+        rows = DataConfig(str(data))
+    else:
+        memory = dataset_from_array(data, y)
+        rows = DataConfig(memory.name)
+    if y is not None and memory is None:
+        raise UsageError("y: labels go with rows in memory; a data set or file brings its own labels")
+    if classes is not None:
+        rows = replace(rows, classes=tuple(classes))
     fitter = _fitter(cfg, rows, name)
     models_dir = Path(models_dir)
     check_writable(models_dir)  # before the training, not after it
-    return fitter(cfg, load_rows(cfg, rows), models_dir, name)
+    return fitter(cfg, load_rows(cfg, rows, memory), models_dir, name)
 
 
 def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
@@ -91,12 +114,15 @@ def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
     return kinds[cfg.kind]
 
 
-def load_rows(cfg: FitConfig, data: DataConfig) -> TrainingRun:
-    """Load `data`, keep its classes and split it (a memory-mapped file by position: the tail is
-    validation and calibration); the run also records the seed, the quantile and the preset."""
-    ds = load_dataset(
-        data.dataset, data_dir=data.data_dir, seed=cfg.seed, download=data.download, mmap=data.mmap
-    )
+def load_rows(cfg: FitConfig, data: DataConfig, memory: Dataset | None = None) -> TrainingRun:
+    """Load `data` (or take the rows in `memory`), keep its classes and split it (a memory-mapped
+    file by position: the tail is validation and calibration); the run also records the seed, the
+    quantile and the preset."""
+    ds = memory
+    if ds is None:
+        ds = load_dataset(
+            data.dataset, data_dir=data.data_dir, seed=cfg.seed, download=data.download, mmap=data.mmap
+        )
     classes = list(data.classes) if data.classes else None
     X, y = filter_classes(ds, classes)
     if isinstance(X, np.memmap):

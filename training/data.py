@@ -16,13 +16,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from training.config import DataConfig
-from training.errors import DataError
+from training.errors import DataError, UsageError
 
 Layout = Literal["features", "image", "sequence"]
 F32 = npt.NDArray[np.float32]
@@ -356,10 +356,88 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
         )
     if X.ndim == 1:
         X = X.reshape(-1, 1)
-    guess: Layout = (
-        "features" if X.ndim == 2 else ("sequence" if X.ndim == 3 and layout == "sequence" else "image")
-    )
-    return Dataset(path.stem, X, None, layout or guess, source=str(path), feature_names=names)
+    return Dataset(path.stem, X, None, guess_layout(X, layout), source=str(path), feature_names=names)
+
+
+def guess_layout(X: npt.NDArray[np.generic], layout: Layout | None = None) -> Layout:
+    """The layout of rows X (n, ...) unless given: (n, F) features, (n, H, W) and (n, H, W, C)
+    images, (n, T, F) a sequence only when asked for."""
+    if layout is not None:
+        return layout
+    return "features" if X.ndim == 2 else ("sequence" if X.ndim == 3 and layout == "sequence" else "image")
+
+
+# ---- in-memory data --------------------------------------------------------------------------
+IN_MEMORY = "in-memory"  # the data set name of rows handed over as an array or a DataFrame
+
+
+def dataset_from_array(X: object, y: object = None, *, layout: Layout | None = None) -> Dataset:
+    """A Dataset of in-memory rows: a numpy array (or nested lists of numbers) (n, F), (n, H, W) or
+    (n, H, W, C), or a pandas DataFrame (its columns are the feature names), with optional labels
+    y (n,) of integers. Anything that is not numeric rows is a UsageError saying what was expected;
+    rows with NaN or infinity are a DataError naming the row."""
+    names: tuple[str, ...] | None = None
+    if _is_dataframe(X):
+        frame: Any = X
+        text = [str(c) for c, dt in frame.dtypes.items() if getattr(dt, "kind", "O") not in "fiub"]
+        if text:
+            raise UsageError(
+                f"X: column {text[0]!r} is not numeric ({frame.dtypes[text[0]]}); every column of the "
+                f"DataFrame is a feature: drop or encode {text} first"
+            )
+        names = tuple(str(c) for c in frame.columns)
+        A = frame.to_numpy(dtype=np.float32, na_value=np.nan)
+    else:
+        if isinstance(X, (str, bytes, Path, dict)) or X is None:
+            raise UsageError(_NOT_ROWS.format(got=_what(X)))
+        try:
+            A = np.asarray(X)
+        except (TypeError, ValueError) as exc:  # ragged nested lists
+            raise UsageError(_NOT_ROWS.format(got=f"{_what(X)} ({exc})")) from None
+        if A.dtype.kind not in "fiub":
+            raise UsageError(_NOT_ROWS.format(got=f"{_what(X)} of dtype {A.dtype}"))
+    if A.ndim == 0 or A.shape[0] == 0 or A.size == 0:
+        raise UsageError(_NOT_ROWS.format(got=f"{_what(X)} of shape {list(A.shape)}: no rows"))
+    if A.ndim == 1:
+        A = A.reshape(-1, 1)
+    X32 = check_matrix(A, Path("X"))
+    name = "dataframe" if names is not None else IN_MEMORY
+    labels = _labels(y, len(X32))
+    return Dataset(name, X32, labels, guess_layout(X32, layout), source=name, feature_names=names)
+
+
+_NOT_ROWS = (
+    "X: expected rows of numbers: a numpy array (n, features), (n, H, W) or (n, H, W, C) images in "
+    "[0, 1], or a pandas DataFrame of numeric columns; got {got} (a str or Path is a file's path)"
+)
+
+
+def _what(X: object) -> str:
+    return "None" if X is None else f"a {type(X).__name__}"
+
+
+def _is_dataframe(X: object) -> bool:
+    """A pandas DataFrame, recognised without importing pandas."""
+    return type(X).__module__.startswith("pandas") and hasattr(X, "columns") and hasattr(X, "dtypes")
+
+
+def _labels(y: object, n: int) -> I64 | None:
+    """y as (n,) int64 labels, or a UsageError saying what was expected."""
+    if y is None:
+        return None
+    try:
+        Y = np.asarray(y)
+    except (TypeError, ValueError):
+        Y = np.asarray([None])
+    ok = Y.ndim == 1 and len(Y) == n and Y.dtype.kind in "iub"
+    if Y.dtype.kind == "f" and Y.ndim == 1 and len(Y) == n:
+        ok = bool(np.isfinite(Y).all() and (np.round(Y) == Y).all())
+    if not ok:
+        raise UsageError(
+            f"y: expected {n} integer labels (n,), one per row of X; got {_what(y)} of shape "
+            f"{list(Y.shape)} and dtype {Y.dtype}"
+        )
+    return Y.astype(np.int64)
 
 
 def load_dataset(
