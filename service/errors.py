@@ -3,6 +3,7 @@
 
     LatentServeError                 500  (base; never raised bare)
     ├── InvalidInput                 422  a field has the wrong shape, type or value
+    │   └── InputOutOfRange          422  the request lies far outside the training range (the fix)
     ├── ModelNotFound                404  unknown model or version (lists what exists)
     ├── ModelUnavailable             503  the version exists but failed to load
     ├── Unauthorized                 401  missing or wrong API key
@@ -238,3 +239,34 @@ class MethodNotAllowed(LatentServeError):
 
 class InternalError(LatentServeError):
     """Anything unexpected; the message never carries a stack trace."""
+
+
+class InputOutOfRange(InvalidInput):
+    """A request whose values lie far outside the range the model was trained on (e.g. 0-255 pixels
+    sent to a model of [0, 1] images): its scores would say nothing; the message gives the fix."""
+
+    def __init__(
+        self,
+        field: str,
+        label: str,
+        observed: tuple[float, float],
+        expected: tuple[float, float],
+        far: int,
+        total: int,
+        margin: float,
+    ) -> None:
+        (a, b), (lo, hi) = observed, expected
+        if lo >= 0.0 and hi <= 1.0 and a >= 0.0 and 1.0 < b <= 255.0:
+            fix = "scale the inputs by 1/255 (8-bit pixels to [0, 1])"
+        else:
+            fix = (
+                f"send values in the units the model was trained on, about [{lo:.4g}, {hi:.4g}] "
+                "(any standardisation is part of the model: send raw values)"
+            )
+        super().__init__(
+            f"{field}: values span [{a:.4g}, {b:.4g}], but {label} was trained on values in "
+            f"[{lo:.4g}, {hi:.4g}]: {far} of {total} values lie more than {margin:g} training ranges "
+            f"outside it; {fix}",
+            field=field,
+            details={"observed": [a, b], "expected": [lo, hi], "far_values": far, "values": total},
+        )

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from service.errors import IntegrityError, InvalidInput
 from service.manifest import FileEntry, Manifest, ScoreSpec, sha256_of
+from service.runtime.ranges import RangeCheck
 
 FloatArray = npt.NDArray[np.float32]
 Op = Literal["encode", "decode", "reconstruct", "scores"]
@@ -183,6 +184,8 @@ class ModelRuntime(ABC):
         self._label = f"model {manifest.name!r} version {manifest.version}"  # for error messages
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
         self._reference = load_reference(manifest, folder)
+        span = manifest.input.value_range
+        self._range = RangeCheck(span, self._label) if span is not None else None  # service.runtime.ranges
         # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows
         self._block_rows = distance_block_rows(len(self._reference)) if self._reference is not None else None
 
@@ -274,7 +277,8 @@ class ModelRuntime(ABC):
 
     # ---- validation -------------------------------------------------------------------------
     def check_inputs(self, X: npt.NDArray[np.generic], field: str = "inputs") -> FloatArray:
-        """Return X as float32 (n, *input.shape), or raise InvalidInput naming what was expected."""
+        """Return X as float32 (n, *input.shape), or raise InvalidInput naming what was expected
+        (InputOutOfRange for a request far outside the training range)."""
         name = self._label
         if X.ndim < 1 or X.shape[0] == 0:
             raise InvalidInput(f"{field}: expected at least one row for {name}", field=field)
@@ -289,6 +293,8 @@ class ModelRuntime(ABC):
         with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf, refused below
             X32 = np.ascontiguousarray(X, dtype=np.float32).reshape((X.shape[0], *self.row_shape))
         _check_finite(X32, field, _NOT_FINITE)
+        if self._range is not None:
+            self._range.check(X32, field)
         return X32
 
     def check_codes(self, Z: npt.NDArray[np.generic], field: str = "codes") -> FloatArray:
