@@ -6,7 +6,9 @@ key, limits, batching, metrics, the runtime's validation); here a request body b
 
 Models as the protocol sees them (`signature`):
   - `{name}`: input `input` (FP32, [-1, *input.shape]); outputs `code`, `reconstruction`, `score`,
-    `is_anomaly` (BOOL) and `p_value`. The requested outputs pick the model ops (`ops_for`): `score`
+    `is_anomaly` (BOOL) and `p_value`; `parameters.threshold` (a score) or `parameters.alpha` (a
+    false-positive rate: p_value <= alpha) decide is_anomaly, and the answer's parameters say
+    which (`rule`). The requested outputs pick the model ops (`ops_for`): `score`
     alone is one scorer call, `code` alone one encoder call;
   - `{name}.decoder`: input `code` (FP32, [-1, latent_dim]); output `reconstruction`;
   - `{name}.sample` (versions with a standard-normal latent): input `n` (INT64, [1]), the seed in
@@ -145,6 +147,7 @@ class InferRequest:
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)  # echoed in the answer
     threshold: float | None = None
+    alpha: float | None = None  # a false-positive rate: is_anomaly = p_value <= alpha
     n: int = 0  # {model}.sample: how many
     seed: int | None = None
     ops: tuple[Op, ...] = ("decode",)  # the model ops that produce the outputs
@@ -220,6 +223,17 @@ def _request(envelope: V2InferenceRequest, target: Target, m: Manifest | None) -
     if target == "model":
         req.ops = ops_for(req.outputs)
     req.threshold = _number(params, "threshold")
+    req.alpha = _number(params, "alpha")
+    if req.alpha is not None and not 0.0 < req.alpha < 1.0:
+        raise InvalidInput(
+            f"parameters.alpha: expected a false-positive rate in (0, 1), got {req.alpha!r}",
+            field="parameters.alpha",
+        )
+    if req.alpha is not None and req.threshold is not None:
+        raise InvalidInput(
+            "parameters.alpha: give threshold (a score) or alpha (a false-positive rate), not both",
+            field="parameters.alpha",
+        )
     return req
 
 

@@ -9,9 +9,9 @@ options) that pydantic validates, also read from the query string for .npy and i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
 from service.manifest import NAME_PATTERN, Metrics
 
@@ -59,6 +59,20 @@ class AnomalyScoreOptions(InferenceOptions):
     threshold: float | None = Field(
         default=None, allow_inf_nan=False, description="override the calibrated threshold"
     )
+    alpha: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="a false-positive rate: is_anomaly = p_value <= alpha instead of score > threshold "
+        "(not with threshold)",
+    )
+
+    @field_validator("alpha")
+    @classmethod
+    def _one_rule(cls, alpha: float | None, info: ValidationInfo) -> float | None:
+        if alpha is not None and info.data.get("threshold") is not None:
+            raise ValueError("give threshold (a score) or alpha (a false-positive rate), not both")
+        return alpha
     return_feature_errors: bool = Field(
         default=False, description="add the squared error per feature (per pixel for images)"
     )
@@ -149,15 +163,25 @@ class AnomalyScoreResponse(_Response):
                     "threshold": 0.031,
                     "is_anomaly": [False, True],
                     "p_values": [0.41, 0.004],
+                    "rule": "threshold",
                 }
             ]
         }
     )
 
     scores: list[float] = Field(description="per-row reconstruction error")
-    threshold: float = Field(description="the threshold the scores were compared with")
-    is_anomaly: list[bool] = Field(description="score > threshold")
+    threshold: float = Field(
+        description="the threshold the scores were compared with (rule alpha: the score cut-off alpha "
+        "amounts to)"
+    )
+    is_anomaly: list[bool] = Field(
+        description="rule threshold: score > threshold; rule alpha: p_value <= alpha"
+    )
     p_values: list[float] = Field(description="conformal p-value against the calibration scores")
+    rule: Literal["threshold", "alpha"] = Field(description="which rule decided is_anomaly")
+    alpha: float | None = Field(
+        default=None, description="with rule alpha: the false-positive rate asked for"
+    )
     feature_errors: list[Row] | None = Field(
         default=None, description="squared error per feature, with return_feature_errors"
     )
@@ -316,7 +340,7 @@ class ErrorResponse(BaseModel):
 # Unlike our own requests these ignore unknown fields: the protocol's clients send more than it
 # names (KServe's InferenceRESTClient adds `model_name` to the body).
 TensorData = list[Any]
-# Free-form parameters of any JSON value; the few read (`threshold`, `seed` of `.sample`,
+# Free-form parameters of any JSON value; the few read (`threshold`, `alpha`, `seed` of `.sample`,
 # `binary_data_output`, `binary_data`, `binary_data_size`) are checked where they are read.
 V2Params = dict[str, Any]
 
@@ -387,7 +411,7 @@ class V2InferenceResponse(BaseModel):
                     "model_name": "digits-pca",
                     "model_version": "1",
                     "id": "42",
-                    "parameters": {"threshold": 0.031},
+                    "parameters": {"threshold": 0.031, "rule": "threshold"},
                     "outputs": [
                         {"name": "score", "datatype": "FP32", "shape": [1], "data": [0.012]},
                         {"name": "is_anomaly", "datatype": "BOOL", "shape": [1], "data": [False]},

@@ -3,7 +3,8 @@
 Binary responses (`Accept: application/x-npy | application/x-npz | image/png`) carry the model and
 version in the `X-Model` / `X-Model-Version` headers:
   - `application/x-npy`: the endpoint's primary array: codes (/encode), outputs (/decode, /sample),
-    reconstructions (/reconstruct), scores (/anomaly-score; the threshold in `X-Threshold`).
+    reconstructions (/reconstruct), scores (/anomaly-score; the threshold in `X-Threshold`, the rule
+    that decided is_anomaly in `X-Rule`, with `X-Alpha` for rule alpha).
   - `application/x-npz`: every array of the JSON response, under the same names.
   - `image/png`: one image row (/reconstruct, /decode, /sample of an image model, exactly one row).
 """
@@ -35,7 +36,7 @@ class Result:
     model: str
     version: int
     arrays: dict[str, npt.NDArray[Any]]
-    scalars: dict[str, float] = field(default_factory=dict)
+    scalars: dict[str, float | str] = field(default_factory=dict)  # beside the arrays, or X- headers
     images: npt.NDArray[np.float32] | None = None
     image_spec: InputSpec | None = None
 
@@ -82,7 +83,8 @@ def encode_response(
         return Response((dumps or dump_json)(doc), media_type=JSON)
     headers = {"X-Model": result.model, "X-Model-Version": str(result.version)}
     for name, value in result.scalars.items():
-        headers["X-" + name.replace("_", "-").title()] = repr(float(value))
+        text = value if isinstance(value, str) else repr(float(value))
+        headers["X-" + name.replace("_", "-").title()] = text
     if media == NPY:
         data = npy_bytes(next(iter(result.arrays.values())))
     elif media == NPZ:

@@ -168,13 +168,18 @@ def _score_op(opts: AnomalyScoreOptions) -> tuple[Op, ...]:
 def _scored(job: Job, out: Outputs) -> Result:
     rt, opts = job.runtime, job.opts
     scores = out[-1]
-    threshold, is_anomaly, p_values = rt.judge(scores, opts.threshold)
+    threshold, is_anomaly, p_values = rt.judge(scores, opts.threshold, opts.alpha)
     if job.on_scores is not None:
         job.on_scores(rt.manifest, scores)
     arrays: dict[str, Array] = {"scores": scores, "is_anomaly": is_anomaly, "p_values": p_values}
     if opts.return_feature_errors:
         arrays["feature_errors"] = rt.feature_errors(job.X, out[0]).reshape(job.shape)
-    return _result(job, arrays, scalars={"threshold": threshold})
+    return _result(job, arrays, scalars={"threshold": threshold, **rule_of(opts.alpha)})
+
+
+def rule_of(alpha: float | None) -> dict[str, float | str]:
+    """The answer's record of the rule that decided is_anomaly: `rule`, and `alpha` with it."""
+    return {"rule": "threshold"} if alpha is None else {"rule": "alpha", "alpha": alpha}
 
 
 def _always(op: Op) -> Callable[[Any], tuple[Op, ...]]:
@@ -301,11 +306,13 @@ def _v2_inferred(job: Job, out: Outputs) -> Result:
             found["score"] = rest.pop(0)
         else:
             found["score"] = rest.pop(0)
-    scalars: dict[str, float] = {}
+    scalars: dict[str, float | str] = {}
     if any(name in opts.outputs for name in oip.JUDGED):
-        threshold, found["is_anomaly"], found["p_value"] = job.runtime.judge(found["score"], opts.threshold)
+        threshold, found["is_anomaly"], found["p_value"] = job.runtime.judge(
+            found["score"], opts.threshold, opts.alpha
+        )
         if "is_anomaly" in opts.outputs:
-            scalars["threshold"] = threshold
+            scalars.update(threshold=threshold, **rule_of(opts.alpha))
     return _result(job, {name: found[name] for name in opts.outputs}, scalars=scalars)
 
 

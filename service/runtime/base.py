@@ -139,6 +139,26 @@ def conformal_p_values(scores: FloatArray, calibration_sorted: FloatArray) -> Fl
     return ((1.0 + at_least) / (n + 1.0)).astype(np.float32)
 
 
+def alpha_threshold(calibration_sorted: FloatArray, alpha: float, label: str = "the model") -> float:
+    """The score cut-off t with (score > t) == (conformal p-value <= alpha) for these calibration
+    scores; an InvalidInput naming `alpha` when it is not in (0, 1) or below the smallest p-value
+    they can give, 1 / (n + 1), where no row could ever be flagged."""
+    n = len(calibration_sorted)
+    if not 0.0 < alpha < 1.0:
+        raise InvalidInput(f"alpha: expected a false-positive rate in (0, 1), got {alpha!r}", field="alpha")
+    # the p-values a score can get, (1 + k) / (n + 1) for k calibration scores >= it, as p_values rounds them
+    levels = ((1.0 + np.arange(n + 1)) / (n + 1.0)).astype(np.float32)
+    k = int(np.count_nonzero(levels <= alpha)) - 1  # flagged: at most k calibration scores >= the score
+    if k < 0:
+        raise InvalidInput(
+            f"alpha: {alpha!r} is below the smallest p-value {label} can give, 1/(n + 1) = {levels[0]:.4g} "
+            f"with its n = {n} calibration scores, so no row could be flagged; use alpha >= {levels[0]:.4g}",
+            field="alpha",
+            details={"smallest": float(levels[0]), "n_calibration": n},
+        )
+    return float(calibration_sorted[n - k - 1])
+
+
 def verify_file(folder: Path, entry: FileEntry, manifest: Manifest) -> Path:
     """Return the file's path after checking its sha256 against the manifest."""
     path = folder / entry.path
@@ -327,11 +347,18 @@ class ModelRuntime(ABC):
         return self._reconstruct(self.check_inputs(X))
 
     def judge(
-        self, scores: FloatArray, threshold: float | None = None
+        self, scores: FloatArray, threshold: float | None = None, alpha: float | None = None
     ) -> tuple[float, npt.NDArray[np.bool_], FloatArray]:
-        """The threshold used (the calibrated one unless given), score > threshold, and p-values."""
-        t = float(self.manifest.threshold.value if threshold is None else threshold)
-        return t, scores > t, self.p_values(scores)
+        """The threshold used, which rows are anomalies, and the p-values. The threshold rule: score >
+        threshold (the calibrated one unless given). With `alpha` (0 < alpha < 1; not with a
+        threshold) the false-positive-rate rule: p-value <= alpha; the threshold is then the score
+        cut-off that rule amounts to on these calibration scores (`alpha_threshold`)."""
+        p_values = self.p_values(scores)
+        if alpha is None:
+            t = float(self.manifest.threshold.value if threshold is None else threshold)
+            return t, scores > t, p_values
+        t = alpha_threshold(self._calibration, alpha, self._label)
+        return t, p_values <= alpha, p_values
 
     @staticmethod
     def feature_errors(X: FloatArray, X_hat: FloatArray) -> FloatArray:

@@ -35,6 +35,12 @@ _QUERY: dict[str, dict[str, Any]] = {
     "version": {"type": "integer", "minimum": 1, "description": "model version (.npy and image bodies)"},
     "resize": {"type": "boolean", "description": "resize images to the model's input size"},
     "threshold": {"type": "number", "description": "override the calibrated threshold"},
+    "alpha": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "exclusiveMaximum": 1,
+        "description": "a false-positive rate: is_anomaly = p_value <= alpha (not with threshold)",
+    },
     "return_feature_errors": {"type": "boolean", "description": "add the per-feature errors"},
 }
 
@@ -112,7 +118,7 @@ async def reconstruct(request: Request, service: ServiceDep) -> Response:
         _SCORE,
         AnomalyScoreRequest,
         AnomalyScoreResponse,
-        ("model", "version", "resize", "threshold", "return_feature_errors"),
+        ("model", "version", "resize", "threshold", "alpha", "return_feature_errors"),
     )
 )
 async def anomaly_score(request: Request, service: ServiceDep) -> Response:

@@ -55,7 +55,8 @@ def test_anomaly_score_json(client, cancer):
     r = client.post("/anomaly-score", json={"model": "breast-cancer-pca", "inputs": cancer[:5].tolist()})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"model", "version", "scores", "threshold", "is_anomaly", "p_values"}
+    assert set(body) == {"model", "version", "scores", "threshold", "is_anomaly", "p_values", "rule"}
+    assert body["rule"] == "threshold"
     scores = np.asarray(body["scores"])
     assert len(scores) == len(body["is_anomaly"]) == len(body["p_values"]) == 5
     assert body["is_anomaly"] == [bool(s > body["threshold"]) for s in scores]
@@ -453,7 +454,7 @@ def test_deeply_nested_rows_are_a_422(client):
 
 def test_scores_that_become_non_finite_are_a_422_naming_the_row(client, digits):
     """1e20 is a finite float32, its square is not: never a 200 with a null score."""
-    rows = [digits[0].tolist(), [[1e20] * 8] * 8]
+    rows = [digits[0].tolist(), [[1e20] * 4 + [0.0] * 4] + [[0.0] * 8] * 7]  # too few to be out of range
     for path in ("/anomaly-score", "/reconstruct"):
         err = error_of(client.post(path, json={"model": "digits-pca", "inputs": rows}), 422)
         assert "row 1 gives a non-finite" in err["message"] and err["details"]["rows"] == [1], err

@@ -140,7 +140,7 @@ def test_infer_equals_our_score_and_encode_routes(client, digits):
     assert got["p_value"].tolist() == score["p_values"]
     assert got["code"].tolist() == codes
     assert got["reconstruction"].tolist() == recon["reconstructions"]
-    assert body["parameters"] == {"threshold": score["threshold"]}
+    assert body["parameters"] == {"threshold": score["threshold"], "rule": "threshold"}
     assert [o["datatype"] for o in body["outputs"]] == ["FP32", "FP32", "FP32", "BOOL", "FP32"]
 
 
@@ -174,7 +174,7 @@ def test_threshold_parameter_and_other_parameters_pass_through(client, digits):
     }
     body = client.post(INFER, json=doc).json()
     assert outputs_of(body)["is_anomaly"].tolist() == [True, True]
-    assert body["parameters"] == {"threshold": 0.0, "trace": "abc"}
+    assert body["parameters"] == {"threshold": 0.0, "trace": "abc", "rule": "threshold"}
 
 
 def test_versions_in_the_path(client, digits):
