@@ -251,7 +251,7 @@ class InputOutOfRange(InvalidInput):
         label: str,
         observed: tuple[float, float],
         expected: tuple[float, float],
-        far: int,
+        rows: int,
         total: int,
         margin: float,
     ) -> None:
@@ -265,8 +265,8 @@ class InputOutOfRange(InvalidInput):
             )
         super().__init__(
             f"{field}: values span [{a:.4g}, {b:.4g}], but {label} was trained on values in "
-            f"[{lo:.4g}, {hi:.4g}]: {far} of {total} values lie more than {margin:g} training ranges "
-            f"outside it; {fix}",
+            f"[{lo:.4g}, {hi:.4g}]: {rows} of its {total} rows have values more than {margin:g} "
+            f"training ranges outside it; {fix}",
             field=field,
-            details={"observed": [a, b], "expected": [lo, hi], "far_values": far, "values": total},
+            details={"observed": [a, b], "expected": [lo, hi], "rows_outside": rows, "rows": total},
         )

@@ -1,14 +1,16 @@
 """The training range check: a request far outside the values a model was trained on is refused.
 
-The manifest records the training rows' range [lo, hi] (`InputSpec.value_range`). A request is
-refused (`InputOutOfRange`, 422) when, of its values, more than FAR_SHARE and at least FAR_VALUES
-lie more than MARGIN training ranges (w = hi - lo) outside it, i.e. below lo - MARGIN * w or above
-hi + MARGIN * w: its 2nd or 98th percentile is that far out. That is the 0-255 image sent to a
-model of [0, 1] images (over 5% of a digit's pixels are above 11), while a request in which some
-values are anomalous stays scoreable: a few rows with outlying values, or one row with a handful
-of them, are under the share or the count. Values merely outside [lo, hi] (an anomaly, a
-standardised table's outlier) are never refused. One pass (min and max) when the request is
-inside, one more to count otherwise; no per-row Python.
+The manifest records the training rows' range [lo, hi] (`InputSpec.value_range`). A value is far
+outside when it lies more than MARGIN training ranges (w = hi - lo) beyond it: below lo - MARGIN * w
+or above hi + MARGIN * w. A row is far outside when more than FAR_SHARE of its d values, and at
+least min(FAR_VALUES, d) of them, are. A request is refused (`InputOutOfRange`, 422, with both
+ranges and the fix) when more than half of its rows are far outside: that is the 0-255 image
+sent to a model of [0, 1] images (over 5% of any MNIST digit's pixels are above 11), or a table
+in other units. What stays scoreable: a minority of broken rows in a request, a row with a few
+values far out (an anomaly in a standardised table), and any value merely outside [lo, hi].
+
+Cost: when the request's min and max are within the margin (the common case), those two
+reductions; otherwise one more vectorised pass to count per row. No per-row Python.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import numpy.typing as npt
 from service.errors import InputOutOfRange
 
 MARGIN = 10.0  # training ranges beyond either end of [lo, hi] before a value counts as far outside
-FAR_SHARE = 0.02  # more than this share of the request's values far outside: refused
-FAR_VALUES = 8  # ...and at least this many (a single row of a few features stays scoreable)
+FAR_SHARE = 0.02  # a row is far outside when more than this share of its values are...
+FAR_VALUES = 8  # ...and at least this many (all of them in rows of fewer values)
+ROWS_SHARE = 0.5  # a request is refused when more than this share of its rows are far outside
 
 
 class RangeCheck:
@@ -35,13 +38,16 @@ class RangeCheck:
         self.label = label
 
     def check(self, X: npt.NDArray[np.float32], field: str) -> None:
-        """Raise InputOutOfRange when X (finite float32) lies far outside the training range."""
+        """Raise InputOutOfRange when most rows of X (n, ...) (finite float32) lie far outside."""
         low, high = X.min(), X.max()
         floor, ceiling = self.low, self.high
         if low >= floor and high <= ceiling:  # the common case
             return
-        far = int(np.count_nonzero(np.less(X, floor))) + int(np.count_nonzero(np.greater(X, ceiling)))
-        if far >= FAR_VALUES and far > FAR_SHARE * X.size:
+        flat = X.reshape(len(X), -1)
+        d = flat.shape[1]
+        far = np.count_nonzero(np.less(flat, floor) | np.greater(flat, ceiling), axis=1)
+        rows = int(np.count_nonzero((far >= min(FAR_VALUES, d)) & (far > FAR_SHARE * d)))
+        if rows > ROWS_SHARE * len(X):
             raise InputOutOfRange(
-                field, self.label, (float(low), float(high)), self.expected, far, int(X.size), MARGIN
+                field, self.label, (float(low), float(high)), self.expected, rows, len(X), MARGIN
             )
