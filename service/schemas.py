@@ -66,6 +66,9 @@ class AnomalyScoreOptions(InferenceOptions):
         description="a false-positive rate: is_anomaly = p_value <= alpha instead of score > threshold "
         "(not with threshold)",
     )
+    return_feature_errors: bool = Field(
+        default=False, description="add the squared error per feature (per pixel for images)"
+    )
 
     @field_validator("alpha")
     @classmethod
@@ -73,9 +76,6 @@ class AnomalyScoreOptions(InferenceOptions):
         if alpha is not None and info.data.get("threshold") is not None:
             raise ValueError("give threshold (a score) or alpha (a false-positive rate), not both")
         return alpha
-    return_feature_errors: bool = Field(
-        default=False, description="add the squared error per feature (per pixel for images)"
-    )
 
 
 class EncodeRequest(EncodeOptions):

@@ -177,6 +177,46 @@ def test_threshold_parameter_and_other_parameters_pass_through(client, digits):
     assert body["parameters"] == {"threshold": 0.0, "trace": "abc", "rule": "threshold"}
 
 
+def test_alpha_parameter_flags_p_values_at_most_alpha_and_names_the_rule(client, digits):
+    X = np.concatenate([digits, 1.0 - digits])
+    doc = {
+        "inputs": [tensor("input", X)],
+        "outputs": [{"name": "is_anomaly"}, {"name": "p_value"}],
+        "parameters": {"alpha": 0.2},
+    }
+    body = client.post(INFER, json=doc).json()
+    got = outputs_of(body)
+    assert got["is_anomaly"].tolist() == (got["p_value"].astype(np.float32) <= np.float32(0.2)).tolist()
+    assert body["parameters"]["rule"] == "alpha" and body["parameters"]["alpha"] == 0.2
+    ours = client.post(
+        "/anomaly-score", json={"model": "digits-pca", "inputs": X.tolist(), "alpha": 0.2}
+    ).json()
+    assert (
+        got["is_anomaly"].tolist() == ours["is_anomaly"]
+        and body["parameters"]["threshold"] == ours["threshold"]
+    )
+    header = {**doc, "inputs": [{**tensor("input", X), "parameters": {"binary_data_size": X.nbytes}}]}
+    header["inputs"][0].pop("data")
+    raw, headers = binary_request(header, X.astype("<f4"))
+    r = client.post(INFER, content=raw, headers=headers)
+    assert r.status_code == 200, r.text
+    assert outputs_of(r.json())["is_anomaly"].tolist() == ours["is_anomaly"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"alpha": 0}, "parameters.alpha: expected a false-positive rate in (0, 1), got 0"),
+        ({"alpha": 1.0}, "parameters.alpha: expected a false-positive rate in (0, 1), got 1.0"),
+        ({"alpha": "5%"}, "parameters.alpha: expected a finite number, got '5%'"),
+        ({"alpha": 0.1, "threshold": 1.0}, "not both"),
+    ],
+)
+def test_bad_alpha_parameters_are_a_400_naming_alpha(client, digits, parameters, message):
+    doc = {"inputs": [tensor("input", digits[:2])], "parameters": parameters}
+    assert message in v2_error(client.post(INFER, json=doc), 400)
+
+
 def test_versions_in_the_path(client, digits):
     r = client.post("/v2/models/digits-pca/versions/1/infer", json={"inputs": [tensor("input", digits[:1])]})
     assert r.status_code == 200 and r.json()["model_version"] == "1"
