@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +215,17 @@ def test_unfitted_wrong_width_and_far_out_rows_are_clear_errors(detector: Detect
         detector.decision_function(far)
     with pytest.raises(UsageError, match="not a valid model name"):
         detector.publish("Bad Name", models_dir="unused")
+
+
+def test_the_python_api_doc_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first Python block of docs/python-api.md, as a user would paste it."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "python-api.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match is not None
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    exec(compile(match.group(1), "docs/python-api.md", "exec"), scope)
+    assert scope["folder"] == Path("models") / "my-table" / "1" and (tmp_path / scope["folder"]).is_dir()
+    det, X = scope["det"], scope["X"]
+    assert scope["scores"].shape == (len(X) - 400,) and set(scope["labels"].tolist()) <= {0, 1}
+    np.testing.assert_array_equal(scope["labels"], (scope["scores"] > det.threshold_).astype(np.int64))
