@@ -1,8 +1,8 @@
-"""The version page's Try-it form: one uploaded image or one pasted row, scored by the version.
+"""The version page's Try-it form: one uploaded image or pasted rows, scored by the version.
 
-A row is a CSV line (under a header line whose names are matched to the manifest's feature names
-and reordered), a JSON array, or a JSON object by feature name; several rows are refused with a
-message (the page shows one result). Every bad form is an error shown on the page, never a 5xx.
+Rows are CSV lines (under a header line whose names are matched to the manifest's feature names
+and reordered), JSON arrays, or JSON objects by feature name; up to MAX_TRY_ROWS at once, each
+scored. Every bad form is an error shown on the page, never a 5xx.
 
 It decodes and checks the input with the same functions the API uses (`codecs.images_to_array`,
 `ModelRuntime.check_inputs`), so a broken upload fails with the API's own message, and scores it
@@ -16,6 +16,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +34,8 @@ from service.runtime import ModelRuntime
 from service.settings import Settings
 
 TOP_FEATURES = 5  # how many of a row's largest per-feature errors the page lists
-MAX_ROW_CHARS = 1 << 20  # a pasted row longer than this is refused before it is parsed
+MAX_ROW_CHARS = 1 << 20  # pasted text longer than this is refused before it is parsed
+MAX_TRY_ROWS = 100  # rows the form scores at once; a file goes to latentserve-score or the API
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # what the form may send
 
 
@@ -45,7 +47,7 @@ class Picture:
 
 @dataclass(frozen=True)
 class TryResult:
-    """What the page shows for one input."""
+    """What the page shows for one scored row or image."""
 
     score: float
     p_value: float
@@ -62,7 +64,7 @@ class TryResult:
 
 async def from_request(
     request: Request, runtime: ModelRuntime, settings: Settings, admission: Admission
-) -> TryResult:
+) -> list[TryResult]:
     """Read the form (admitted, at most MAX_BODY_BYTES) and score it in a worker thread, in one of
     the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests."""
     declared = request.headers.get("content-length")
@@ -75,7 +77,7 @@ async def from_request(
                 f"Content-Type: expected multipart/form-data (the page's form), got {kind or 'none'}",
                 field="content-type",
             )
-        try:  # fields as large as the body limit: parse_row's own limit names a long row
+        try:  # fields as large as the body limit: parse_rows' own limit names long text
             form = await _replayed(request, body).form(
                 max_files=1, max_fields=4, max_part_size=settings.max_body_bytes
             )
@@ -98,7 +100,7 @@ async def _work(
     resize: bool,
     runtime: ModelRuntime,
     settings: Settings,
-) -> Callable[[], TryResult]:
+) -> Callable[[], list[TryResult]]:
     """What to score: the uploaded image or the pasted row, whichever the form holds (not both)."""
     has_file = isinstance(upload, UploadFile) and bool(upload.filename)
     has_row = isinstance(row, str) and bool(row.strip())
@@ -115,7 +117,7 @@ async def _work(
         return lambda: score_image(runtime, name, data, resize, max_pixels)
     if isinstance(row, str) and row.strip():
         text = row
-        return lambda: score_row(runtime, text)
+        return lambda: score_rows(runtime, text)
     if isinstance(row, UploadFile):
         raise InvalidInput("row: expected pasted text, got a file", field="row")
     if isinstance(upload, str) and upload.strip():
@@ -138,38 +140,53 @@ def _replayed(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
-def parse_row(text: str, feature_names: list[str] | None = None) -> npt.NDArray[np.float64]:
-    """One row, as (1, n) values: a CSV line (commas, semicolons, tabs or spaces), optionally under a
-    header line whose names are matched to `feature_names` and put in their order; a JSON array of
-    numbers; or a JSON object of feature name -> number. Anything else is an InvalidInput that says
-    what is wrong and where. Values are not cast here: `check_inputs` casts them and refuses
-    non-finite ones with the API's message."""
+def parse_rows(text: str, feature_names: list[str] | None = None) -> npt.NDArray[np.float64]:
+    """The pasted rows, as (n, d) values, 1 <= n <= MAX_TRY_ROWS: CSV lines (commas, semicolons, tabs
+    or spaces), optionally under a header line whose names are matched to `feature_names` and put in
+    their order; a JSON array of numbers or of such arrays; or a JSON object (or array of objects)
+    of feature name -> number. Anything else is an InvalidInput that says what is wrong and where.
+    Values are not cast here: `check_inputs` casts them and refuses non-finite ones with the API's
+    message."""
     if len(text) > MAX_ROW_CHARS:
         raise InvalidInput(f"row: {len(text)} characters is over the limit of {MAX_ROW_CHARS}", field="row")
-    line = text.strip()
-    if not line:
-        raise InvalidInput("row: empty; paste one CSV line or a JSON array of numbers", field="row")
-    if line[0] in "[{":
-        return _json_row(line, feature_names)
-    lines = [s.strip() for s in line.splitlines() if s.strip()]
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidInput("row: empty; paste CSV lines or a JSON array of numbers", field="row")
+    if stripped[0] in "[{":
+        return _json_rows(stripped, feature_names)
+    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
     first = _cells(lines[0], 1)
-    if len(lines) == 1 or all(_is_number(c) for c in first):
-        if len(lines) > 1:
-            raise _one_row(len(lines))
-        return np.asarray([_numbers(first, None, 1)], dtype=np.float64)
-    if len(lines) > 2:
-        raise _one_row(len(lines) - 1, header=True)
-    values = _numbers(_cells(lines[1], 2), first, 2)
-    return np.asarray([_by_name(dict(zip(first, values, strict=True)), feature_names, "the header")])
+    header = None if len(lines) == 1 or all(_is_number(c) for c in first) else first
+    if len(lines) == 1 and feature_names is not None and set(first) & set(feature_names):
+        raise InvalidInput("row: a header line with no rows under it; paste the values below it", field="row")
+    if header is not None:
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:
+            raise InvalidInput(f"row: the header line names {_listed(twice)} more than once", field="row")
+    body = lines if header is None else lines[1:]
+    _check_count(len(body), header is not None)
+    start = 1 if header is None else 2
+    rows = [_numbers(_cells(line, i), header, i) for i, line in enumerate(body, start)]
+    if header is not None:
+        return np.asarray(
+            [_by_name(dict(zip(header, r, strict=True)), feature_names, "the header") for r in rows]
+        )
+    width = len(rows[0])
+    for i, r in enumerate(rows[1:], 2):
+        if len(r) != width:
+            raise InvalidInput(f"row: line {i} has {len(r)} values, line 1 has {width}", field="row")
+    return np.asarray(rows, dtype=np.float64)
 
 
-def _one_row(n: int, header: bool = False) -> InvalidInput:
-    under = " under the header" if header else ""
-    return InvalidInput(
-        f"row: {n} rows pasted{under}; Try-it scores one row at a time (POST /anomaly-score scores "
-        "many): keep one line of values, with or without a header line above it",
-        field="row",
-    )
+def _check_count(n: int, header: bool) -> None:
+    if n > MAX_TRY_ROWS:
+        under = " under the header" if header else ""
+        raise InvalidInput(
+            f"row: {n} rows pasted{under}; the form scores at most {MAX_TRY_ROWS} at a time: score a "
+            "file with latentserve-score, or POST the rows to /anomaly-score",
+            field="row",
+            details={"limit": MAX_TRY_ROWS, "got": n},
+        )
 
 
 def _is_number(cell: str) -> bool:
@@ -195,7 +212,8 @@ def _cells(line: str, number: int) -> list[str]:
 
 
 def _numbers(cells: list[str], header: list[str] | None, number: int) -> list[float]:
-    """The cells as floats; an empty or non-numeric cell is named by its index (and column)."""
+    """The cells of line `number` as floats; an empty or non-numeric cell is named by its line,
+    index and column."""
     if header is not None and len(cells) != len(header):
         raise InvalidInput(
             f"row: line {number} has {len(cells)} values, the header line names {len(header)} columns",
@@ -203,13 +221,15 @@ def _numbers(cells: list[str], header: list[str] | None, number: int) -> list[fl
         )
     values = []
     for i, cell in enumerate(cells):
-        column = f" (column {header[i]!r})" if header is not None else ""
+        place = [f"line {number}"] if number > 1 else []
+        place += [f"column {header[i]!r}"] if header is not None else []
+        where = f"row[{i}]" + (f" ({', '.join(place)})" if place else "")
         if not cell:
-            raise InvalidInput(f"row[{i}]{column}: empty cell; every feature needs a number", field="row")
+            raise InvalidInput(f"{where}: empty cell; every feature needs a number", field="row")
         try:
             values.append(float(cell))
         except ValueError:
-            raise InvalidInput(f"row[{i}]{column}: {_shown(cell)} is not a number", field="row") from None
+            raise InvalidInput(f"{where}: {_shown(cell)} is not a number", field="row") from None
     return values
 
 
@@ -217,30 +237,39 @@ def _shown(cell: str, limit: int = 40) -> str:
     return repr(cell if len(cell) <= limit else cell[:limit] + "...")
 
 
-def _json_row(text: str, feature_names: list[str] | None) -> npt.NDArray[np.float64]:
+def _json_rows(text: str, feature_names: list[str] | None) -> npt.NDArray[np.float64]:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(
             f"row: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", field="row"
         ) from None
-    if isinstance(data, dict):
-        bad = next((k for k, v in data.items() if not _is_json_number(v)), None)
-        if bad is not None:
-            raise InvalidInput(f"row[{bad!r}]: {_json_shown(data[bad])} is not a number", field="row")
-        return np.asarray([_by_name(data, feature_names, "the JSON object")])
-    if isinstance(data, list) and data and all(isinstance(r, list) for r in data):
-        if len(data) > 1:
-            raise _one_row(len(data))
-        data = data[0]
-    if not isinstance(data, list) or not data:
-        raise InvalidInput(
-            "row: expected a JSON array of numbers or an object of feature name -> number", field="row"
-        )
-    for i, v in enumerate(data):
-        if not _is_json_number(v):
-            raise InvalidInput(f"row[{i}]: {_json_shown(v)} is not a number", field="row")
-    return np.asarray([data], dtype=np.float64)
+    rows = data if isinstance(data, list) and data and isinstance(data[0], list | dict) else [data]
+    _check_count(len(rows), False)
+    out = []
+    for n, row in enumerate(rows):
+        where = f"[{n}]" if len(rows) > 1 else ""
+        if isinstance(row, dict):
+            bad = next((k for k, v in row.items() if not _is_json_number(v)), None)
+            if bad is not None:
+                raise InvalidInput(
+                    f"row{where}[{bad!r}]: {_json_shown(row[bad])} is not a number", field="row"
+                )
+            out.append(_by_name(row, feature_names, f"the JSON object{where}"))
+            continue
+        if not isinstance(row, list) or not row:
+            raise InvalidInput(
+                f"row{where}: expected a JSON array of numbers or an object of feature name -> number, "
+                f"got {_json_shown(row)}",
+                field="row",
+            )
+        for i, v in enumerate(row):
+            if not _is_json_number(v):
+                raise InvalidInput(f"row{where}[{i}]: {_json_shown(v)} is not a number", field="row")
+        if out and len(row) != len(out[0]):
+            raise InvalidInput(f"row{where}: {len(row)} values, row[0] has {len(out[0])}", field="row")
+        out.append([float(v) for v in row])
+    return np.asarray(out, dtype=np.float64)
 
 
 def _json_shown(v: object, limit: int = 40) -> str:
@@ -283,43 +312,50 @@ def _listed(names: list[str], limit: int = 8) -> str:
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
-def score_image(runtime: ModelRuntime, name: str, data: bytes, resize: bool, max_pixels: int) -> TryResult:
+def score_image(
+    runtime: ModelRuntime, name: str, data: bytes, resize: bool, max_pixels: int
+) -> list[TryResult]:
     """Score one uploaded image; show it, its reconstruction and its per-pixel error map."""
     spec = runtime.manifest.input
     X = codecs.images_to_array([ImageFile(name, data)], spec, resize, max_pixels)
     return _score(runtime, runtime.check_inputs(X))
 
 
-def score_row(runtime: ModelRuntime, text: str) -> TryResult:
-    """Score one pasted row; list the features whose errors weigh most."""
-    return _score(runtime, runtime.check_inputs(parse_row(text, runtime.manifest.input.feature_names)))
+def score_rows(runtime: ModelRuntime, text: str) -> list[TryResult]:
+    """Score the pasted rows; list each one's features whose errors weigh most."""
+    return _score(runtime, runtime.check_inputs(parse_rows(text, runtime.manifest.input.feature_names)))
 
 
-def _score(runtime: ModelRuntime, X: npt.NDArray[np.float32]) -> TryResult:
+def _score(runtime: ModelRuntime, X: npt.NDArray[np.float32]) -> list[TryResult]:
     X_hat, scores = runtime.compute("reconstruct", X)  # the same scores as the "scores" op
     threshold, is_anomaly, p_values = runtime.judge(scores)
     m = runtime.manifest
-    errors = runtime.feature_errors(X, X_hat)[0].reshape(-1)
+    errors: npt.NDArray[np.floating[Any]] = runtime.feature_errors(X, X_hat).reshape(len(X), -1)
     if m.score.scale is not None:  # in the score's units: each feature's error over its std
         errors = errors / np.square(np.asarray(m.score.scale, dtype=np.float32))
-    pictures: list[Picture] = []
-    top: list[tuple[str, float]] = []
-    if m.input.layout == "image":
-        peak = float(errors.max()) or 1.0
-        heat = np.clip(errors / peak, 0.0, 1.0).reshape(m.input.shape)
-        if heat.ndim == 3:
-            heat = heat.max(axis=-1)
-        pictures = [
-            Picture("input", _png_uri(runtime, X)),
-            Picture("reconstruction", _png_uri(runtime, X_hat)),
-            Picture(f"squared error (white = {peak:.3g})", _heat_uri(heat)),
-        ]
-    else:
-        names = m.input.feature_names or [f"feature {i}" for i in range(m.input.size)]
-        total = float(errors.sum()) or 1.0
-        order = np.argsort(errors)[::-1][:TOP_FEATURES]
-        top = [(names[i], float(errors[i]) / total) for i in order]
-    return TryResult(float(scores[0]), float(p_values[0]), bool(is_anomaly[0]), threshold, pictures, top)
+    names = m.input.feature_names or [f"feature {i}" for i in range(m.input.size)]
+    results = []
+    for i, row_errors in enumerate(errors):
+        pictures: list[Picture] = []
+        top: list[tuple[str, float]] = []
+        if m.input.layout == "image":
+            peak = float(row_errors.max()) or 1.0
+            heat = np.clip(row_errors / peak, 0.0, 1.0).reshape(m.input.shape)
+            if heat.ndim == 3:
+                heat = heat.max(axis=-1)
+            pictures = [
+                Picture("input", _png_uri(runtime, X[i : i + 1])),
+                Picture("reconstruction", _png_uri(runtime, X_hat[i : i + 1])),
+                Picture(f"squared error (white = {peak:.3g})", _heat_uri(heat)),
+            ]
+        else:
+            total = float(row_errors.sum()) or 1.0
+            order = np.argsort(row_errors)[::-1][:TOP_FEATURES]
+            top = [(names[j], float(row_errors[j]) / total) for j in order]
+        results.append(
+            TryResult(float(scores[i]), float(p_values[i]), bool(is_anomaly[i]), threshold, pictures, top)
+        )
+    return results
 
 
 def _png_uri(runtime: ModelRuntime, rows: npt.NDArray[np.float32]) -> str:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.ui.tryit import MAX_ROW_CHARS
+from service.ui.tryit import MAX_ROW_CHARS, MAX_TRY_ROWS
 from tests.service.conftest import png, serve
 
 VAE_PAGE = "/ui/models/digits-vae/versions/1"
@@ -49,7 +49,7 @@ def _page_error(r: Any) -> tuple[int, str]:
     assert r.headers["content-type"].startswith("text/html"), r.text[:500]
     match = re.search(r'<p class="error" id="try-error" data-status="(\d+)">(.*?)</p>', r.text, re.S)
     if r.status_code == 200:
-        assert match is None and 'id="try-score"' in r.text
+        assert match is None and ('id="try-score"' in r.text or 'id="try-rows"' in r.text)
         return 200, ""
     assert match, r.text[-2000:]
     assert int(match[1]) == r.status_code
@@ -92,15 +92,21 @@ def _cases(names: list[str], row: list[float], digit: np.ndarray) -> list[Case]:
     return [
         Case("one row", CANCER_PAGE, 200, (), data={"row": line}),
         Case("one row with a trailing newline", CANCER_PAGE, 200, (), data={"row": line + "\r\n"}),
+        Case("two lines", CANCER_PAGE, 200, (), data={"row": f"{line}\n{line}"}),
+        Case("three lines, CR only", CANCER_PAGE, 200, (), data={"row": "\r".join([line] * 3)}),
         Case(
-            "two lines",
+            "more lines than the form scores",
             CANCER_PAGE,
             422,
-            ("2 rows pasted", "one row at a time"),
-            data={"row": f"{line}\n{line}"},
+            (f"{MAX_TRY_ROWS + 1} rows pasted", f"at most {MAX_TRY_ROWS}", "latentserve-score"),
+            data={"row": "\n".join([line] * (MAX_TRY_ROWS + 1))},
         ),
         Case(
-            "three lines, CR only", CANCER_PAGE, 422, ("3 rows pasted",), data={"row": "\r".join([line] * 3)}
+            "ragged lines",
+            CANCER_PAGE,
+            422,
+            ("line 2 has 2 values, line 1 has 3",),
+            data={"row": "1,2,3\n4,5"},
         ),
         Case("header and one row", CANCER_PAGE, 200, (), data={"row": f"{header}\n{line}"}),
         Case(
@@ -114,12 +120,13 @@ def _cases(names: list[str], row: list[float], digit: np.ndarray) -> list[Case]:
                 + ",".join(f"{row[i]:.6g}" for i in shuffled)
             },
         ),
+        Case("header and two rows", CANCER_PAGE, 200, (), data={"row": f"{header}\n{line}\n{line}"}),
         Case(
-            "header and two rows",
+            "header and too many rows",
             CANCER_PAGE,
             422,
-            ("2 rows pasted under the header",),
-            data={"row": f"{header}\n{line}\n{line}"},
+            (f"{MAX_TRY_ROWS + 1} rows pasted under the header",),
+            data={"row": "\n".join([header] + [line] * (MAX_TRY_ROWS + 1))},
         ),
         Case(
             "header with an unknown and a missing column",
@@ -139,8 +146,18 @@ def _cases(names: list[str], row: list[float], digit: np.ndarray) -> list[Case]:
             "header with a word in its row",
             CANCER_PAGE,
             422,
-            ("row[1] (column 'mean texture'): 'high' is not a number",),
+            ("row[1] (line 2, column 'mean texture'): 'high' is not a number",),
             data={"row": f"{header}\n" + line.replace(line.split(",")[1], "high", 1)},
+        ),
+        Case(
+            "a header alone", CANCER_PAGE, 422, ("a header line with no rows under it",), data={"row": header}
+        ),
+        Case(
+            "a header naming a column twice",
+            CANCER_PAGE,
+            422,
+            ("names 'mean radius' more than once",),
+            data={"row": f"{header},mean radius\n{line},1"},
         ),
         Case(
             "a header on an image model",
@@ -197,7 +214,28 @@ def _cases(names: list[str], row: list[float], digit: np.ndarray) -> list[Case]:
             ("lacks 'mean radius'",),
             data={"row": json.dumps(dict(zip(names[1:], row[1:], strict=True)))},
         ),
-        Case("JSON rows", CANCER_PAGE, 422, ("2 rows pasted",), data={"row": json.dumps([row, row])}),
+        Case("JSON rows", CANCER_PAGE, 200, (), data={"row": json.dumps([row, row])}),
+        Case(
+            "JSON objects by name",
+            CANCER_PAGE,
+            200,
+            (),
+            data={"row": json.dumps([dict(zip(names, row, strict=True))] * 2)},
+        ),
+        Case(
+            "ragged JSON rows",
+            CANCER_PAGE,
+            422,
+            ("row[1]: 2 values, row[0] has 3",),
+            data={"row": "[[1,2,3],[4,5]]"},
+        ),
+        Case(
+            "a JSON row that is a string",
+            CANCER_PAGE,
+            422,
+            ("row[1]: expected a JSON array",),
+            data={"row": '[[1], "x"]'},
+        ),
         Case("malformed JSON", CANCER_PAGE, 422, ("malformed JSON",), data={"row": "[1, 2,"}),
         Case(
             "JSON with a string", CANCER_PAGE, 422, ('row[1]: "x" is not a number',), data={"row": '[1, "x"]'}
@@ -362,6 +400,20 @@ def test_a_row_under_a_shuffled_header_scores_as_the_ordered_row(
     plain_score, named_score = score.search(plain.text), score.search(named.text)
     assert plain_score and named_score and plain_score[1] == named_score[1]
     assert float(plain_score[1]) == pytest.approx(api["scores"][0], rel=1e-5)
+
+
+def test_several_rows_under_a_shuffled_header_are_each_scored_as_the_api_scores_them(
+    client: TestClient, cancer_row: tuple[list[str], list[float]], cancer: np.ndarray
+) -> None:
+    names = cancer_row[0]
+    order = np.random.default_rng(1).permutation(len(names))
+    lines = [",".join(names[i] for i in order)] + [",".join(repr(float(x)) for x in r[order]) for r in cancer]
+    r = client.post(f"{CANCER_PAGE}/try", data={"row": "\r\n".join(lines) + "\r\n"})
+    assert r.status_code == 200, r.text[-2000:]
+    shown = [float(x) for x in re.findall(r'class="try-score" data-score="([^"]+)"', r.text)]
+    api = client.post("/anomaly-score", json={"model": "breast-cancer-pca", "inputs": cancer.tolist()}).json()
+    assert shown == pytest.approx(api["scores"], rel=1e-5) and len(shown) == len(cancer)
+    assert f"{len(cancer)} rows scored" in r.text and f"{sum(api['is_anomaly'])} above it" in r.text
 
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
