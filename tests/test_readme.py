@@ -5,10 +5,15 @@ Its commands are run by the tests that read them (`tests/training/test_api.py`, 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.live import clean_env, fit_models, service
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_README_LINES = 350
@@ -60,3 +65,76 @@ def test_the_link_checker_sees_a_broken_link(tmp_path: Path) -> None:
         "```bash\n# [not a link](nowhere.md)\n```\n"
     )
     assert _broken_links(page) == ["missing.png: no such file", "there.md#nope: no heading #nope in there.md"]
+
+
+def _blocks(text: str, heading: str) -> list[tuple[str, str]]:
+    """The (language, code) blocks of the README section under `heading`."""
+    section = text[text.index(f"\n{heading}\n") :]
+    end = section.find("\n## ", 1)
+    return re.findall(r"```(bash|python)\n(.*?)```", section if end < 0 else section[:end], re.S)
+
+
+TASK_SECTIONS = [
+    "## The two commands",
+    "## Score your table",
+    "## Score your images",
+    "## Score your embeddings",
+    "## Deploy",
+]
+
+
+def test_the_task_sections_run_against_a_live_service(tmp_path: Path) -> None:
+    """Every bash and Python block of the task sections, run as a user would, from a scratch folder
+    whose `models/` the service serves (`scripts/run.sh` and `docker compose` lines excepted: the
+    deploy tests cover those). `.venv/bin/` is this interpreter's folder; the port is a free one."""
+    pytest.importorskip("torch")  # the training package
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    models = tmp_path / "models"
+    fit_models(
+        models,
+        [
+            [
+                "--model",
+                "pca",
+                "--n-components",
+                "0.9",
+                "--dataset",
+                "breast-cancer",
+                "--name",
+                "breast-cancer-pca",
+            ],
+            ["--model", "pca", "--n-components", "0.95", "--dataset", "digits", "--name", "digits-pca"],
+        ],
+    )
+    bin_dir = Path(sys.executable).parent
+    env = clean_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "client"), os.environ.get("PYTHONPATH", "")]),
+    )
+    ran = 0
+    with service(models, tmp_path / "service.log") as url:
+        for heading in TASK_SECTIONS:
+            for language, code in _blocks(text, heading):
+                if "scripts/" in code or "docker compose" in code or "kubectl" in code:
+                    continue
+                code = code.replace(".venv/bin/", f"{bin_dir}/").replace(
+                    "localhost:8000", url.removeprefix("http://")
+                )
+                argv = (
+                    ["bash", "-euo", "pipefail", "-c", code]
+                    if language == "bash"
+                    else [sys.executable, "-c", code]
+                )
+                done = subprocess.run(
+                    argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+                )
+                out = done.stdout + done.stderr
+                assert done.returncode == 0, (
+                    f"{heading} block failed ({done.returncode}):\n{code}\n{out[-3000:]}"
+                )
+                assert not re.search(r'"error":\s*\{', done.stdout), (
+                    f"{heading} block answered an error:\n{code}\n{out[-3000:]}"
+                )
+                ran += 1
+    assert ran >= 6, f"only {ran} README blocks ran"
+    assert (tmp_path / "rows.scores.csv").exists() and (tmp_path / "vectors.scores.csv").exists()
