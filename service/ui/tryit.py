@@ -15,7 +15,7 @@ import base64
 import csv
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from starlette.types import Message
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile
-from service.errors import InvalidInput, Timeout, UnsupportedMediaType
+from service.errors import InvalidInput, LatentServeError, Timeout, UnsupportedMediaType
 from service.runtime import ModelRuntime
 from service.settings import Settings
 
@@ -62,13 +62,26 @@ class TryResult:
         return str(np.float32(self.score))
 
 
+@dataclass(frozen=True)
+class Tried:
+    """What the page shows after a Try-it post: the results or the error, and the pasted text
+    again (empty when the form was never read), so that a user can fix it."""
+
+    row: str = ""
+    results: list[TryResult] = field(default_factory=list)
+    error: LatentServeError | None = None
+
+
 async def from_request(
     request: Request, runtime: ModelRuntime, settings: Settings, admission: Admission
-) -> list[TryResult]:
+) -> Tried:
     """Read the form (admitted, at most MAX_BODY_BYTES) and score it in a worker thread, in one of
-    the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests."""
+    the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests.
+    A refusal before the form is read (admission, body limit) raises; the form's errors are in
+    the answer, beside its text."""
     declared = request.headers.get("content-length")
     ticket = admission.enter(int(declared) if declared and declared.isdigit() else None, BINARY_WEIGHT)
+    row_text = ""
     try:
         body = await codecs.read_body(request, settings.max_body_bytes, ticket)
         kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -83,13 +96,17 @@ async def from_request(
             )
         except HTTPException as exc:  # starlette's answer to a malformed or over-full form
             raise InvalidInput(f"body: malformed form: {exc.detail}", field="file") from None
-        work = await _work(
-            form.get("file"), form.get("row"), form.get("resize") is not None, runtime, settings
-        )
+        row = form.get("row")
+        row_text = row if isinstance(row, str) and len(row) <= MAX_ROW_CHARS else ""
+        work = await _work(form.get("file"), row, form.get("resize") is not None, runtime, settings)
         try:
-            return await admission.run_in_thread(settings.request_timeout_s, work)
+            return Tried(row_text, await admission.run_in_thread(settings.request_timeout_s, work))
         except TimeoutError:
             raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
+    except LatentServeError as exc:
+        if not row_text:
+            raise
+        return Tried(row_text, error=exc)
     finally:
         ticket.release()
 
@@ -110,7 +127,7 @@ async def _work(
         if runtime.manifest.input.layout != "image":
             raise InvalidInput(
                 f"file: this model takes rows of {runtime.manifest.input.size} values, not images; "
-                "paste one row instead",
+                "paste rows instead",
                 field="file",
             )
         data, name, max_pixels = await upload.read(), upload.filename, settings.max_request_pixels

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 
 from service.ui.tryit import MAX_ROW_CHARS, MAX_TRY_ROWS
 from tests.service.conftest import png, serve
@@ -414,6 +415,15 @@ def test_several_rows_under_a_shuffled_header_are_each_scored_as_the_api_scores_
     api = client.post("/anomaly-score", json={"model": "breast-cancer-pca", "inputs": cancer.tolist()}).json()
     assert shown == pytest.approx(api["scores"], rel=1e-5) and len(shown) == len(cancer)
     assert f"{len(cancer)} rows scored" in r.text and f"{sum(api['is_anomaly'])} above it" in r.text
+
+
+def test_the_pasted_text_comes_back_in_the_form_escaped(client: TestClient) -> None:
+    text = "1,two,3 </textarea><script>alert(1)</script>"
+    r = client.post(f"{CANCER_PAGE}/try", data={"row": text})
+    assert r.status_code == 422 and "row[1]: &#39;two&#39; is not a number" in r.text
+    textarea = r.text.split('<textarea name="row"')[1].split("</textarea>")[0]
+    assert textarea.endswith(">" + str(escape(text)))
+    assert "<script>" not in r.text
 
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
