@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from service.ui.tryit import MAX_ROW_CHARS, MAX_TRY_ROWS
+from service.ui.pasted import MAX_ROW_CHARS, MAX_TRY_ROWS
 from tests.service.conftest import png, serve
 
 VAE_PAGE = "/ui/models/digits-vae/versions/1"
