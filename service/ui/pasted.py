@@ -4,15 +4,17 @@
     parse_rows("b,a\n2,1", ["a", "b"])            -> [[1, 2]]   (a header line: put in the model's order)
     parse_rows('[{"a": 1, "b": 2}]', ["a", "b"])  -> [[1, 2]]   (JSON objects by name)
 
-CSV cells are split on the first of `,` `;` tab a line holds (or on spaces); the first line is a
-header when it is not all numbers and more lines follow. Every mistake is an InvalidInput on the
-field `row` that names the line, the value and the column: an empty cell, a word, ragged lines, a
-header naming a column twice, unknown or missing feature names, more than MAX_TRY_ROWS rows.
+Every line is split on the first of `,` `;` tab that the first line holds outside quotes (or on
+spaces); the first line is a header when it is not all numbers and more lines follow. Every
+mistake is an InvalidInput on the field `row` that names the line, the value and the column: an
+empty cell, a word, ragged lines, a header naming a column twice, unknown or missing feature
+names, more than MAX_TRY_ROWS rows.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +41,8 @@ def parse_rows(text: str, feature_names: list[str] | None = None) -> npt.NDArray
     if stripped[0] in "[{":
         return _json_rows(stripped, feature_names)
     lines = [line.strip() for line in stripped.splitlines() if line.strip()]
-    first = _cells(lines[0], 1)
+    sep = _separator(lines[0])  # one for every line, as in a CSV file
+    first = _cells(lines[0], 1, sep)
     header = None if len(lines) == 1 or all(_is_number(c) for c in first) else first
     if len(lines) == 1 and feature_names is not None and set(first) & set(feature_names):
         raise InvalidInput("row: a header line with no rows under it; paste the values below it", field="row")
@@ -50,7 +53,7 @@ def parse_rows(text: str, feature_names: list[str] | None = None) -> npt.NDArray
     body = lines if header is None else lines[1:]
     _check_count(len(body), header is not None)
     start = 1 if header is None else 2
-    rows = [_numbers(_cells(line, i), header, i) for i, line in enumerate(body, start)]
+    rows = [_numbers(_cells(line, i, sep), header, i) for i, line in enumerate(body, start)]
     if header is not None:
         return np.asarray(
             [_by_name(dict(zip(header, r, strict=True)), feature_names, "the header") for r in rows]
@@ -81,14 +84,19 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _cells(line: str, number: int) -> list[str]:
-    """The cells of one CSV line, split on its first separator among `,` `;` tab (or on spaces)."""
-    sep = next((s for s in (",", ";", "\t") if s in line), None)
+def _separator(line: str) -> str | None:
+    """The first of `,` `;` tab that `line` holds outside quotes; None: cells are split on spaces."""
+    unquoted = re.sub(r'"[^"]*"?', "", line)
+    return next((s for s in (",", ";", "\t") if s in unquoted), None)
+
+
+def _cells(line: str, number: int, sep: str | None) -> list[str]:
+    """The cells of one CSV line."""
     if sep is None:
         return line.split()
     try:
         cells = [c.strip() for c in next(csv.reader([line], delimiter=sep))]
-    except csv.Error as exc:  # a NUL byte, an unterminated quote under strict rules
+    except csv.Error as exc:  # a cell over csv's field size limit
         raise InvalidInput(f"row: line {number} is not a CSV line: {exc}", field="row") from None
     if len(cells) > 1 and not cells[-1]:  # a trailing separator
         cells.pop()
