@@ -218,7 +218,7 @@ if timeout 300 podman pull -q "docker.io/library/$base" >>"$logs/base.log" 2>&1;
   images+=("$(podman image inspect --format '{{.Id}}' "docker.io/library/$base")")
   base_detail="pulled docker.io/library/$base"
 else
-  # no registry: a Debian bookworm root with python3 and pip stands in (see the README, "Deploy")
+  # no registry: a Debian bookworm root with python3 and pip stands in (see docs/deploy.md)
   tarball="$cache/base-bookworm-python3.tar"
   if [ -f "$tarball" ] && [ -n "$(find "$tarball" -mtime -7)" ]; then
     base_detail="local $base from the cached $tarball"

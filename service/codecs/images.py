@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from service.errors import InvalidInput, NotAcceptable, PayloadTooLarge, Timeout
 from service.manifest import InputSpec
 
 MAX_IMAGE_PIXELS = 4096 * 4096
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>")  # PIL names its BytesIO: not for users
 
 
 @dataclass
@@ -106,7 +108,10 @@ def images_to_array(
         except InvalidInput:
             raise
         except Exception as exc:  # PIL raises many types on corrupt data
-            raise InvalidInput(f"{where}: not a readable image: {exc}", field="files") from None
+            reason = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
+            raise InvalidInput(
+                f"{where}: not a readable image ({reason}); expected a PNG or JPEG file", field="files"
+            ) from None
         if pic.size != (width, height):
             if not resize:
                 raise InvalidInput(

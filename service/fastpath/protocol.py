@@ -10,7 +10,7 @@ chunks are collected as httptools parses them, the whole request goes to
 ASGI routes), and the response is written to the socket when the core replies: for small bodies
 at the end of the same event-loop turn, batched with the other requests parsed in it
 (`service.batching`). On one core this took single-row JSON at 16 in flight from about 6,600 to
-10,000 requests/s (the README's Speed section has the current table).
+10,000 requests/s (docs/speed.md has the current table).
 
 HTTP/1.1 semantics kept: keep-alive and `Connection: close`, HTTP/1.0, pipelining (a request that
 arrives while a fast-path response is pending is queued with uvicorn's own pipeline and started

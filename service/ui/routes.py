@@ -103,15 +103,17 @@ def version_file(
 async def try_it(
     name: str, version: Version, request: Request, registry: RegistryDep, metrics: MetricsDep
 ) -> HTMLResponse:
-    """Score one uploaded image (`file`) or pasted row (`row`); the page shows the result or the error."""
+    """Score one uploaded image (`file`) or pasted rows (`row`); the page shows the results or the error."""
     try:
         runtime = registry.get(name, version)
-        result = await tryit.from_request(
+        tried = await tryit.from_request(
             request, runtime, request.app.state.settings, request.app.state.service.admission
         )
     except LatentServeError as exc:  # shown on the page, with the API's message and status
         return _version(registry, metrics.drift, name, version, error=exc)
-    return _version(registry, metrics.drift, name, version, result=result)
+    return _version(
+        registry, metrics.drift, name, version, error=tried.error, results=tried.results, row=tried.row
+    )
 
 
 def _version(registry: Registry, drift: Drift, name: str, version: int, **extra: Any) -> HTMLResponse:

@@ -1,4 +1,8 @@
-"""The version page's Try-it form: one uploaded image or one pasted row, scored by the version.
+"""The version page's Try-it form: one uploaded image or pasted rows, scored by the version.
+
+Rows are CSV lines (under a header line whose names are matched to the manifest's feature names
+and reordered), JSON arrays, or JSON objects by feature name (`pasted.parse_rows`), each scored.
+Every bad form is an error shown on the page, never a 5xx.
 
 It decodes and checks the input with the same functions the API uses (`codecs.images_to_array`,
 `ModelRuntime.check_inputs`), so a broken upload fails with the API's own message, and scores it
@@ -8,10 +12,10 @@ with the runtime's `scores` op, the one `/anomaly-score` runs: the score shown i
 from __future__ import annotations
 
 import base64
-import csv
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,12 +27,13 @@ from starlette.types import Message
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile
-from service.errors import InvalidInput, Timeout
+from service.errors import InvalidInput, LatentServeError, Timeout, UnsupportedMediaType
 from service.runtime import ModelRuntime
 from service.settings import Settings
+from service.ui.pasted import MAX_ROW_CHARS, parse_rows
 
 TOP_FEATURES = 5  # how many of a row's largest per-feature errors the page lists
-MAX_ROW_CHARS = 1 << 20  # a pasted row longer than this is refused before it is parsed
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # what the form may send
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Picture:
 
 @dataclass(frozen=True)
 class TryResult:
-    """What the page shows for one input."""
+    """What the page shows for one scored row or image."""
 
     score: float
     p_value: float
@@ -54,38 +59,84 @@ class TryResult:
         return str(np.float32(self.score))
 
 
+@dataclass(frozen=True)
+class Tried:
+    """What the page shows after a Try-it post: the results or the error, and the pasted text
+    again (empty when the form was never read), so that a user can fix it."""
+
+    row: str = ""
+    results: list[TryResult] = field(default_factory=list)
+    error: LatentServeError | None = None
+
+
 async def from_request(
     request: Request, runtime: ModelRuntime, settings: Settings, admission: Admission
-) -> TryResult:
+) -> Tried:
     """Read the form (admitted, at most MAX_BODY_BYTES) and score it in a worker thread, in one of
-    the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests."""
+    the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests.
+    A refusal before the form is read (admission, body limit) raises; the form's errors are in
+    the answer, beside its text."""
     declared = request.headers.get("content-length")
     ticket = admission.enter(int(declared) if declared and declared.isdigit() else None, BINARY_WEIGHT)
+    row_text = ""
     try:
         body = await codecs.read_body(request, settings.max_body_bytes, ticket)
-        try:
-            form = await _replayed(request, body).form(max_files=1, max_fields=4)
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind not in FORM_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type: expected multipart/form-data (the page's form), got {kind or 'none'}",
+                field="content-type",
+            )
+        try:  # fields as large as the body limit: parse_rows' own limit names long text
+            form = await _replayed(request, body).form(
+                max_files=1, max_fields=4, max_part_size=settings.max_body_bytes
+            )
         except HTTPException as exc:  # starlette's answer to a malformed or over-full form
             raise InvalidInput(f"body: malformed form: {exc.detail}", field="file") from None
-        upload, row = form.get("file"), form.get("row")
-        work: Callable[[], TryResult]
-        if isinstance(upload, UploadFile) and upload.filename:
-            data, name, resize = await upload.read(), upload.filename, form.get("resize") is not None
-
-            def work() -> TryResult:
-                return score_image(runtime, name, data, resize, settings.max_request_pixels)
-        elif isinstance(row, str) and row.strip():
-
-            def work() -> TryResult:
-                return score_row(runtime, row)
-        else:
-            raise InvalidInput("choose an image file or paste a row", field="file")
+        row = form.get("row")
+        row_text = row if isinstance(row, str) and len(row) <= MAX_ROW_CHARS else ""
+        work = await _work(form.get("file"), row, form.get("resize") is not None, runtime, settings)
         try:
-            return await admission.run_in_thread(settings.request_timeout_s, work)
+            return Tried(row_text, await admission.run_in_thread(settings.request_timeout_s, work))
         except TimeoutError:
             raise Timeout(f"try: scoring took longer than {settings.request_timeout_s:g} s") from None
+    except LatentServeError as exc:
+        if not row_text:
+            raise
+        return Tried(row_text, error=exc)
     finally:
         ticket.release()
+
+
+async def _work(
+    upload: UploadFile | str | None,
+    row: UploadFile | str | None,
+    resize: bool,
+    runtime: ModelRuntime,
+    settings: Settings,
+) -> Callable[[], list[TryResult]]:
+    """What to score: the uploaded image or the pasted row, whichever the form holds (not both)."""
+    has_file = isinstance(upload, UploadFile) and bool(upload.filename)
+    has_row = isinstance(row, str) and bool(row.strip())
+    if has_file and has_row:
+        raise InvalidInput("choose an image file or paste a row, not both", field="file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        if runtime.manifest.input.layout != "image":
+            raise InvalidInput(
+                f"file: this model takes rows of {runtime.manifest.input.size} values, not images; "
+                "paste rows instead",
+                field="file",
+            )
+        data, name, max_pixels = await upload.read(), upload.filename, settings.max_request_pixels
+        return lambda: score_image(runtime, name, data, resize, max_pixels)
+    if isinstance(row, str) and row.strip():
+        text = row
+        return lambda: score_rows(runtime, text)
+    if isinstance(row, UploadFile):
+        raise InvalidInput("row: expected pasted text, got a file", field="row")
+    if isinstance(upload, str) and upload.strip():
+        raise InvalidInput("file: expected an uploaded image file, got a text field", field="file")
+    raise InvalidInput("choose an image file or paste a row", field="file")
 
 
 def _replayed(request: Request, body: bytes) -> Request:
@@ -103,63 +154,50 @@ def _replayed(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
-def parse_row(text: str) -> npt.NDArray[np.float32]:
-    """One row from a CSV line (commas, semicolons, tabs or spaces) or a JSON array of numbers."""
-    if len(text) > MAX_ROW_CHARS:
-        raise InvalidInput(f"row: {len(text)} characters is over the limit of {MAX_ROW_CHARS}", field="row")
-    line = text.strip()
-    if not line:
-        raise InvalidInput("row: empty; paste one CSV line or a JSON array of numbers", field="row")
-    if line.startswith("["):
-        return codecs.rows_to_array([codecs.load_json(b'{"row": ' + line.encode() + b"}")["row"]], "row")
-    sep = next((s for s in (",", ";", "\t") if s in line), " ")
-    cells = [c.strip() for c in next(csv.reader([line], delimiter=sep)) if c.strip()]
-    values = []
-    for i, cell in enumerate(cells):
-        try:
-            values.append(float(cell))
-        except ValueError:
-            raise InvalidInput(f"row[{i}]: {cell!r} is not a number", field="row") from None
-    return np.asarray([values], dtype=np.float32)
-
-
-def score_image(runtime: ModelRuntime, name: str, data: bytes, resize: bool, max_pixels: int) -> TryResult:
+def score_image(
+    runtime: ModelRuntime, name: str, data: bytes, resize: bool, max_pixels: int
+) -> list[TryResult]:
     """Score one uploaded image; show it, its reconstruction and its per-pixel error map."""
     spec = runtime.manifest.input
     X = codecs.images_to_array([ImageFile(name, data)], spec, resize, max_pixels)
     return _score(runtime, runtime.check_inputs(X))
 
 
-def score_row(runtime: ModelRuntime, text: str) -> TryResult:
-    """Score one pasted row; list the features whose errors weigh most."""
-    return _score(runtime, runtime.check_inputs(parse_row(text)))
+def score_rows(runtime: ModelRuntime, text: str) -> list[TryResult]:
+    """Score the pasted rows; list each one's features whose errors weigh most."""
+    return _score(runtime, runtime.check_inputs(parse_rows(text, runtime.manifest.input.feature_names)))
 
 
-def _score(runtime: ModelRuntime, X: npt.NDArray[np.float32]) -> TryResult:
+def _score(runtime: ModelRuntime, X: npt.NDArray[np.float32]) -> list[TryResult]:
     X_hat, scores = runtime.compute("reconstruct", X)  # the same scores as the "scores" op
     threshold, is_anomaly, p_values = runtime.judge(scores)
     m = runtime.manifest
-    errors = runtime.feature_errors(X, X_hat)[0].reshape(-1)
+    errors: npt.NDArray[np.floating[Any]] = runtime.feature_errors(X, X_hat).reshape(len(X), -1)
     if m.score.scale is not None:  # in the score's units: each feature's error over its std
         errors = errors / np.square(np.asarray(m.score.scale, dtype=np.float32))
-    pictures: list[Picture] = []
-    top: list[tuple[str, float]] = []
-    if m.input.layout == "image":
-        peak = float(errors.max()) or 1.0
-        heat = np.clip(errors / peak, 0.0, 1.0).reshape(m.input.shape)
-        if heat.ndim == 3:
-            heat = heat.max(axis=-1)
-        pictures = [
-            Picture("input", _png_uri(runtime, X)),
-            Picture("reconstruction", _png_uri(runtime, X_hat)),
-            Picture(f"squared error (white = {peak:.3g})", _heat_uri(heat)),
-        ]
-    else:
-        names = m.input.feature_names or [f"feature {i}" for i in range(m.input.size)]
-        total = float(errors.sum()) or 1.0
-        order = np.argsort(errors)[::-1][:TOP_FEATURES]
-        top = [(names[i], float(errors[i]) / total) for i in order]
-    return TryResult(float(scores[0]), float(p_values[0]), bool(is_anomaly[0]), threshold, pictures, top)
+    names = m.input.feature_names or [f"feature {i}" for i in range(m.input.size)]
+    results = []
+    for i, row_errors in enumerate(errors):
+        pictures: list[Picture] = []
+        top: list[tuple[str, float]] = []
+        if m.input.layout == "image":
+            peak = float(row_errors.max()) or 1.0
+            heat = np.clip(row_errors / peak, 0.0, 1.0).reshape(m.input.shape)
+            if heat.ndim == 3:
+                heat = heat.max(axis=-1)
+            pictures = [
+                Picture("input", _png_uri(runtime, X[i : i + 1])),
+                Picture("reconstruction", _png_uri(runtime, X_hat[i : i + 1])),
+                Picture(f"squared error (white = {peak:.3g})", _heat_uri(heat)),
+            ]
+        else:
+            total = float(row_errors.sum()) or 1.0
+            order = np.argsort(row_errors)[::-1][:TOP_FEATURES]
+            top = [(names[j], float(row_errors[j]) / total) for j in order]
+        results.append(
+            TryResult(float(scores[i]), float(p_values[i]), bool(is_anomaly[i]), threshold, pictures, top)
+        )
+    return results
 
 
 def _png_uri(runtime: ModelRuntime, rows: npt.NDArray[np.float32]) -> str:
