@@ -95,7 +95,14 @@ def load_rows(cfg: FitConfig, data: DataConfig) -> TrainingRun:
     """Load `data`, keep its classes and split it (a memory-mapped file by position: the tail is
     validation and calibration); the run also records the seed, the quantile and the preset."""
     ds = load_dataset(
-        data.dataset, data_dir=data.data_dir, seed=cfg.seed, download=data.download, mmap=data.mmap
+        data.dataset,
+        data_dir=data.data_dir,
+        seed=cfg.seed,
+        download=data.download,
+        mmap=data.mmap,
+        columns=data.columns,
+        drop_columns=data.drop_columns,
+        label_column=data.label_column,
     )
     classes = list(data.classes) if data.classes else None
     X, y = filter_classes(ds, classes)

@@ -118,8 +118,8 @@ def test_image_folder_loads(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("1,2,3\n4,5\n", r"line 2 has 2 columns, expected 3"),
-        ("1,2,3\n4,x,6\n", r"line 2: 'x' is not a number"),
-        ("1,2,3\n4,nan,6\n", r"line 2 contains NaN or infinity"),
+        ("1,2,3\n4,x,6\n", r"line 2: column 2 holds text 'x', not a number"),
+        ("1,2,3\n4,nan,6\n", r"line 2: column 2 is 'nan', not a finite number"),
         ("", r"no rows"),
     ],
 )
