@@ -143,7 +143,9 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--classes", "data.classes", "keep only these labels, e.g. 3 or 0,8", "all", type=_classes)
     table = ".csv / .parquet:"
     add("--columns", "data.columns", f"{table} the feature columns by name, e.g. a,b,c", "all", type=_names)
-    add("--drop-columns", "data.drop_columns", f"{table} columns left out, e.g. id,notes", "none", type=_names)
+    add(
+        "--drop-columns", "data.drop_columns", f"{table} columns left out, e.g. id,notes", "none", type=_names
+    )
     label = f"{table} the column of integer labels (--classes, evaluate); never a feature"
     add("--label-column", "data.label_column", label, "none", type=_name)
     add("--seed", "seed", "seeds the split, the initialisation and the shuffling", type=int)

@@ -11,8 +11,8 @@ import gzip
 import hashlib
 import logging
 import math
-import shlex
 import os
+import shlex
 import struct
 import urllib.error
 import urllib.request
@@ -283,7 +283,9 @@ def choose_columns(
     asked = [*(columns or ()), *drop_columns, *([label_column] if label_column else [])]
     unknown = [c for c in dict.fromkeys(asked) if c not in header]
     if unknown:
-        raise DataError(f"{path}: no column named {', '.join(map(repr, unknown))}; the header has {list(header)}")
+        raise DataError(
+            f"{path}: no column named {', '.join(map(repr, unknown))}; the header has {list(header)}"
+        )
     if label_column is not None and columns and label_column in columns:
         raise DataError(
             f"{path}: column {label_column!r} is both the label (--label-column) and a feature (--columns)"
@@ -459,7 +461,10 @@ def _read_parquet(
     if label_column is not None:
         raw = table.column(label_column).to_pylist()
         y = np.asarray(
-            [_label_of(path, f"row {i}", label_column, "" if v is None else str(v)) for i, v in enumerate(raw)],
+            [
+                _label_of(path, f"row {i}", label_column, "" if v is None else str(v))
+                for i, v in enumerate(raw)
+            ],
             dtype=np.int64,
         )
     return Table(np.stack(cols, axis=1), tuple(features), y)
