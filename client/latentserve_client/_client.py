@@ -31,6 +31,7 @@ NPY = "application/x-npy"
 NPZ = "application/x-npz"
 
 Array = npt.NDArray[Any]
+Rows = npt.ArrayLike | Mapping[str, npt.ArrayLike]  # by position, or by column name (a DataFrame is both)
 
 
 class ClientError(Exception):
@@ -141,7 +142,7 @@ class Client:
             return False
 
     # ---- inference -------------------------------------------------------------------------------
-    def encode(self, model: str, X: npt.ArrayLike, version: int | None = None) -> Array:
+    def encode(self, model: str, X: Rows, version: int | None = None) -> Array:
         """Latent codes `Z (n, latent_dim)` of rows `X (n, *input_shape)` or flat rows."""
         return _load_npy(
             self._infer("/encode", model, version, self._by_name(model, version, X), NPY).content
@@ -151,7 +152,7 @@ class Client:
         """Rows `X_hat (n, *input_shape)` decoded from codes `Z (n, latent_dim)`."""
         return _load_npy(self._infer("/decode", model, version, Z, NPY).content)
 
-    def reconstruct(self, model: str, X: npt.ArrayLike, version: int | None = None) -> tuple[Array, Array]:
+    def reconstruct(self, model: str, X: Rows, version: int | None = None) -> tuple[Array, Array]:
         """`(X_hat, errors)`: reconstructions shaped like `X` and the reconstruction error of each row."""
         arrays = _load_npz(
             self._infer("/reconstruct", model, version, self._by_name(model, version, X), NPZ).content
@@ -161,7 +162,7 @@ class Client:
     def anomaly_score(
         self,
         model: str,
-        X: npt.ArrayLike,
+        X: Rows,
         version: int | None = None,
         threshold: float | None = None,
     ) -> AnomalyScores:
@@ -179,14 +180,15 @@ class Client:
         )
 
     # ---- plumbing --------------------------------------------------------------------------------
-    def _by_name(self, model: str, version: int | None, X: Any) -> npt.ArrayLike:
+    def _by_name(self, model: str, version: int | None, X: Rows) -> npt.ArrayLike:
         """Rows with named columns (a DataFrame, a mapping) in the model's feature order; arrays as sent."""
+        table: Any = X  # a Mapping, or a DataFrame (anything with `columns` and [name])
         if isinstance(X, Mapping):
             columns = [str(c) for c in X]
         elif hasattr(X, "columns") and not isinstance(X, np.ndarray):
-            columns = [str(c) for c in X.columns]
+            columns = [str(c) for c in table.columns]
         else:
-            return X  # type: ignore[no-any-return]
+            return X  # type: ignore[return-value]
         names = self.feature_names(model, version)
         if names is None:
             if isinstance(X, Mapping):
@@ -199,7 +201,7 @@ class Client:
         if missing:
             shown = ", ".join(repr(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise ClientError(f"no column named {shown}; model {model!r} needs every one of its features")
-        return np.column_stack([np.asarray(X[n], dtype=np.float64) for n in names])
+        return np.column_stack([np.asarray(table[n], dtype=np.float64) for n in names])
 
     def _infer(
         self,
