@@ -124,6 +124,8 @@ def test_bad_records_and_cells_name_the_row_and_column(client, cancer):
         err = error_of(client.post("/anomaly-score", json={"model": MODEL, "inputs": rows}), 422)
         assert err["type"] == "BadCell" and "row 2" in err["message"] and "'mean texture'" in err["message"]
         assert shown in err["message"]
+    err = error_of(client.post("/anomaly-score", json={"model": MODEL, "inputs": [{}]}), 422)
+    assert "row 0 is an empty object" in err["message"]
     rows = _records(cancer[:3], list(range(len(NAMES))))
     rows[1] = [1.0] * len(NAMES)  # type: ignore[call-overload]
     assert (
