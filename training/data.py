@@ -578,13 +578,21 @@ def filter_classes(ds: Dataset, classes: list[int] | None) -> tuple[F32, I64 | N
     if not classes:
         return ds.X, ds.y
     if ds.y is None:
-        raise DataError(f"{ds.name}: --classes needs a labelled data set; this one has no labels")
+        hint = _label_hint(ds)
+        raise DataError(f"{ds.name}: --classes needs a labelled data set; this one has no labels{hint}")
     known = sorted(set(ds.y.tolist()))
     unknown = [c for c in classes if c not in known]
     if unknown:
         raise DataError(f"{ds.name}: classes {unknown} do not occur; labels are {known}")
     keep = np.isin(ds.y, classes)
     return ds.X[keep], ds.y[keep]
+
+
+def _label_hint(ds: Dataset) -> str:
+    """For a table: which flag gives it labels."""
+    if Path(ds.source).suffix.lower() in (".csv", ".parquet"):
+        return "; name its column of labels with --label-column NAME"
+    return ""
 
 
 def split(

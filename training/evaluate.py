@@ -143,7 +143,9 @@ def evaluation_rows(manifest: Manifest, ds: Dataset, normal_classes: list[int]) 
         X, y = ds.X_test, ds.y_test
         what = f"the {ds.name} test split ({len(X)} rows)"
     elif ds.y is None:
-        raise EvaluationError(f"{ds.name}: evaluate needs a labelled data set; this one has no labels")
+        table = Path(ds.source).suffix.lower() in (".csv", ".parquet")
+        hint = "; name its column of labels with --label-column NAME" if table else ""
+        raise EvaluationError(f"{ds.name}: evaluate needs a labelled data set; this one has no labels{hint}")
     elif ds.name == manifest.data.dataset:
         keep = np.ones(len(ds.y), dtype=bool)
         keep[_training_rows(manifest, ds)] = False

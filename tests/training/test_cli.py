@@ -414,6 +414,10 @@ def test_a_table_fit_refuses_label_text_and_unknown_columns_in_one_line(
             "line 2: column 'notes' holds text 'patient 0'",
         ),
         (["--columns", "mean radius,radius mean"], "no column named 'radius mean'"),
+        (
+            ["--columns", "mean radius", "--classes", "1"],
+            "no labels; name its column of labels with --label-column",
+        ),
     ]
     for extra, message in cases:
         code, stderr = run_cli([*base, *extra], capsys)
