@@ -277,6 +277,9 @@ def choose_columns(
     """The feature columns of a table, in order: `columns` when given, else every column but the
     dropped ones and the label. A column named like labels (`LABEL_LIKE`) is never silently a
     feature: it must be named by --label-column, --drop-columns or --columns."""
+    for flag, given in (("--columns", columns), ("--drop-columns", drop_columns)):
+        if isinstance(given, str):  # DataConfig(columns="a,b") would pick the letters
+            raise DataError(f"{flag}: expected a tuple of column names, got the string {given!r}")
     repeated = sorted({n for n in header if list(header).count(n) > 1})
     if repeated:
         raise DataError(f"{path}: column names repeat in the header: {repeated}")

@@ -203,6 +203,7 @@ def test_columns_drop_columns_and_label_column_pick_a_csv_by_name(tmp_path: Path
             r"no column named 'nope', 'zz'; the header has \['id', 'b', 'a', 'label', 'notes'\]",
         ),
         ({"drop_columns": ("gone",)}, r"no column named 'gone'"),
+        ({"columns": "a,b"}, r"--columns: expected a tuple of column names, got the string 'a,b'"),
         ({"columns": ("a",), "label_column": "b2"}, r"no column named 'b2'"),
         ({"columns": ("a", "label"), "label_column": "label"}, r"both the label .* and a feature"),
         (
