@@ -3,7 +3,11 @@
 
     LatentServeError                 500  (base; never raised bare)
     ├── InvalidInput                 422  a field has the wrong shape, type or value
-    │   └── InputOutOfRange          422  the request lies far outside the training range (the fix)
+    │   ├── InputOutOfRange          422  the request lies far outside the training range (the fix)
+    │   ├── ColumnsMismatch          422  rows by name lack a feature, or name a column the model lacks
+    │   ├── NoFeatureNames           422  rows by name for a model that records no feature names
+    │   ├── RecordKeysDiffer         422  a JSON record's keys differ from the first record's
+    │   └── BadCell                  422  a named cell (JSON record, CSV line) is not a finite number
     ├── ModelNotFound                404  unknown model or version (lists what exists)
     ├── ModelUnavailable             503  the version exists but failed to load
     ├── Unauthorized                 401  missing or wrong API key
@@ -101,6 +105,77 @@ class InvalidInput(LatentServeError):
         where = ".".join(loc)
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         return cls(f"{where}: {first['msg']}{more}", field=where, details=details)
+
+
+def _names(names: Sequence[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+class ColumnsMismatch(InvalidInput):
+    """Rows sent by name (JSON records, a CSV header) whose names are not the model's features."""
+
+    def __init__(
+        self, field: str, missing: Sequence[str], unknown: Sequence[str], model: str, version: int
+    ) -> None:
+        parts = []
+        if missing:
+            parts.append(f"missing feature column{'s' if len(missing) > 1 else ''} {_names(missing)}")
+        if unknown:
+            parts.append(
+                f"unknown column{'s' if len(unknown) > 1 else ''} {_names(unknown)} (the model has no "
+                "such feature; leave it out of the request)"
+            )
+        super().__init__(
+            f"{field}: " + "; ".join(parts),
+            field=field,
+            details={"missing": list(missing), "unknown": list(unknown)},
+            model=model,
+            version=version,
+        )
+
+
+class NoFeatureNames(InvalidInput):
+    """Rows sent by name to a model trained without column names: only rows by position fit it."""
+
+    def __init__(self, field: str, model: str, version: int) -> None:
+        super().__init__(
+            f"{field}: rows sent by column name, but the model records no feature names (it was not "
+            "trained on a table with a header); send each row as a list of values in training order",
+            field=field,
+            model=model,
+            version=version,
+        )
+
+
+class RecordKeysDiffer(InvalidInput):
+    """A JSON record whose keys are not those of the first record."""
+
+    def __init__(self, field: str, row: int, missing: Sequence[str], extra: Sequence[str]) -> None:
+        parts = [f"lacks {_names(missing)}"] if missing else []
+        parts += [f"adds {_names(extra)}"] if extra else []
+        super().__init__(
+            f"{field}: row {row} has other keys than row 0: it {' and '.join(parts)}; every row by name "
+            "has the same keys",
+            field=field,
+            details={"row": row, "missing": list(missing), "extra": list(extra)},
+        )
+
+
+class BadCell(InvalidInput):
+    """A cell of a row sent by name (a JSON record's value, a CSV field) that is not a finite number."""
+
+    def __init__(self, field: str, where: str, column: str, value: object) -> None:
+        if value is None or isinstance(value, bool):
+            shown = "null" if value is None else str(value).lower()
+        else:
+            shown = "empty" if value == "" else repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        super().__init__(
+            f"{field}: {where}: column {column!r} is {shown}, not a finite number",
+            field=field,
+            details={"where": where, "column": column},
+        )
 
 
 class ModelNotFound(LatentServeError):

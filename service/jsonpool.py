@@ -68,13 +68,15 @@ class BadRows:
         return self.rows
 
 
-Rows = npt.NDArray[Any] | BadRows
+Rows = npt.NDArray[Any] | BadRows | codecs.NamedRows
 
 
 def parse_rows(body: bytes, field: str) -> tuple[dict[str, Any], Rows]:
     """What a worker does: `codecs.read_json`, then the rows as one array, or `BadRows`."""
     data, rows, booleans = codecs.read_json(body, field)
     try:
+        if codecs.is_records(rows):  # rows by name: ordered by the model's names in the server
+            return data, codecs.records_to_rows(rows, field)  # type: ignore[arg-type]
         return data, codecs.rows_to_array(rows, field, booleans)
     except InvalidInput as exc:
         return data, BadRows(exc, len(rows) if isinstance(rows, (list, np.ndarray)) else 0)

@@ -113,6 +113,9 @@ class DataSummary(_Strict):
     rows_calibration: int = Field(ge=0)
     classes: list[int] | None = None
     seed: int
+    label_column: str | None = Field(
+        default=None, description="the table column the labels came from (--label-column)"
+    )
 
 
 class EpochRecord(_Strict):

@@ -17,6 +17,9 @@ from service.manifest import NAME_PATTERN, Metrics
 
 # One row: flat values, or nested lists in the manifest's input shape (e.g. 8x8 for an image).
 Row = list[float] | list[list[float]] | list[list[list[float]]]
+# An input row may also be a record, {column: value}, put in the order of the model's feature names
+# (`service.codecs.table`).
+InputRow = Row | dict[str, float]
 
 _DIGIT_ROW: list[JsonValue] = [0.0, 0.2, 0.8, 1.0, 0.9, 0.3, 0.0, 0.0] * 8
 
@@ -84,7 +87,9 @@ class EncodeRequest(EncodeOptions):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "digits-pca", "inputs": [_DIGIT_ROW]}]}
     )
-    inputs: list[Row] = Field(min_length=1, description="rows, flat or shaped")
+    inputs: list[InputRow] = Field(
+        min_length=1, description="rows, flat or shaped, or records by column name (features with names)"
+    )
 
 
 class EncodeResponse(_Response):
@@ -120,7 +125,9 @@ class ReconstructRequest(ReconstructOptions):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "breast-cancer-pca", "inputs": [[14.0] * 30]}]}
     )
-    inputs: list[Row] = Field(min_length=1, description="rows, flat or shaped")
+    inputs: list[InputRow] = Field(
+        min_length=1, description="rows, flat or shaped, or records by column name (features with names)"
+    )
 
 
 class ReconstructResponse(_Response):
@@ -149,7 +156,9 @@ class AnomalyScoreRequest(AnomalyScoreOptions):
             "examples": [{"model": "digits-pca", "inputs": [_DIGIT_ROW], "return_feature_errors": True}]
         }
     )
-    inputs: list[Row] = Field(min_length=1, description="rows, flat or shaped")
+    inputs: list[InputRow] = Field(
+        min_length=1, description="rows, flat or shaped, or records by column name (features with names)"
+    )
 
 
 class AnomalyScoreResponse(_Response):
@@ -381,9 +390,7 @@ class V2InferenceRequest(_V2Request):
             "examples": [
                 {
                     "id": "42",
-                    "inputs": [
-                        {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": _DIGIT_ROW}
-                    ],
+                    "inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": _DIGIT_ROW}],
                     "outputs": [{"name": "score"}, {"name": "is_anomaly"}],
                 }
             ]

@@ -121,7 +121,14 @@ def load_rows(cfg: FitConfig, data: DataConfig, memory: Dataset | None = None) -
     ds = memory
     if ds is None:
         ds = load_dataset(
-            data.dataset, data_dir=data.data_dir, seed=cfg.seed, download=data.download, mmap=data.mmap
+            data.dataset,
+            data_dir=data.data_dir,
+            seed=cfg.seed,
+            download=data.download,
+            mmap=data.mmap,
+            columns=data.columns,
+            drop_columns=data.drop_columns,
+            label_column=data.label_column,
         )
     classes = list(data.classes) if data.classes else None
     X, y = filter_classes(ds, classes)

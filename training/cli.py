@@ -64,6 +64,19 @@ def _classes(text: str) -> tuple[int, ...]:
     return _integers(text, "3 or 0,8")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(c.strip() for c in text.split(","))
+    if not names or not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names like a,b,c, got {text!r}")
+    return names
+
+
+def _name(text: str) -> str:
+    if not text.strip() or "," in text:
+        raise argparse.ArgumentTypeError(f"expected one column name, got {text!r}")
+    return text.strip()
+
+
 def _widths(text: str) -> tuple[int, ...]:
     values = _integers(text, "256,64")
     if not values or min(values) < 1:
@@ -128,6 +141,13 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     idx = "$LATENTSERVE_DATA_DIR or ~/.cache"
     add("--data-dir", "data.data_dir", "folder with the IDX .gz files", idx, type=Path)
     add("--classes", "data.classes", "keep only these labels, e.g. 3 or 0,8", "all", type=_classes)
+    table = ".csv / .parquet:"
+    add("--columns", "data.columns", f"{table} the feature columns by name, e.g. a,b,c", "all", type=_names)
+    add(
+        "--drop-columns", "data.drop_columns", f"{table} columns left out, e.g. id,notes", "none", type=_names
+    )
+    label = f"{table} the column of integer labels (--classes, evaluate); never a feature"
+    add("--label-column", "data.label_column", label, "none", type=_name)
     add("--seed", "seed", "seeds the split, the initialisation and the shuffling", type=int)
     add("--device", "device", "where to train", choices=["auto", "cpu", "cuda"])
     add("--quantile", "score.quantile", "threshold quantile of calibration errors", type=_fraction)

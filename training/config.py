@@ -31,6 +31,9 @@ class DataConfig:
     dataset: str  # embedded name (digits, breast-cancer, gaussian-2d), mnist / fashion-mnist, or a path
     data_dir: Path | None = None  # where IDX files live (None: $LATENTSERVE_DATA_DIR or the user cache)
     classes: tuple[int, ...] | None = None  # keep only these labels (one-class training)
+    columns: tuple[str, ...] | None = None  # .csv / .parquet: the feature columns, by name (None: all)
+    drop_columns: tuple[str, ...] = ()  # .csv / .parquet: columns left out of the features
+    label_column: str | None = None  # .csv / .parquet: the integer labels (--classes, evaluate)
     download: bool = True  # fetch missing mnist / fashion-mnist files
     mmap: bool = False  # memory-map a .npy file (its rows stream through incremental-pca)
     validation: float = 0.15  # share of rows held out for validation

@@ -10,10 +10,13 @@ import csv
 import gzip
 import hashlib
 import logging
+import math
 import os
+import shlex
 import struct
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +71,7 @@ class Dataset:
     y_test: I64 | None = None
     source: str = ""
     feature_names: tuple[str, ...] | None = None  # the column names of a CSV / parquet header
+    label_column: str | None = None  # the table column y came from (recorded in the manifest)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -248,33 +252,158 @@ def check_matrix(X: npt.NDArray[np.generic], path: Path, row_offset: int = 0) ->
     return Xf
 
 
-def _read_csv(path: Path) -> tuple[F32, tuple[str, ...] | None]:
+# column names that are never features unless named in --columns: labels, and row ids (pandas
+# writes its index as "Unnamed: 0")
+LABEL_LIKE = ("label", "labels", "target", "class", "is_anomaly", "anomaly", "outlier")
+ID_LIKE = ("id", "index", "unnamed: 0")
+
+
+@dataclass(frozen=True)
+class Table:
+    """What a CSV / parquet file gives: the chosen features, their names, and the labels."""
+
+    X: F32
+    names: tuple[str, ...] | None  # None: a CSV without a header line
+    y: I64 | None = None  # the label column's values (with label_column)
+
+
+def choose_columns(
+    path: Path,
+    header: Sequence[str],
+    columns: Sequence[str] | None,
+    drop_columns: Sequence[str],
+    label_column: str | None,
+) -> list[str]:
+    """The feature columns of a table, in order: `columns` when given, else every column but the
+    dropped ones and the label. A column named like labels (`LABEL_LIKE`) is never silently a
+    feature: it must be named by --label-column, --drop-columns or --columns."""
+    for flag, given in (("--columns", columns), ("--drop-columns", drop_columns)):
+        if isinstance(given, str):  # DataConfig(columns="a,b") would pick the letters
+            raise DataError(f"{flag}: expected a tuple of column names, got the string {given!r}")
+    repeated = sorted({n for n in header if list(header).count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: column names repeat in the header: {repeated}")
+    asked = [*(columns or ()), *drop_columns, *([label_column] if label_column else [])]
+    unknown = [c for c in dict.fromkeys(asked) if c not in header]
+    if unknown:
+        raise DataError(
+            f"{path}: no column named {', '.join(map(repr, unknown))}; the header has {list(header)}"
+        )
+    if label_column is not None and columns and label_column in columns:
+        raise DataError(
+            f"{path}: column {label_column!r} is both the label (--label-column) and a feature (--columns)"
+        )
+    if columns:
+        features = [c for c in columns if c not in drop_columns]
+    else:
+        features = [c for c in header if c not in drop_columns and c != label_column]
+        for c in features:
+            flag = shlex.quote(c)
+            if c.strip().lower() in LABEL_LIKE:
+                raise DataError(
+                    f"{path}: column {c!r} looks like labels, not a feature; pass --label-column {flag} to "
+                    f"use it as the labels (--classes, evaluate), --drop-columns {flag} to leave it out, "
+                    "or list the features with --columns"
+                )
+            if c.strip().lower() in ID_LIKE:
+                raise DataError(
+                    f"{path}: column {c!r} looks like row ids, not a feature; pass --drop-columns {flag} "
+                    "to leave it out, or list the features with --columns"
+                )
+    if not features:
+        raise DataError(f"{path}: no feature columns left (--columns / --drop-columns leave none)")
+    return features
+
+
+def _cell_error(path: Path, where: str, name: str, value: str, flag: bool) -> DataError:
+    """A feature cell that is not a finite number: name the line (or row), the column and the fix
+    (`flag`: the table has a header, so --drop-columns can name the column)."""
+    column = f"column {name!r}" if flag else f"column {name}"
+    fix = f"; leave the column out with --drop-columns {shlex.quote(name)}" if flag else ""
+    text = value.strip()
+    if not text:
+        return DataError(f"{path}: {where}: {column} is empty; fill the cell{fix}")
+    if _is_float(text):
+        return DataError(f"{path}: {where}: {column} is {text!r}, not a finite number{fix}")
+    return DataError(f"{path}: {where}: {column} holds text {text!r}, not a number{fix}")
+
+
+def _label_of(path: Path, where: str, name: str, value: str) -> int:
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or not number.is_integer():
+        shown = "empty" if not text else repr(text)
+        raise DataError(
+            f"{path}: {where}: label column {name!r} is {shown}; labels must be integers "
+            "(--classes and evaluate compare them)"
+        )
+    return int(number)
+
+
+def _read_csv(
+    path: Path,
+    columns: Sequence[str] | None = None,
+    drop_columns: Sequence[str] = (),
+    label_column: str | None = None,
+) -> Table:
+    """A CSV's rows. The first line is the header unless every field of it is a number; feature
+    cells must be finite numbers, and a bad one names its line and column."""
+    records: list[tuple[int, list[str]]] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            for record in reader:
+                if record and any(c.strip() for c in record):
+                    records.append((reader.line_num, record))
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file: {exc}") from None
+    if not records:
+        raise DataError(f"{path}: no rows")
+    first = records[0][1]
+    header: list[str] | None = None
+    if not all(_is_float(c) for c in first):
+        header = [c.strip() for c in first]
+        records = records[1:]
+    named = bool(columns or drop_columns or label_column)
+    if header is None and named:
+        raise DataError(
+            f"{path}: --columns, --drop-columns and --label-column need a header line of column names"
+        )
+    width = len(header) if header is not None else len(first)
+    if header is not None:
+        features = choose_columns(path, header, columns, drop_columns, label_column)
+        index = [header.index(c) for c in features]
+        names = header
+    else:
+        index = list(range(width))
+        names = [str(j + 1) for j in range(width)]  # 1-based positions
     rows: list[list[float]] = []
-    width = None
-    header: tuple[str, ...] | None = None
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        for lineno, record in enumerate(reader, start=1):
-            if not record or all(not c.strip() for c in record):
-                continue
-            try:
-                values = [float(c) for c in record]
-            except ValueError:
-                if lineno == 1 and not rows:  # a header line: the column names
-                    header = tuple(c.strip() for c in record)
-                    continue
-                bad = next(c for c in record if not _is_float(c))
-                raise DataError(f"{path}: line {lineno}: {bad!r} is not a number") from None
-            if width is None:
-                width = len(values)
-            elif len(values) != width:
-                raise DataError(f"{path}: line {lineno} has {len(values)} columns, expected {width}")
-            if not all(np.isfinite(values)):
-                raise DataError(f"{path}: line {lineno} contains NaN or infinity")
-            rows.append(values)
+    labels: list[int] = []
+    at = header.index(label_column) if header is not None and label_column else None
+    for lineno, record in records:
+        if len(record) != width:
+            raise DataError(f"{path}: line {lineno} has {len(record)} columns, expected {width}")
+        try:
+            rows.append([float(record[j]) for j in index])
+        except ValueError:
+            j = next(j for j in index if not _is_float(record[j]))
+            raise _cell_error(path, f"line {lineno}", names[j], record[j], header is not None) from None
+        if at is not None:
+            labels.append(_label_of(path, f"line {lineno}", names[at], record[at]))
     if not rows:
         raise DataError(f"{path}: no rows")
-    return np.asarray(rows, dtype=np.float32), header if header and len(header) == width else None
+    X = np.asarray(rows, dtype=np.float32)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, k = (int(v) for v in np.argwhere(bad)[0])
+        j = index[k]
+        lineno, record = records[i]
+        raise _cell_error(path, f"line {lineno}", names[j], record[j], header is not None)
+    out_names = tuple(header[j] for j in index) if header is not None else None
+    return Table(X, out_names, np.asarray(labels, dtype=np.int64) if at is not None else None)
 
 
 def _is_float(text: str) -> bool:
@@ -285,19 +414,63 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _read_parquet(path: Path) -> tuple[F32, tuple[str, ...]]:
+def _read_parquet(
+    path: Path,
+    columns: Sequence[str] | None = None,
+    drop_columns: Sequence[str] = (),
+    label_column: str | None = None,
+) -> Table:
+    """A parquet file's rows; numeric (and boolean) columns only, no nulls, no NaN. A bad cell
+    names its column and row (0-based)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    cols = []
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        try:
-            cols.append(column.to_numpy(zero_copy_only=False).astype(np.float32))
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{path}: column {name!r} is not numeric ({column.type})") from exc
-    if not cols:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+    if not table.column_names:
         raise DataError(f"{path}: no columns")
-    return check_matrix(np.stack(cols, axis=1), path), tuple(table.column_names)
+    features = choose_columns(path, table.column_names, columns, drop_columns, label_column)
+    cols = []
+    for name in features:
+        column = table.column(name)
+        kind = column.type
+        flag = shlex.quote(name)
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        if not (numeric or pa.types.is_decimal(kind)):
+            raise DataError(
+                f"{path}: row 0: column {name!r} holds {kind}, not numbers; leave it out with "
+                f"--drop-columns {flag}"
+            )
+        if column.null_count:
+            i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+            raise DataError(
+                f"{path}: row {i}: column {name!r} is empty (null); fill the cell; leave the column out "
+                f"with --drop-columns {flag}"
+            )
+        values = column.to_numpy(zero_copy_only=False).astype(np.float32)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"{path}: row {i}: column {name!r} is {values[i]}, not a finite number; leave the "
+                f"column out with --drop-columns {flag}"
+            )
+        cols.append(values)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no rows")
+    y = None
+    if label_column is not None:
+        raw = table.column(label_column).to_pylist()
+        y = np.asarray(
+            [
+                _label_of(path, f"row {i}", label_column, "" if v is None else str(v))
+                for i, v in enumerate(raw)
+            ],
+            dtype=np.int64,
+        )
+    return Table(np.stack(cols, axis=1), tuple(features), y)
 
 
 def _read_images(folder: Path) -> F32:
@@ -325,14 +498,19 @@ def _read_images(folder: Path) -> F32:
     return np.stack(arrays)
 
 
-def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset:
+def _user_file(path: Path, layout: Layout | None, mmap: bool = False, **pick: Any) -> Dataset:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    suffix = "" if path.is_dir() else path.suffix.lower()
+    if suffix not in (".csv", ".parquet") and any(pick.values()):
+        raise DataError(
+            f"{path}: --columns, --drop-columns and --label-column apply to .csv and .parquet files only"
+        )
     if path.is_dir():
         X = _read_images(path)
         return Dataset(path.name, X, None, "image", source=str(path))
-    suffix = path.suffix.lower()
     names: tuple[str, ...] | None = None
+    y: I64 | None = None
     if suffix == ".npy":
         try:
             raw = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
@@ -346,17 +524,19 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
             X = raw
         else:
             X = check_matrix(raw, path)
-    elif suffix == ".csv":
-        X, names = _read_csv(path)
-    elif suffix == ".parquet":
-        X, names = _read_parquet(path)
+    elif suffix in (".csv", ".parquet"):
+        table = (_read_csv if suffix == ".csv" else _read_parquet)(path, **pick)
+        X, names, y = table.X, table.names, table.y
     else:
         raise DataError(
             f"{path}: unsupported file type {suffix!r}; expected .npy, .csv, .parquet or a folder of images"
         )
     if X.ndim == 1:
         X = X.reshape(-1, 1)
-    return Dataset(path.stem, X, None, guess_layout(X, layout), source=str(path), feature_names=names)
+    label = pick.get("label_column")
+    return Dataset(
+        path.stem, X, y, guess_layout(X, layout), source=str(path), feature_names=names, label_column=label
+    )
 
 
 def guess_layout(X: npt.NDArray[np.generic], layout: Layout | None = None) -> Layout:
@@ -448,18 +628,26 @@ def load_dataset(
     download: bool = True,
     layout: Layout | None = None,
     mmap: bool = False,
+    columns: Sequence[str] | None = None,
+    drop_columns: Sequence[str] = (),
+    label_column: str | None = None,
 ) -> Dataset:
     """Load an embedded data set, an IDX data set, or a user file / image folder by path.
 
     With `mmap`, a .npy file is memory-mapped instead of read (for files larger than memory).
+    A .csv / .parquet table's features are picked by name (`choose_columns`): `columns`, else every
+    column but `drop_columns` and `label_column`, whose integer values become the labels y.
     """
-    if name in EMBEDDED:
-        return _embedded(name, seed)
-    if name in IDX_DATASETS:
-        return _idx_dataset(name, data_dir, download)
+    pick: dict[str, Any] = {"columns": columns, "drop_columns": drop_columns, "label_column": label_column}
+    if name in EMBEDDED or name in IDX_DATASETS:
+        if any(pick.values()):
+            raise DataError(
+                f"{name}: --columns, --drop-columns and --label-column apply to .csv and .parquet files only"
+            )
+        return _embedded(name, seed) if name in EMBEDDED else _idx_dataset(name, data_dir, download)
     path = Path(name)
     if path.suffix or path.exists() or os.sep in name:
-        return _user_file(path, layout, mmap)
+        return _user_file(path, layout, mmap, **pick)
     raise DataError(
         f"unknown dataset {name!r}; expected one of {[*EMBEDDED, *IDX_DATASETS]} "
         "or a path to a .npy / .csv / .parquet file or a folder of images"
@@ -471,13 +659,21 @@ def filter_classes(ds: Dataset, classes: list[int] | None) -> tuple[F32, I64 | N
     if not classes:
         return ds.X, ds.y
     if ds.y is None:
-        raise DataError(f"{ds.name}: --classes needs a labelled data set; this one has no labels")
+        hint = _label_hint(ds)
+        raise DataError(f"{ds.name}: --classes needs a labelled data set; this one has no labels{hint}")
     known = sorted(set(ds.y.tolist()))
     unknown = [c for c in classes if c not in known]
     if unknown:
         raise DataError(f"{ds.name}: classes {unknown} do not occur; labels are {known}")
     keep = np.isin(ds.y, classes)
     return ds.X[keep], ds.y[keep]
+
+
+def _label_hint(ds: Dataset) -> str:
+    """For a table: which flag gives it labels."""
+    if Path(ds.source).suffix.lower() in (".csv", ".parquet"):
+        return "; name its column of labels with --label-column NAME"
+    return ""
 
 
 def split(

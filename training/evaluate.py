@@ -63,6 +63,11 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="labels that count as normal, e.g. 3 or 0,8 (default: the classes the model trained on)",
     )
+    p.add_argument(
+        "--label-column",
+        default=None,
+        help=".csv / .parquet: the column of integer labels (default: the one the model trained with)",
+    )
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--data-dir", type=Path, default=None, help="folder with the IDX .gz files")
     p.add_argument(
@@ -138,7 +143,9 @@ def evaluation_rows(manifest: Manifest, ds: Dataset, normal_classes: list[int]) 
         X, y = ds.X_test, ds.y_test
         what = f"the {ds.name} test split ({len(X)} rows)"
     elif ds.y is None:
-        raise EvaluationError(f"{ds.name}: evaluate needs a labelled data set; this one has no labels")
+        table = Path(ds.source).suffix.lower() in (".csv", ".parquet")
+        hint = "; name its column of labels with --label-column NAME" if table else ""
+        raise EvaluationError(f"{ds.name}: evaluate needs a labelled data set; this one has no labels{hint}")
     elif ds.name == manifest.data.dataset:
         keep = np.ones(len(ds.y), dtype=bool)
         keep[_training_rows(manifest, ds)] = False
@@ -262,11 +269,24 @@ def evaluate(
     allow_pickle: bool = False,
     download: bool = True,
     save: bool = True,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
-    """Score the held-out rows with the served artifact and return (and save) the report."""
+    """Score the held-out rows with the served artifact and return (and save) the report.
+
+    A .csv / .parquet table's features are picked by the manifest's feature names (any column
+    order), its labels from `label_column` (default: the column the model trained with)."""
     manifest, folder = resolve_version(models_dir, ref)
     runtime = load_runtime(manifest, folder, allow_pickle=allow_pickle)
-    ds = load_dataset(dataset, data_dir=data_dir, seed=manifest.data.seed, download=download)
+    table = Path(dataset).suffix.lower() in (".csv", ".parquet")
+    names = manifest.input.feature_names if table else None
+    ds = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        seed=manifest.data.seed,
+        download=download,
+        columns=names,
+        label_column=(label_column or manifest.data.label_column) if table else label_column,
+    )
     normal = list(normal_classes) if normal_classes else manifest.data.classes
     if not normal:
         raise EvaluationError(
@@ -302,6 +322,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         allow_pickle=args.allow_pickle,
         download=args.download,
+        label_column=args.label_column,
     )
     if args.json:
         print(json.dumps(report))

@@ -190,6 +190,7 @@ def build_manifest(
                 rows_calibration=len(sp.X_cal),
                 classes=run.classes,
                 seed=run.seed,
+                label_column=ds.label_column,
             ),
             "metrics": Metrics.model_validate(metrics),
             "score": est.score_spec_,

@@ -5,10 +5,12 @@
     python -m latentserve_client score ...     (the same as latentserve-score ...)
     python -m latentserve_client models --url URL [--api-key K]
 
-INPUT is `.npy` (rows on the first axis), `.csv` or `.parquet` (the numeric columns are the
-features; every original column is kept). OUTPUT's suffix picks its format: `.csv` (default:
-`<INPUT stem>.scores.csv`), `.parquet`, or `.npy` (a structured array). Failures exit 1 with one
-`error:` line; bad arguments exit 2.
+INPUT is `.npy` (rows on the first axis), `.csv` or `.parquet`. A header that names the model's
+features (its manifest's `input.feature_names`) picks them by name, in any column order; else the
+numeric columns are the features, by position. Every original column is kept in the output.
+OUTPUT's suffix picks its format: `.csv` (default: `<INPUT stem>.scores.csv`), `.parquet`, or
+`.npy` (a structured array). Failures exit 1 with one `error:` line; bad arguments and a file
+that lacks one of the model's feature columns exit 2.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from latentserve_client._client import Client, ClientError, ServiceUnreachable
 from latentserve_client._scoring import score_file
-from latentserve_client._tables import InputError
+from latentserve_client._tables import InputError, MissingColumns
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,6 +113,9 @@ def _run(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 progress=not args.quiet,
             )
+    except MissingColumns as exc:  # a usage error: the file does not fit the model
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -129,9 +134,10 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     if summary.dropped:
         print(f"note: text columns left out of the .npy output: {list(summary.dropped)}", file=sys.stderr)
+    matched = " (columns matched by name)" if summary.by_name else ""
     print(
-        f"scored {summary.rows} rows with {summary.model} v{summary.version} in {summary.seconds:.1f} s: "
-        f"{summary.anomalies} anomalies -> {summary.output}",
+        f"scored {summary.rows} rows{matched} with {summary.model} v{summary.version} in "
+        f"{summary.seconds:.1f} s: {summary.anomalies} anomalies -> {summary.output}",
         file=sys.stderr,
     )
     print(summary.output)

@@ -4,6 +4,11 @@
     │                         and the server's error `type`, `field`, `details` when it sent them
     └── ServiceUnreachable    no HTTP answer after every retry (refused, reset, timed out)
 
+Rows go by position (an array), or by column name: a pandas DataFrame or a mapping of column name
+to values is put into the model's feature order (its manifest's `input.feature_names`, one GET
+/models/{name}); other columns are left out, a missing feature is a ClientError naming it. A
+DataFrame for a model without feature names goes by position.
+
 4xx answers are raised at once; 5xx answers and transport errors are retried `retries` times with
 exponential backoff (`backoff`, 2 x `backoff`, 4 x `backoff`, ...). Inference is a pure function of
 the request, so repeating a POST is safe.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -25,6 +31,7 @@ NPY = "application/x-npy"
 NPZ = "application/x-npz"
 
 Array = npt.NDArray[Any]
+Rows = npt.ArrayLike | Mapping[str, npt.ArrayLike]  # by position, or by column name (a DataFrame is both)
 
 
 class ClientError(Exception):
@@ -123,6 +130,10 @@ class Client:
         detail: dict[str, Any] = self._request("GET", f"/models/{name}").json()
         return detail
 
+    def feature_names(self, model: str, version: int | None = None) -> list[str] | None:
+        """The column names the model was trained on (its manifest's `input.feature_names`), or None."""
+        return feature_names_of(self.model(model), version)
+
     def ready(self) -> bool:
         """Whether the service answers /health/ready with 200 (one try, no retries)."""
         try:
@@ -131,29 +142,33 @@ class Client:
             return False
 
     # ---- inference -------------------------------------------------------------------------------
-    def encode(self, model: str, X: npt.ArrayLike, version: int | None = None) -> Array:
+    def encode(self, model: str, X: Rows, version: int | None = None) -> Array:
         """Latent codes `Z (n, latent_dim)` of rows `X (n, *input_shape)` or flat rows."""
-        return _load_npy(self._infer("/encode", model, version, X, NPY).content)
+        return _load_npy(
+            self._infer("/encode", model, version, self._by_name(model, version, X), NPY).content
+        )
 
     def decode(self, model: str, Z: npt.ArrayLike, version: int | None = None) -> Array:
         """Rows `X_hat (n, *input_shape)` decoded from codes `Z (n, latent_dim)`."""
         return _load_npy(self._infer("/decode", model, version, Z, NPY).content)
 
-    def reconstruct(self, model: str, X: npt.ArrayLike, version: int | None = None) -> tuple[Array, Array]:
+    def reconstruct(self, model: str, X: Rows, version: int | None = None) -> tuple[Array, Array]:
         """`(X_hat, errors)`: reconstructions shaped like `X` and the reconstruction error of each row."""
-        arrays = _load_npz(self._infer("/reconstruct", model, version, X, NPZ).content)
+        arrays = _load_npz(
+            self._infer("/reconstruct", model, version, self._by_name(model, version, X), NPZ).content
+        )
         return arrays["reconstructions"], arrays["errors"]
 
     def anomaly_score(
         self,
         model: str,
-        X: npt.ArrayLike,
+        X: Rows,
         version: int | None = None,
         threshold: float | None = None,
     ) -> AnomalyScores:
         """Scores, p-values and anomaly flags of rows `X` against the model's (or the given) threshold."""
         extra = {} if threshold is None else {"threshold": repr(float(threshold))}
-        response = self._infer("/anomaly-score", model, version, X, NPZ, extra)
+        response = self._infer("/anomaly-score", model, version, self._by_name(model, version, X), NPZ, extra)
         arrays = _load_npz(response.content)
         return AnomalyScores(
             scores=arrays["scores"],
@@ -165,6 +180,29 @@ class Client:
         )
 
     # ---- plumbing --------------------------------------------------------------------------------
+    def _by_name(self, model: str, version: int | None, X: Rows) -> npt.ArrayLike:
+        """Rows with named columns (a DataFrame, a mapping) in the model's feature order; arrays as sent."""
+        table: Any = X  # a Mapping, or a DataFrame (anything with `columns` and [name])
+        if isinstance(X, Mapping):
+            columns = [str(c) for c in X]
+        elif hasattr(X, "columns") and not isinstance(X, np.ndarray):
+            columns = [str(c) for c in table.columns]
+        else:
+            return X  # type: ignore[return-value]
+        names = self.feature_names(model, version)
+        if names is None:
+            if isinstance(X, Mapping):
+                raise ClientError(
+                    f"model {model!r} records no feature names, so columns cannot be matched by name; "
+                    "send an array whose columns are in training order"
+                )
+            return np.asarray(X)
+        missing = [n for n in names if n not in columns]
+        if missing:
+            shown = ", ".join(repr(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ClientError(f"no column named {shown}; model {model!r} needs every one of its features")
+        return np.column_stack([np.asarray(table[n], dtype=np.float64) for n in names])
+
     def _infer(
         self,
         path: str,
@@ -206,6 +244,17 @@ class Client:
                     raise _error(response)
             time.sleep(self.backoff * (2**attempt))
             attempt += 1
+
+
+def feature_names_of(detail: dict[str, Any], version: int | None = None) -> list[str] | None:
+    """The feature names in a GET /models/{name} answer, of `version` (default: the latest)."""
+    wanted = version if version is not None else detail.get("latest")
+    for entry in detail.get("versions", []):
+        manifest = entry.get("manifest") or {}
+        if entry.get("version") == wanted:
+            names = manifest.get("input", {}).get("feature_names")
+            return [str(n) for n in names] if names else None
+    return None
 
 
 def _describe(exc: httpx.TransportError) -> str:

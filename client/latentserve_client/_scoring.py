@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from latentserve_client._client import AnomalyScores, Client, ClientError
+from latentserve_client._client import AnomalyScores, Client, ClientError, feature_names_of
 from latentserve_client._tables import Chunk, InputError, NpyWriter, open_input, open_output
 
 
@@ -32,6 +32,7 @@ class ScoreSummary:
     model: str  # the model that answered
     version: int  # and its version
     dropped: tuple[str, ...] = ()  # text columns a .npy output could not hold
+    by_name: bool = False  # the features were matched to the model's feature names by the header
 
 
 def default_output(path: Path) -> Path:
@@ -107,7 +108,8 @@ def score_file(
         raise InputError(f"{output}: the folder {output.parent} does not exist")
     reader = open_input(path, chunk_rows)
     try:
-        client.model(model)  # fail fast on an unknown model or an unreachable service
+        detail = client.model(model)  # fail fast on an unknown model or an unreachable service
+        by_name = reader.match(feature_names_of(detail, version))
         tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
         writer = open_output(tmp, output, reader)
     except BaseException:
@@ -165,4 +167,5 @@ def score_file(
         model=answered.model if answered is not None else model,
         version=answered.version if answered is not None else 0,
         dropped=dropped,
+        by_name=by_name,
     )

@@ -1,7 +1,12 @@
 """Row files in chunks (`.npy`, `.csv`, `.parquet`) and the scored copies written back.
 
 A reader yields `Chunk`s: the float features the model takes plus the original columns, which the
-writer carries into the output beside `score`, `p_value` and `is_anomaly`. Nothing is read whole:
+writer carries into the output beside `score`, `p_value` and `is_anomaly`. Given the model's
+feature names (`Reader.match`), a CSV / parquet header that names any of them picks the features
+by name, in the model's order, whatever the file's column order; every other column (an id, a
+label) is only carried through, and a feature the file lacks is refused (`MissingColumns`). A
+header naming none of them, a CSV without a header, and a model without names keep the features
+by position: the numeric columns in file order. Nothing is read whole:
 `.npy` is memory-mapped, `.csv` read line by line, `.parquet` by record batches. A bad row raises
 `InputError` naming the file and the row (CSV: its line number). pyarrow is imported only for
 parquet, so `.npy` and `.csv` need numpy alone.
@@ -29,6 +34,30 @@ class InputError(ValueError):
     """The input (or output) file cannot be used; the message is one line naming file and row."""
 
 
+class MissingColumns(InputError):  # noqa: N818 (named for the condition, like ServiceUnreachable)
+    """The file's header names some of the model's features but lacks others: a usage error."""
+
+    def __init__(self, path: Path, missing: list[str]) -> None:
+        shown = ", ".join(repr(n) for n in missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        super().__init__(
+            f"{path}: no column named {shown}; the model's features are matched to the header by name"
+        )
+        self.missing = missing
+
+
+def match_names(path: Path, header: list[str], feature_names: list[str] | None) -> list[int] | None:
+    """The header positions of the model's features in the model's order; None (by position) when
+    the model has no names or the header names none of them; MissingColumns when it names some."""
+    if not feature_names or not set(header) & set(feature_names):
+        return None
+    missing = [n for n in feature_names if n not in header]
+    if missing:
+        raise MissingColumns(path, missing)
+    return [header.index(n) for n in feature_names]
+
+
 @dataclass
 class Chunk:
     """Consecutive rows of the input: `start` is the index of the first one (0-based)."""
@@ -47,6 +76,10 @@ class Reader(Protocol):
     path: Path
     header: list[str]  # the original column names carried to the output ([] for .npy)
     total: int | None  # number of rows when known up front
+
+    def match(self, feature_names: list[str] | None) -> bool:
+        """Pick the features by the model's names when the header names them; True when it did."""
+        ...
 
     def chunks(self) -> Iterator[Chunk]: ...
 
@@ -120,6 +153,9 @@ class NpyReader:
             )
         self.total: int | None = len(self._A)
 
+    def match(self, feature_names: list[str] | None) -> bool:
+        return False  # a .npy array has no column names: rows by position
+
     def chunks(self) -> Iterator[Chunk]:
         for start in range(0, len(self._A), self.chunk_rows):
             X = np.array(self._A[start : start + self.chunk_rows])
@@ -172,6 +208,10 @@ class CsvReader:
             self._file.close()
             raise InputError(f"{path}: line 1: column names repeat: {self.header}")
         self.features: list[int] | None = None
+
+    def match(self, feature_names: list[str] | None) -> bool:
+        self.features = match_names(self.path, self.header, feature_names)
+        return self.features is not None
 
     def _read(self) -> list[tuple[int, list[str]]]:
         rows, self._pending = self._pending, []
@@ -280,6 +320,19 @@ class ParquetReader:
         if not self.features:
             raise InputError(f"{path}: no numeric columns to score among {self.header}")
         self.total: int | None = self._file.metadata.num_rows
+        self._numeric = list(self.features)
+
+    def match(self, feature_names: list[str] | None) -> bool:
+        picked = match_names(self.path, self.header, feature_names)
+        if picked is None:
+            return False
+        names = [self.header[j] for j in picked]
+        text = [n for n in names if n not in self._numeric]
+        if text:
+            kind = self._file.schema_arrow.field(text[0]).type
+            raise InputError(f"{self.path}: column {text[0]!r} holds {kind}, not numbers")
+        self.features = names
+        return True
 
     def chunks(self) -> Iterator[Chunk]:
         start = 0

@@ -4,6 +4,7 @@
   Content-Encoding, and validating the options envelope;
 - `jsonbody`: JSON bodies into arrays (orjson; simdjson for large batches of flat rows);
 - `npy`: `.npy` bodies read without a copy, `.npy` / `.npz` answers;
+- `table`: rows by column name (JSON records, `text/csv` with a header) ordered by the manifest;
 - `images`: PNG / JPEG files of a multipart form in, one PNG row out;
 - `negotiation`: the answer's media type from Accept, and the answers: results and errors.
 """
@@ -26,7 +27,7 @@ from service.codecs.jsonbody import (
     read_json,
     rows_to_array,
 )
-from service.codecs.media import JSON, MULTIPART, NPY, NPZ, PNG
+from service.codecs.media import CSV, JSON, MULTIPART, NPY, NPZ, PNG
 from service.codecs.negotiation import (
     Result,
     encode_response,
@@ -35,8 +36,10 @@ from service.codecs.negotiation import (
     negotiate,
 )
 from service.codecs.npy import load_npy, npy_bytes, npz_bytes
+from service.codecs.table import NamedRows, is_records, load_csv, records_to_rows
 
 __all__ = [
+    "CSV",
     "FAST_JSON_MIN_BYTES",
     "JSON",
     "MULTIPART",
@@ -44,6 +47,7 @@ __all__ = [
     "NPZ",
     "PNG",
     "ImageFile",
+    "NamedRows",
     "Result",
     "body_too_large",
     "check_content_encoding",
@@ -54,6 +58,8 @@ __all__ = [
     "has_array_boolean",
     "images_to_array",
     "internal_error_response",
+    "is_records",
+    "load_csv",
     "load_json",
     "load_json_rows",
     "load_npy",
@@ -65,6 +71,7 @@ __all__ = [
     "read_body",
     "read_images",
     "read_json",
+    "records_to_rows",
     "rows_to_array",
     "validate_options",
 ]

@@ -2,6 +2,7 @@
 
 JSON = "application/json"
 NPY = "application/x-npy"
+CSV = "text/csv"
 NPZ = "application/x-npz"
 PNG = "image/png"
 MULTIPART = "multipart/form-data"

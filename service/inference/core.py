@@ -14,7 +14,7 @@ from starlette.responses import Response
 from service import codecs, oip
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission, Ticket
 from service.batching import Batcher, Outputs
-from service.codecs import JSON
+from service.codecs import CSV, JSON
 from service.errors import ClientClosed, PayloadTooLarge
 from service.inference.intake import Intake
 from service.inference.limits import JSON_VALUE_BYTES, Limits
@@ -79,7 +79,7 @@ class InferenceService:
                 size = int(declared) if declared is not None and declared.isdigit() else None
                 if size is not None and size > self.limits.body(kind):
                     raise self.limits.too_large(kind, size)
-                ticket = self.admission.enter(size, JSON_WEIGHT if kind == JSON else BINARY_WEIGHT)
+                ticket = self.admission.enter(size, JSON_WEIGHT if kind in (JSON, CSV) else BINARY_WEIGHT)
                 parsed = await self.intake.read(request, kind, ticket, path or {})
             except ClientDisconnect:
                 closed = ClientClosed("the client closed the connection before its body was read")

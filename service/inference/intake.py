@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from service import codecs, oip
 from service.admission import Ticket
-from service.codecs import JSON, MULTIPART, NPY
+from service.codecs import CSV, JSON, MULTIPART, NPY, NamedRows
 from service.errors import NotReady, Timeout, UnsupportedMediaType
 from service.inference.limits import Limits
 from service.inference.metering import Labels
@@ -124,7 +124,7 @@ class Intake:
             data, rows = self._parse_in_pool(verb, verb.field, parsed.body, parsed.deadline)
         else:  # booleans: the rows are walked for them
             data, rows, parsed.booleans = codecs.read_json(parsed.body, verb.field)
-        if isinstance(rows, (list, np.ndarray, BadRows)):  # before a large list becomes an array
+        if isinstance(rows, (list, np.ndarray, BadRows, NamedRows)):  # before a large list becomes an array
             self.limits.check_rows(len(rows), verb.field)
         return codecs.validate_options(verb.options, data, "body"), rows
 
@@ -144,9 +144,16 @@ class Intake:
         if isinstance(rows, BadRows):  # found by a JSON worker; raised where the rows are converted
             raise rows.error
         if parsed.kind == JSON:
+            if codecs.is_records(rows):  # rows by name: one check on the first row
+                rows = codecs.records_to_rows(rows, verb.field)  # type: ignore[arg-type]
+            if isinstance(rows, NamedRows):
+                return rows.ordered(runtime.manifest, verb.field)
             return codecs.rows_to_array(rows, verb.field, parsed.booleans)
         if parsed.kind == NPY:
             return codecs.load_npy(parsed.body, verb.field)
+        if parsed.kind == CSV:
+            table = codecs.load_csv(parsed.body, verb.field)
+            return table.ordered(runtime.manifest, "body") if isinstance(table, NamedRows) else table
         assert parsed.images is not None
         return codecs.images_to_array(
             parsed.images,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from service import codecs
 from service.admission import Ticket
-from service.codecs import JSON
+from service.codecs import CSV, JSON
 from service.errors import JsonAnswerTooLarge, JsonBodyTooLarge, PayloadTooLarge
 from service.inference.verbs import Job
 from service.settings import Settings
@@ -19,8 +19,9 @@ class Limits:
         self.settings = settings
 
     def body(self, kind: str) -> int:
-        """The largest body of this kind: MAX_BODY_BYTES, and MAX_JSON_BODY_BYTES for JSON."""
-        if kind == JSON:
+        """The largest body of this kind: MAX_BODY_BYTES, and MAX_JSON_BODY_BYTES for JSON and CSV
+        (text parsed into Python values while holding the GIL)."""
+        if kind in (JSON, CSV):
             return min(self.settings.max_body_bytes, self.settings.max_json_body_bytes)
         return self.settings.max_body_bytes
 

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from service import codecs, oip
 from service.admission import Ticket
 from service.batching import Outputs
-from service.codecs import JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
+from service.codecs import CSV, JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
 from service.errors import LatentServeError
 from service.manifest import Manifest
 from service.runtime import ModelRuntime
@@ -203,7 +203,7 @@ def _scored_per_row(m: Manifest, opts: AnomalyScoreOptions) -> int:
     return 3 + (m.input.size if opts.return_feature_errors else 0)  # score, is_anomaly, p_value
 
 
-_ROWS_IN = (JSON, NPY, MULTIPART)
+_ROWS_IN = (JSON, NPY, MULTIPART, CSV)
 _ANY_OUT = (JSON, NPY, NPZ, PNG)
 VERBS: dict[str, Verb] = {
     v.name: v

@@ -346,3 +346,93 @@ def test_a_csv_header_becomes_the_manifests_feature_names(tmp_path: Path) -> Non
     assert main([*argv, "--n-components", "2"]) == 0
     manifest = Manifest.read(tmp_path / "rows" / "1")
     assert manifest.input.feature_names == ["height", "width", "depth", "mass"]
+
+
+# ---- tables by column name -------------------------------------------------------------------
+def _cancer_csv(path: Path, order: list[int] | None = None) -> list[str]:
+    """The breast-cancer table as a user has it: an id, the 30 features (in `order`), the label
+    `target` (1 benign, 0 malignant) and a text column; returns the feature names."""
+    import csv
+
+    from sklearn.datasets import load_breast_cancer
+
+    bc = load_breast_cancer()
+    names = [str(n) for n in bc.feature_names]
+    order = order if order is not None else list(range(len(names)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", *(names[j] for j in order), "target", "notes"])
+        for i, (row, y) in enumerate(zip(bc.data, bc.target, strict=True)):
+            w.writerow([i, *(repr(float(row[j])) for j in order), int(y), f"patient {i}"])
+    return names
+
+
+def test_fit_a_table_by_name_one_class_on_its_label_column_and_evaluate_on_those_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    data = tmp_path / "a" / "cancer.csv"
+    names = _cancer_csv(data)
+    table = ["--drop-columns", "id,notes", "--label-column", "target"]
+    argv = fit_argv(
+        "pca", str(data), "bc", tmp_path / "models", *table, "--classes", "1", "--n-components", "0.9"
+    )
+    assert main(argv) == 0
+    m = Manifest.read(tmp_path / "models" / "bc" / "1")
+    assert m.input.feature_names == names and m.data.label_column == "target" and m.data.classes == [1]
+    assert m.data.rows_train + m.data.rows_validation + m.data.rows_calibration == 357  # the benign rows
+    capsys.readouterr()
+    evaluate = ["evaluate", "--name", "bc", "--models-dir", str(tmp_path / "models"), "--json"]
+    assert main([*evaluate, "--dataset", str(data)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["normal_classes"] == [1] and report["n_anomalies"] == 212  # every malignant row
+    assert report["auroc"] > 0.9
+    # the same table with its columns shuffled (same file name: the same held-out rows) evaluates the same
+    order = [int(j) for j in np.random.default_rng(0).permutation(len(names))]
+    _cancer_csv(tmp_path / "b" / "cancer.csv", order)
+    assert main([*evaluate, "--dataset", str(tmp_path / "b" / "cancer.csv")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["auroc"] == pytest.approx(report["auroc"], abs=1e-6) and again["n_rows"] == report["n_rows"]
+
+
+def test_a_table_fit_refuses_label_text_and_unknown_columns_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "cancer.csv"
+    _cancer_csv(data)
+    base = fit_argv("pca", str(data), "bc", tmp_path / "models")
+    cases = [
+        ([], "column 'id' looks like row ids, not a feature; pass --drop-columns id"),
+        (
+            ["--drop-columns", "id,notes"],
+            "column 'target' looks like labels, not a feature; pass --label-column target",
+        ),
+        (
+            ["--drop-columns", "id", "--label-column", "target"],
+            "line 2: column 'notes' holds text 'patient 0'",
+        ),
+        (["--columns", "mean radius,radius mean"], "no column named 'radius mean'"),
+        (
+            ["--columns", "mean radius", "--classes", "1"],
+            "no labels; name its column of labels with --label-column",
+        ),
+    ]
+    for extra, message in cases:
+        code, stderr = run_cli([*base, *extra], capsys)
+        assert code == 2 and stderr.count("\n") == 1 and message in stderr, stderr
+    assert not (tmp_path / "models" / "bc").exists()
+
+
+def test_the_python_api_takes_the_table_choices(tmp_path: Path) -> None:
+    from training import DataConfig, fit
+
+    data = tmp_path / "cancer.csv"
+    _cancer_csv(data)
+    cols = ("mean radius", "mean texture", "worst area")
+    folder = fit(
+        "pca", DataConfig(str(data), columns=cols, label_column="target"), name="bc3", models_dir=tmp_path
+    )
+    m = Manifest.read(folder)
+    assert m.input.feature_names == list(cols) and m.input.shape == [3] and m.data.label_column == "target"

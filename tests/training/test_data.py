@@ -118,8 +118,8 @@ def test_image_folder_loads(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("1,2,3\n4,5\n", r"line 2 has 2 columns, expected 3"),
-        ("1,2,3\n4,x,6\n", r"line 2: 'x' is not a number"),
-        ("1,2,3\n4,nan,6\n", r"line 2 contains NaN or infinity"),
+        ("1,2,3\n4,x,6\n", r"line 2: column 2 holds text 'x', not a number"),
+        ("1,2,3\n4,nan,6\n", r"line 2: column 2 is 'nan', not a finite number"),
         ("", r"no rows"),
     ],
 )
@@ -162,3 +162,123 @@ def test_class_filter_and_seeded_split() -> None:
         filter_classes(ds, [11])
     with pytest.raises(DataError, match="needs a labelled data set"):
         filter_classes(load_dataset("gaussian-2d"), [1])
+
+
+# ---- tables by column name -------------------------------------------------------------------
+def _table(tmp_path: Path, name: str = "t.csv", text: str | None = None) -> Path:
+    path = tmp_path / name
+    path.write_text(
+        text if text is not None else "id,b,a,label,notes\n1,2.5,3,0,x\n2,4.5,5,1,y\n3,6.5,7,0,z\n"
+    )
+    return path
+
+
+def test_columns_drop_columns_and_label_column_pick_a_csv_by_name(tmp_path: Path) -> None:
+    path = str(_table(tmp_path))
+    ds = load_dataset(path, columns=("a", "b"), label_column="label")
+    np.testing.assert_array_equal(ds.X, [[3, 2.5], [5, 4.5], [7, 6.5]])  # in the order asked for
+    assert ds.feature_names == ("a", "b") and ds.label_column == "label"
+    assert ds.y is not None and ds.y.tolist() == [0, 1, 0]
+    ds = load_dataset(path, drop_columns=("id", "notes"), label_column="label")
+    assert ds.feature_names == ("b", "a") and ds.X.shape == (3, 2)
+    ds = load_dataset(path, drop_columns=("id", "notes", "label"))
+    assert ds.y is None and ds.feature_names == ("b", "a")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({}, r"column 'id' looks like row ids, not a feature; pass --drop-columns id"),
+        (
+            {"drop_columns": ("id", "notes")},
+            r"column 'label' looks like labels.*--label-column label.*--drop-columns label",
+        ),
+        (
+            {"drop_columns": ("id",), "label_column": "label"},
+            r"line 2: column 'notes' holds text 'x', not a number; leave the column out with "
+            "--drop-columns notes",
+        ),
+        (
+            {"columns": ("a", "nope", "zz")},
+            r"no column named 'nope', 'zz'; the header has \['id', 'b', 'a', 'label', 'notes'\]",
+        ),
+        ({"drop_columns": ("gone",)}, r"no column named 'gone'"),
+        ({"columns": "a,b"}, r"--columns: expected a tuple of column names, got the string 'a,b'"),
+        ({"columns": ("a",), "label_column": "b2"}, r"no column named 'b2'"),
+        ({"columns": ("a", "label"), "label_column": "label"}, r"both the label .* and a feature"),
+        (
+            {"columns": ("a",), "label_column": "notes"},
+            r"line 2: label column 'notes' is 'x'; labels must be integers",
+        ),
+    ],
+)
+def test_table_choices_are_checked_naming_the_column(
+    tmp_path: Path, kw: dict[str, object], message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(_table(tmp_path)), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("", r"line 3: column 'mass' is empty; fill the cell; leave the column out with --drop-columns mass"),
+        (
+            "nan",
+            r"line 3: column 'mass' is 'nan', not a finite number; leave the column out with "
+            "--drop-columns mass",
+        ),
+        (
+            "heavy",
+            r"line 3: column 'mass' holds text 'heavy', not a number; leave the column out with "
+            "--drop-columns mass",
+        ),
+    ],
+)
+def test_empty_nan_and_text_cells_name_column_line_and_flag(tmp_path: Path, cell: str, message: str) -> None:
+    path = _table(tmp_path, text=f"height,mass\n1,2\n3,{cell}\n5,6\n")
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(path))
+    names = _table(tmp_path, "spaced.csv", text="height,total mass\n1,2\n3,x\n")
+    with pytest.raises(DataError, match=r"--drop-columns 'total mass'"):
+        load_dataset(str(names))
+
+
+def test_parquet_tables_follow_the_same_rules(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    table = {
+        "id": [1, 2, 3],
+        "b": [2.5, 4.5, 6.5],
+        "a": [3.0, 5.0, 7.0],
+        "label": [0, 1, 0],
+        "notes": ["x", "y", "z"],
+    }
+    pq.write_table(pa.table(table), path)
+    ds = load_dataset(str(path), columns=("a", "b"), label_column="label")
+    np.testing.assert_array_equal(ds.X, [[3, 2.5], [5, 4.5], [7, 6.5]])
+    assert ds.y is not None and ds.y.tolist() == [0, 1, 0] and ds.feature_names == ("a", "b")
+    with pytest.raises(DataError, match="column 'id' looks like row ids"):
+        load_dataset(str(path))
+    with pytest.raises(
+        DataError, match=r"column 'notes' holds string, not numbers; leave it out with --drop-columns notes"
+    ):
+        load_dataset(str(path), drop_columns=("id",), label_column="label")
+    pq.write_table(pa.table({"a": [1.0, None, 3.0], "b": [1.0, 2.0, float("nan")]}), path)
+    with pytest.raises(DataError, match=r"row 1: column 'a' is empty \(null\)"):
+        load_dataset(str(path))
+    with pytest.raises(DataError, match=r"row 2: column 'b' is nan, not a finite number; .*--drop-columns b"):
+        load_dataset(str(path), columns=("b",))
+
+
+def test_names_need_a_table_with_a_header(tmp_path: Path) -> None:
+    plain = _table(tmp_path, "plain.csv", text="1,2\n3,4\n")
+    with pytest.raises(DataError, match="need a header line"):
+        load_dataset(str(plain), columns=("a",))
+    np.save(tmp_path / "x.npy", np.ones((3, 2), np.float32))
+    with pytest.raises(DataError, match=r"apply to \.csv and \.parquet files only"):
+        load_dataset(str(tmp_path / "x.npy"), label_column="label")
+    with pytest.raises(DataError, match=r"apply to \.csv and \.parquet files only"):
+        load_dataset("digits", drop_columns=("a",))

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from service.api.deps import ServiceDep
-from service.codecs import JSON, MULTIPART, NPY
+from service.codecs import CSV, JSON, MULTIPART, NPY
 from service.inference import VERBS, Verb
 from service.schemas import (
     AnomalyScoreRequest,
@@ -31,8 +31,8 @@ router = APIRouter(tags=["inference"])
 
 _BINARY = {"type": "string", "format": "binary"}
 _QUERY: dict[str, dict[str, Any]] = {
-    "model": {"type": "string", "description": "model name (.npy and image bodies)"},
-    "version": {"type": "integer", "minimum": 1, "description": "model version (.npy and image bodies)"},
+    "model": {"type": "string", "description": "model name (.npy, CSV and image bodies)"},
+    "version": {"type": "integer", "minimum": 1, "description": "model version (.npy, CSV and image bodies)"},
     "resize": {"type": "boolean", "description": "resize images to the model's input size"},
     "threshold": {"type": "number", "description": "override the calibrated threshold"},
     "alpha": {
@@ -51,6 +51,11 @@ def _spec(verb: Verb, request_model: type[BaseModel], query: tuple[str, ...]) ->
     content: dict[str, Any] = {JSON: {"schema": schema, "example": schema["examples"][0]}}
     if NPY in verb.reads:
         content[NPY] = {"schema": _BINARY}
+    if CSV in verb.reads:  # rows by column name, ordered by the model's feature names
+        content[CSV] = {
+            "schema": {"type": "string"},
+            "example": "mean radius,mean texture,...\n17.99,10.38,...\n",
+        }
     if MULTIPART in verb.reads:
         content[MULTIPART] = {
             "schema": {

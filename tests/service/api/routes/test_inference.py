@@ -331,8 +331,9 @@ def test_malformed_json(client, content, needle):
 
 
 def test_unsupported_content_type(client):
-    err = error_of(client.post("/encode", content=b"a,b", headers={"content-type": "text/csv"}), 415)
-    assert "'text/csv'" in err["message"] and "application/json" in err["message"]
+    err = error_of(client.post("/encode", content=b"a,b", headers={"content-type": "text/plain"}), 415)
+    assert "'text/plain'" in err["message"] and "application/json" in err["message"]
+    assert "text/csv" in err["message"]  # rows by column name (tests/service/api/routes/test_named_rows.py)
     err = error_of(client.post("/sample", content=npy(np.zeros((1, 1))), headers=NPY_HEADERS), 415)
     assert "application/x-npy" in err["message"]
 
