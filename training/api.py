@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from service.manifest import MAX_REFERENCE_ROWS, is_valid_name
-from service.registry import model_names
+from latentserve_core.layout import model_names
+from latentserve_core.manifest import MAX_REFERENCE_ROWS, is_valid_name
 from training.base import ReconstructionEstimator, score_spec
 from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig
 from training.data import Splits, check_matrix, filter_classes, load_dataset, split

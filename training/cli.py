@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.errors import LatentServeError
-from service.manifest import MAX_REFERENCE_ROWS
-from service.registry import model_names, read_manifest, versions_of
+from latentserve_core.errors import LatentServeError
+from latentserve_core.layout import model_names, read_manifest, versions_of
+from latentserve_core.manifest import MAX_REFERENCE_ROWS
 from training.api import bootstrap, fit
 from training.config import KINDS, MODELS_DIR, DataConfig, FitConfig, PCAConfig, ScoreConfig
 from training.errors import TrainingError, UsageError

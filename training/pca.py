@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from service.manifest import ScoreSpec
+from latentserve_core.manifest import ScoreSpec
 from training.base import F32, ReconstructionEstimator, feature_scale
 from training.config import PCAConfig
 from training.device import resolve_device

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from latentserve_core.manifest import InputSpec
 from service.errors import InvalidInput, NotAcceptable, PayloadTooLarge, Timeout
-from service.manifest import InputSpec
 
 MAX_IMAGE_PIXELS = 4096 * 4096
 

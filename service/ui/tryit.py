@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
+from latentserve_core.runtime import ModelRuntime
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile
 from service.errors import InvalidInput, Timeout
-from service.runtime import ModelRuntime
 from service.settings import Settings
 
 TOP_FEATURES = 5  # how many of a row's largest per-feature errors the page lists

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from service.errors import IntegrityError, ModelUnavailable
+from service.errors import IntegrityError, ModelUnavailable, error_body
 
 
 def test_an_error_about_a_model_version_names_it_first() -> None:
     exc = IntegrityError("file 'encoder.onnx' is missing", field="files", model="digits-pca", version=3)
     assert exc.message == "model 'digits-pca' version 3: file 'encoder.onnx' is missing"
     assert (exc.model, exc.version) == ("digits-pca", 3)
-    assert exc.to_dict() == {"error": {"type": "IntegrityError", "message": exc.message, "field": "files"}}
+    assert error_body(exc) == {"error": {"type": "IntegrityError", "message": exc.message, "field": "files"}}
 
 
 def test_an_error_about_a_model_without_a_version_names_the_model() -> None:
