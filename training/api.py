@@ -28,6 +28,7 @@ from training.data import Splits, check_matrix, filter_classes, load_dataset, sp
 from training.errors import UsageError
 from training.export import TrainingRun, export_pca_family
 from training.publish import check_writable
+from training.spark_fit import fit_spark, is_spark_dataframe
 
 log = logging.getLogger("latentserve.training")
 
@@ -47,9 +48,12 @@ def fit(
 
     config: a FitConfig, a preset's (`training.presets.preset(NAME)`), or just the kind ("pca");
     settings: FitConfig fields that replace the config's, e.g. seed=1 or score=ScoreConfig(...);
-    data: a DataConfig, or a data set name or path (all rows, the default splits).
+    data: a DataConfig, or a data set name or path (all rows, the default splits), or a Spark
+    DataFrame of numeric columns (kind pca; `training.spark_fit`).
     """
     cfg = FitConfig(config, **settings) if isinstance(config, str) else replace(config, **settings)
+    if is_spark_dataframe(data):  # fitted where the rows live: one distributed pass (training.spark_fit)
+        return fit_spark(cfg, data, Path(models_dir), name)
     rows = data if isinstance(data, DataConfig) else DataConfig(str(data))
     fitter = _fitter(cfg, rows, name)
     models_dir = Path(models_dir)

@@ -43,7 +43,7 @@ def scoring_udf(
     id_column: str | None,
 ) -> Callable[..., Any]:
     """A pandas UDF from one struct column (the features, then the id) to a struct of the outputs."""
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.pandas.functions import pandas_udf
 
     def score_batch(rows: pd.DataFrame) -> pd.DataFrame:
         return score_rows(rows, bundle.value, features, outs, on_invalid, id_column)
@@ -72,7 +72,7 @@ def score_rows(
             f"{bundle.label}: row {where}: {reasons[i]} ({len(bad)} such rows in this batch); "
             "clean the rows first, or score with on_invalid='null' to get null outputs and the reason "
             "in an error column",
-            field=reasons[i].split("'")[1] if "'" in (reasons[i] or "") else "columns",
+            field="columns",
         )
     good = np.setdiff1d(np.arange(n), bad, assume_unique=True)
     out: dict[str, Any] = {}
@@ -124,11 +124,13 @@ def _features(rows: pd.DataFrame, features: list[str] | str, size: int) -> tuple
     with np.errstate(over="ignore", invalid="ignore"):
         X32 = X.astype(np.float32)
     finite = np.isfinite(X32)
-    for i in np.flatnonzero(~finite.all(axis=1)):
-        if reasons[i] is None:
-            j = int(np.argmin(finite[i]))
-            what = "null or NaN" if np.isnan(X[i, j]) else "infinite or beyond float32's range (about 3.4e38)"
-            reasons[i] = f"column '{names[j]}' is {what}" + (
+    for row in np.flatnonzero(~finite.all(axis=1)).tolist():
+        if reasons[row] is None:
+            j = int(np.argmin(finite[row]))
+            what = (
+                "null or NaN" if np.isnan(X[row, j]) else "infinite or beyond float32's range (about 3.4e38)"
+            )
+            reasons[row] = f"column '{names[j]}' is {what}" + (
                 f" (value {j})" if isinstance(features, str) else ""
             )
     return X32, reasons
