@@ -128,7 +128,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MASTER",
         default=None,
         help="fit on Apache Spark (local[4], spark://host:7077, yarn, ...): --dataset is then a Parquet "
-        "path or glob of numeric columns, read by Spark, never brought to this process (kind pca) (default: off, in memory)",
+        "path or glob of numeric columns, read by Spark, never brought to this process (kind pca) "
+        "(default: off, in memory)",
     )
     registry = f"the registry (default: {MODELS_DIR})"
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=registry)
