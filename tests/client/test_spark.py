@@ -230,3 +230,31 @@ def test_a_streaming_query_scores_new_files(spark: Any, registry: Path, cancer: 
     assert got["id"].tolist() == list(range(300))
     want = _collect(score(batch, "cancer-tabular", registry=registry))
     np.testing.assert_allclose(got["score"], want["score"], rtol=1e-5)
+
+
+def test_the_spark_submit_entry_point_scores_a_table_and_refuses_a_bad_one(
+    spark: Any, registry: Path, cancer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latentserve_client.spark.__main__ import main
+
+    spark.createDataFrame(cancer).write.parquet(str(tmp_path / "in"))
+    argv = [
+        "score",
+        "--model",
+        "cancer-tabular",
+        "--registry",
+        str(registry),
+        "--input",
+        str(tmp_path / "in"),
+    ]
+    assert main([*argv, "--output", str(tmp_path / "out"), "--id-column", "id"]) == 0
+    got = _collect(spark.read.parquet(str(tmp_path / "out")))
+    want = _collect(score(spark.createDataFrame(cancer), "cancer-tabular", registry=registry))
+    np.testing.assert_allclose(got["score"], want["score"], rtol=1e-5)
+    spark.createDataFrame(cancer.drop(columns="worst area")).write.parquet(str(tmp_path / "in2"))
+    argv[-1] = str(tmp_path / "in2")
+    capsys.readouterr()
+    assert main([*argv, "--output", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: columns: the DataFrame has no column 'worst area'")
+    assert not (tmp_path / "out2").exists()
