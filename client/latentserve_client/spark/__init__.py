@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from latentserve_client.spark._bundle import Bundle, from_folder, from_registry, from_service
-from latentserve_client.spark._udf import ID_FIELD, OUTPUTS, Output, scoring_udf
+from latentserve_client.spark._udf import OUTPUTS, Output, scoring_udf
 from latentserve_core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -84,9 +84,9 @@ def score(
 
     args = [F.col(c) for c in features] if isinstance(features, list) else [F.col(features)]
     if id_column is not None:
-        args.append(F.col(id_column).cast("string").alias(ID_FIELD))
+        args.append(F.col(id_column).cast("string"))
     result = "__latentserve"
-    scored = df.withColumn(result, udf(F.struct(*args)))
+    scored = df.withColumn(result, udf(*args))
     added = [*outs, "error"] if on_invalid == "null" else list(outs)
     return scored.select(*[F.col(c) for c in df.columns], *[F.col(f"{result}.{o}").alias(o) for o in added])
 

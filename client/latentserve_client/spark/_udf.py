@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 Output = Literal["score", "p_value", "is_anomaly", "code"]
 OUTPUTS: tuple[Output, ...] = ("score", "p_value", "is_anomaly", "code")
-ID_FIELD = "__latentserve_id"  # the row id's field in the UDF's input struct (as a string)
 
 
 def result_schema(outs: list[Output], on_invalid: str) -> StructType:
@@ -42,18 +41,18 @@ def scoring_udf(
     on_invalid: str,
     id_column: str | None,
 ) -> Callable[..., Any]:
-    """A pandas UDF from one struct column (the features, then the id) to a struct of the outputs."""
+    """A pandas UDF from the feature columns (then the id, as a string) to a struct of the outputs."""
     from pyspark.sql.pandas.functions import pandas_udf
 
-    def score_batch(rows: pd.DataFrame) -> pd.DataFrame:
-        return score_rows(rows, bundle.value, features, outs, on_invalid, id_column)
+    def score_batch(*columns: pd.Series) -> pd.DataFrame:
+        return score_rows(list(columns), bundle.value, features, outs, on_invalid, id_column)
 
     # non-deterministic, so that the optimizer never runs it once per output field it extracts
     return pandas_udf(score_batch, result_schema(outs, on_invalid)).asNondeterministic()  # type: ignore[call-overload,no-any-return]
 
 
 def score_rows(
-    rows: pd.DataFrame,
+    columns: list[pd.Series],
     bundle: Bundle,
     features: list[str] | str,
     outs: list[Output],
@@ -62,12 +61,13 @@ def score_rows(
 ) -> pd.DataFrame:
     """Score one batch: what /anomaly-score computes, row for row (`ModelRuntime.compute` and `judge`)."""
     rt = runtime(bundle)
-    n, size = len(rows), rt.row_size
-    X, reasons = _features(rows, features, size)
+    ids = columns.pop() if id_column is not None else None
+    n, size = len(columns[0]), rt.row_size
+    X, reasons = _features(columns, features, size)
     bad = np.flatnonzero([r is not None for r in reasons])
     if len(bad) and on_invalid == "fail":
         i = int(bad[0])
-        where = f"{id_column}={rows[ID_FIELD].iloc[i]!r}" if id_column is not None else _position(i)
+        where = f"{id_column}={ids.iloc[i]!r}" if ids is not None else _position(i)
         raise InvalidInput(
             f"{bundle.label}: row {where}: {reasons[i]} ({len(bad)} such rows in this batch); "
             "clean the rows first, or score with on_invalid='null' to get null outputs and the reason "
@@ -104,13 +104,13 @@ def score_rows(
     return pd.DataFrame(out)
 
 
-def _features(rows: pd.DataFrame, features: list[str] | str, size: int) -> tuple[Any, list[str | None]]:
+def _features(columns: list[pd.Series], features: list[str] | str, size: int) -> tuple[Any, list[str | None]]:
     """X (n, size) float32 and, per row, why it cannot be scored (None when it can)."""
-    n = len(rows)
+    n = len(columns[0])
     reasons: list[str | None] = [None] * n
     if isinstance(features, str):
         X = np.full((n, size), np.nan, dtype=np.float64)
-        for i, v in enumerate(rows[features]):
+        for i, v in enumerate(columns[0]):
             if v is None:
                 reasons[i] = f"column '{features}' is null"
             elif len(v) != size:
@@ -119,7 +119,7 @@ def _features(rows: pd.DataFrame, features: list[str] | str, size: int) -> tuple
                 X[i] = np.asarray(v, dtype=np.float64)  # a null element becomes NaN
         names = [features] * size
     else:
-        X = rows[features].to_numpy(dtype=np.float64, na_value=np.nan)
+        X = np.stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns], axis=1)
         names = features
     with np.errstate(over="ignore", invalid="ignore"):
         X32 = X.astype(np.float32)
