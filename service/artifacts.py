@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,17 +76,7 @@ def served_files(record: VersionRecord) -> list[FileEntry]:
 
 def read_artifact(registry: Registry, name: str, version: int, file: str) -> Artifact:
     """Read and verify one listed display file of a version (failed versions' files included)."""
-    record = _readable(registry, name, version)
-    files = served_files(record)
-    entry = next((f for f in files if f.path == file), None)
-    if entry is None:
-        names = [f.path for f in files]
-        raise ModelNotFound(
-            f"model {name!r} version {version} lists no picture, card or report {file!r}; files: {names}",
-            field="file",
-            details={"available": names},
-        )
-    return _verified(registry, record, entry)
+    return _read_listed(registry, name, version, file, served_files, "picture, card or report")
 
 
 def model_files(record: VersionRecord) -> list[FileEntry]:
@@ -97,13 +88,25 @@ def model_files(record: VersionRecord) -> list[FileEntry]:
 
 def read_model_file(registry: Registry, name: str, version: int, file: str) -> Artifact:
     """Read and verify one ONNX graph or reference file of a version, for an offline scorer (Spark)."""
+    return _read_listed(registry, name, version, file, model_files, "ONNX graph or reference")
+
+
+def _read_listed(
+    registry: Registry,
+    name: str,
+    version: int,
+    file: str,
+    listed: Callable[[VersionRecord], list[FileEntry]],
+    what: str,
+) -> Artifact:
+    """One of the files `listed` gives for the version, by name, verified."""
     record = _readable(registry, name, version)
-    files = model_files(record)
+    files = listed(record)
     entry = next((f for f in files if f.path == file), None)
     if entry is None:
         names = [f.path for f in files]
         raise ModelNotFound(
-            f"model {name!r} version {version} lists no ONNX graph or reference {file!r}; files: {names}",
+            f"model {name!r} version {version} lists no {what} {file!r}; files: {names}",
             field="file",
             details={"available": names},
         )

@@ -1,7 +1,7 @@
 """A version's pictures, model card and reports, and its ONNX graphs for offline scorers, sha256-verified
 (see `service.artifacts`)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path
 from fastapi.responses import Response
@@ -15,15 +15,19 @@ router = APIRouter(prefix="/models", tags=["models"])
 _FILE_TYPES: dict[str, dict[str, object]] = {"image/png": {}, "text/markdown": {}, "application/json": {}}
 
 
-@router.get(
-    "/{name}/versions/{version}/files/{file}",
-    response_class=Response,
-    responses={
-        200: {"content": _FILE_TYPES},
+def _responses(types: dict[str, dict[str, object]]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"content": types},
         304: {"description": "If-None-Match names this file's sha256"},
         404: {"model": ErrorResponse},
         409: {"model": ErrorResponse},
-    },
+    }
+
+
+@router.get(
+    "/{name}/versions/{version}/files/{file}",
+    response_class=Response,
+    responses=_responses(_FILE_TYPES),
 )
 def get_file(
     name: str,
@@ -39,12 +43,7 @@ def get_file(
 @router.get(
     "/{name}/versions/{version}/artifacts/{file}",
     response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}},
-        304: {"description": "If-None-Match names this file's sha256"},
-        404: {"model": ErrorResponse},
-        409: {"model": ErrorResponse},
-    },
+    responses=_responses({"application/octet-stream": {}}),
 )
 def get_model_file(
     name: str,
