@@ -18,10 +18,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY service ./service
 COPY training ./training
-# every wheel the base install needs (prebuilt where PyPI has one, compiled here otherwise)
-RUN pip wheel --wheel-dir /wheels .
+# every wheel the base install needs (prebuilt where PyPI has one, compiled here otherwise); the
+# scoring core (core/, latentserve-core) first, so that latentserve's dependency on it is found here
+RUN pip wheel --wheel-dir /wheels ./core \
+    && pip wheel --wheel-dir /wheels --find-links /wheels .
 
 # ---- serve -----------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS serve

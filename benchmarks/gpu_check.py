@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.manifest import Manifest
+from latentserve_core.manifest import Manifest
 from training.data import Splits, load_dataset
 from training.device import resolve_device
 from training.export import TrainingRun, export, verify

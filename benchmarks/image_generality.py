@@ -4,7 +4,7 @@ patches of other photographs, for the image presets' scores side by side, in one
 For each data set and class c: a PCA trains on 70% of the training images of class c (a seeded
 subset, as `fit` keeps 70% for training), the whole test split is scored, normal = c; AUROC (%) per
 class, the mean and the lowest class. The scores are the training package's own
-(`ReconstructionEstimator.score_samples`, i.e. `service.runtime.base.row_scores`, which every
+(`ReconstructionEstimator.score_samples`, i.e. `latentserve_core.runtime.base.row_scores`, which every
 published ONNX scorer is checked against), so no registry is written: this is a check of the score,
 not of the export.
 

@@ -76,7 +76,7 @@ def build_model(registry: Path) -> tuple[Path, np.ndarray]:
     import torch
     from naive_server import AE
 
-    from service.manifest import (
+    from latentserve_core.manifest import (
         DataSummary,
         FileEntry,
         InputSpec,
@@ -169,7 +169,7 @@ def build_model(registry: Path) -> tuple[Path, np.ndarray]:
 
 def in_process(registry: Path, X: np.ndarray, seconds: float) -> dict[int, float]:
     """Rows/s of the scorer graph run directly, one thread, pinned to core 0."""
-    from service.runtime.onnx import make_session
+    from latentserve_core.runtime.onnx import make_session
 
     os.sched_setaffinity(0, {0})
     try:

@@ -42,10 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from latentserve_core.layout import versions_of  # noqa: E402
+from latentserve_core.manifest import Manifest  # noqa: E402
+from latentserve_core.runtime import RUNTIMES  # noqa: E402
 from service.errors import LatentServeError  # noqa: E402
-from service.manifest import Manifest  # noqa: E402
-from service.registry import versions_of  # noqa: E402
-from service.runtime import RUNTIMES  # noqa: E402
 from training.api import fit  # noqa: E402
 from training.config import FitConfig  # noqa: E402
 from training.errors import TrainingError  # noqa: E402

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a run of scripts/gpu-check.sh (and benchmarks/train_gpu.py) on a lent GPU machine.
-# Its image has torch, onnx, onnxruntime, scikit-learn and numpy but no pydantic (service.manifest
+# Its image has torch, onnx, onnxruntime, scikit-learn and numpy but no pydantic (latentserve_core.manifest
 # needs it), and ../shared does not travel: this puts pydantic's wheels (for that image's Python
 # 3.12) into .whl/ and the MNIST files into .device-data/mnist/, both ignored by git, then prints
 # the `carry` list and the command to give the device tool.

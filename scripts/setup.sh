@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install latentserve with the extras named in $1 (default: train), and the client
-# (client/, its own distribution latentserve-client), both editable.
+# Create .venv and install latentserve with the extras named in $1 (default: train), its scoring core
+# (core/, latentserve-core) and the client (client/, latentserve-client), all editable.
 # Picks the torch build that fits the machine: CUDA torch where an NVIDIA GPU answers,
 # otherwise the CPU build (torch==2.13.0, which installs from a local wheel where one is
 # provided). Override with LATENTSERVE_TORCH_SPEC (e.g. "torch==2.14.1" or "torch").
@@ -11,7 +11,7 @@ extras="${1:-train}"
 py="${PYTHON:-python3}"
 venv=".venv"
 stamp="$venv/.latentserve-installed"
-want="$(cat pyproject.toml client/pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $extras"
+want="$(cat pyproject.toml core/pyproject.toml client/pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16) $extras"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv with $($py --version)" >&2
@@ -35,6 +35,7 @@ if [[ "$extras" == *train* ]]; then
     "${pip[@]}" "$torch_spec"
   fi
 fi
-echo "setup: installing latentserve[$extras] and latentserve-client" >&2
+echo "setup: installing latentserve-core, latentserve[$extras] and latentserve-client" >&2
+"${pip[@]}" -e ./core  # first: latentserve and latentserve-client[spark] depend on it, and it is not on PyPI
 "${pip[@]}" -e ".[$extras]" -e ./client
 echo "$want" > "$stamp"

@@ -28,10 +28,10 @@ from service.api.deps import APIKey
 from service.api.main import api_router
 from service.codecs import error_response, internal_error_response
 from service.errors import (
-    InvalidInput,
     LatentServeError,
     MethodNotAllowed,
     RouteNotFound,
+    invalid_input,
 )
 from service.fastpath.asgi import InferenceFastPath, LatentServeApp
 from service.gcfreeze import freeze_heap, thaw_heap
@@ -61,7 +61,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, LatentServeError):
         return render(exc)
     if isinstance(exc, RequestValidationError):
-        return render(InvalidInput.from_errors(exc.errors()))
+        return render(invalid_input(exc.errors()))
     if isinstance(exc, StarletteHTTPException):
         return render(_from_http(request, exc))
     return internal_error_response(request.method, path, exc, render)

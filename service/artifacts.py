@@ -1,4 +1,6 @@
-"""A version's display files over HTTP: the pictures, model card and reports its manifest lists.
+"""A version's files over HTTP: the pictures, model card and reports its manifest lists
+(`read_artifact`), and, for scorers that run the model themselves (the Spark scorer in
+`latentserve_client.spark`), its ONNX graphs and reference codes (`read_model_file`).
 
 A file is found only by its name in the manifest (nothing else in the folder is reachable), read
 whole (at most the size the manifest records), hashed, and sent only when its sha256 still matches:
@@ -20,17 +22,25 @@ from __future__ import annotations
 import hashlib
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from starlette.responses import Response
 
+from latentserve_core.manifest import FileEntry, FileRole
 from service.errors import ArtifactTampered, ModelNotFound, ModelUnavailable
-from service.manifest import FileEntry, FileRole
 from service.registry import Registry, VersionRecord
 
-SERVED_ROLES: tuple[FileRole, ...] = ("picture", "card", "report")  # model weights are not served here
-MEDIA_TYPES = {"png": "image/png", "md": "text/markdown; charset=utf-8", "json": "application/json"}
+SERVED_ROLES: tuple[FileRole, ...] = ("picture", "card", "report")  # display files (read_artifact)
+SCORER_ROLES: tuple[FileRole, ...] = ("encoder", "decoder", "scorer", "reference")  # read_model_file
+MEDIA_TYPES = {
+    "png": "image/png",
+    "md": "text/markdown; charset=utf-8",
+    "json": "application/json",
+    "onnx": "application/octet-stream",
+    "npy": "application/octet-stream",
+}
 CACHE_CONTROL = "private, max-age=3600"
 EVALUATIONS_DIR = "evaluations"  # where `training evaluate` writes its reports (not in the manifest)
 MAX_EVALUATION_BYTES = 4 << 20  # a larger evaluation file is not served
@@ -66,20 +76,55 @@ def served_files(record: VersionRecord) -> list[FileEntry]:
 
 def read_artifact(registry: Registry, name: str, version: int, file: str) -> Artifact:
     """Read and verify one listed display file of a version (failed versions' files included)."""
+    return _read_listed(registry, name, version, file, served_files, "picture, card or report")
+
+
+def model_files(record: VersionRecord) -> list[FileEntry]:
+    """The ONNX graphs and reference codes of a version: what an offline scorer loads."""
+    if record.manifest is None:
+        return []
+    return [f for f in record.manifest.files if f.role in SCORER_ROLES and f.format in ("onnx", "npy")]
+
+
+def read_model_file(registry: Registry, name: str, version: int, file: str) -> Artifact:
+    """Read and verify one ONNX graph or reference file of a version, for an offline scorer (Spark)."""
+    return _read_listed(registry, name, version, file, model_files, "ONNX graph or reference")
+
+
+def _read_listed(
+    registry: Registry,
+    name: str,
+    version: int,
+    file: str,
+    listed: Callable[[VersionRecord], list[FileEntry]],
+    what: str,
+) -> Artifact:
+    """One of the files `listed` gives for the version, by name, verified."""
+    record = _readable(registry, name, version)
+    files = listed(record)
+    entry = next((f for f in files if f.path == file), None)
+    if entry is None:
+        names = [f.path for f in files]
+        raise ModelNotFound(
+            f"model {name!r} version {version} lists no {what} {file!r}; files: {names}",
+            field="file",
+            details={"available": names},
+        )
+    return _verified(registry, record, entry)
+
+
+def _readable(registry: Registry, name: str, version: int) -> VersionRecord:
     record = registry.record(name, version)
     if record.manifest is None:
         raise ModelUnavailable(
             f"model {name!r} version {version} has no readable manifest: {record.error}", field="version"
         )
-    files = served_files(record)
-    entry = next((f for f in files if f.path == file), None)
-    if entry is None:
-        names = [f.path for f in files]
-        raise ModelNotFound(
-            f"model {name!r} version {version} lists no picture, card or report {file!r}; files: {names}",
-            field="file",
-            details={"available": names},
-        )
+    return record
+
+
+def _verified(registry: Registry, record: VersionRecord, entry: FileEntry) -> Artifact:
+    """The bytes of a listed file, read once and sent only if they match its sha256."""
+    name, version, file = record.name, record.version, entry.path
     path = record.folder / entry.path
     folder = record.folder.resolve()
     if not registry.allow_symlinks and path.resolve().parent != folder:

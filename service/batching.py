@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.runtime import ModelRuntime
-from service.runtime.base import FloatArray, Op
+from latentserve_core.runtime import ModelRuntime
+from latentserve_core.runtime.base import FloatArray, Op
 
 Outputs = tuple[FloatArray, ...]
 Done = Callable[[Outputs | BaseException], None]

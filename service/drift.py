@@ -35,7 +35,7 @@ import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from service.manifest import Manifest
+from latentserve_core.manifest import Manifest
 from service.registry import Registry
 
 FloatArray = npt.NDArray[np.float64]

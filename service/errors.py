@@ -1,5 +1,7 @@
 # ruff: noqa: N818  (the exception names are the API's error types)
 """Typed errors, each carrying its HTTP status; one handler in `service.app` maps them to JSON.
+LatentServeError, InvalidInput, RegistryError and IntegrityError come from the scoring core
+(`latentserve_core.errors`), which knows no HTTP; the wire shapes are written here.
 
     LatentServeError                 500  (base; never raised bare)
     ├── InvalidInput                 422  a field has the wrong shape, type or value
@@ -29,7 +31,7 @@
 
 The JSON body is always `{"error": {"type": ..., "message": ..., "field": ..., "details": ...}}`;
 under /v2 (the Open Inference Protocol, `service.oip`) it is `{"error": message}` with
-`oip_status_code`: 400 for bad input (not 422) and for a version that failed to load (not 503),
+`OIP_STATUS`: 400 for bad input (not 422) and for a version that failed to load (not 503),
 the error's own status otherwise.
 """
 
@@ -38,73 +40,69 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-class LatentServeError(Exception):
-    status_code = 500
-    oip_status_code: int | None = None  # the status under /v2 when it differs from status_code
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None = None,
-        details: Any = None,
-        model: str | None = None,
-        version: int | str | None = None,
-    ) -> None:
-        """With `model` (and `version`) the error is about that model version, and the message
-        names it first: "model 'x' version 3: <message>"."""
-        if model is not None:
-            where = f"model {model!r}" if version is None else f"model {model!r} version {version}"
-            message = f"{where}: {message}"
-        super().__init__(message)
-        self.message = message
-        self.model = model
-        self.version = version
-        self.field = field
-        self.details = details
-        self.headers: dict[str, str] = {}  # extra response headers (Retry-After, WWW-Authenticate)
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": type(self).__name__, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        if self.details is not None:
-            body["details"] = self.details
-        return {"error": body}
-
-    def to_oip_dict(self) -> dict[str, Any]:
-        """The Open Inference Protocol's error body: the message alone."""
-        return {"error": self.message}
-
-    @property
-    def oip_status(self) -> int:
-        return self.status_code if self.oip_status_code is None else self.oip_status_code
+# the scoring core's errors (what loading and scoring a version raise) are the roots of this tree
+from latentserve_core.errors import InputOutOfRange as InputOutOfRange
+from latentserve_core.errors import IntegrityError as IntegrityError
+from latentserve_core.errors import InvalidInput as InvalidInput
+from latentserve_core.errors import LatentServeError as LatentServeError
+from latentserve_core.errors import RegistryError as RegistryError
 
 
-class InvalidInput(LatentServeError):
-    status_code = 422
-    oip_status_code = 400  # what the protocol's clients expect for a bad request
+def invalid_input(errors: Sequence[Mapping[str, Any]], source: str = "body") -> InvalidInput:
+    """One 422 from a list of pydantic-style errors (`loc`, `msg`, `type`), the first in the message."""
+    details = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    if not details:
+        return InvalidInput(f"{source}: invalid request", field=source)
+    first = details[0]
+    # FastAPI prefixes locations with body/query/path; our fields are named without it
+    loc = [p for p in first["loc"] if p not in ("body", "query", "path", "header")] or [source]
+    where = ".".join(loc)
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return InvalidInput(f"{where}: {first['msg']}{more}", field=where, details=details)
 
-    @classmethod
-    def from_errors(cls, errors: Sequence[Mapping[str, Any]], source: str = "body") -> InvalidInput:
-        """One 422 from a list of pydantic-style errors (`loc`, `msg`, `type`), the first in the message."""
-        details = [
-            {
-                "loc": [str(p) for p in e.get("loc", ())],
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "")),
-            }
-            for e in errors
-        ]
-        if not details:
-            return cls(f"{source}: invalid request", field=source)
-        first = details[0]
-        # FastAPI prefixes locations with body/query/path; our fields are named without it
-        loc = [p for p in first["loc"] if p not in ("body", "query", "path", "header")] or [source]
-        where = ".".join(loc)
-        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-        return cls(f"{where}: {first['msg']}{more}", field=where, details=details)
+
+def error_body(exc: LatentServeError) -> dict[str, Any]:
+    """The one JSON error shape: `{"error": {"type", "message", "field"?, "details"?}}`."""
+    body: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message}
+    if exc.field is not None:
+        body["field"] = exc.field
+    if exc.details is not None:
+        body["details"] = exc.details
+    return {"error": body}
+
+
+def oip_error_body(exc: LatentServeError) -> dict[str, Any]:
+    """The Open Inference Protocol's error body: the message alone."""
+    return {"error": exc.message}
+
+
+def oip_status(exc: LatentServeError) -> int:
+    """The status under /v2: OIP_STATUS where it differs from the error's own."""
+    for cls in type(exc).__mro__:
+        if cls in OIP_STATUS:
+            return OIP_STATUS[cls]
+    return exc.status_code
+
+
+def response_headers(exc: LatentServeError) -> dict[str, str] | None:
+    """Extra response headers an error carries (WWW-Authenticate on a 401, Retry-After on a shed 503)."""
+    headers: dict[str, str] | None = getattr(exc, "headers", None)
+    return headers or None
+
+
+class Unauthorized(LatentServeError):
+    status_code = 401
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message, field=field, details=details)
+        self.headers = {"WWW-Authenticate": "Bearer"}
 
 
 def _names(names: Sequence[str], most: int = 5) -> str:
@@ -184,15 +182,6 @@ class ModelNotFound(LatentServeError):
 
 class ModelUnavailable(LatentServeError):
     status_code = 503
-    oip_status_code = 400  # the protocol's "model not ready"
-
-
-class Unauthorized(LatentServeError):
-    status_code = 401
-
-    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
-        super().__init__(message, field=field, details=details)
-        self.headers["WWW-Authenticate"] = "Bearer"
 
 
 class BadRequest(LatentServeError):
@@ -241,14 +230,6 @@ class UnsupportedMediaType(LatentServeError):
 
 class NotAcceptable(LatentServeError):
     status_code = 406
-
-
-class RegistryError(LatentServeError):
-    status_code = 500
-
-
-class IntegrityError(RegistryError):
-    pass
 
 
 class ArtifactTampered(IntegrityError):
@@ -316,32 +297,6 @@ class InternalError(LatentServeError):
     """Anything unexpected; the message never carries a stack trace."""
 
 
-class InputOutOfRange(InvalidInput):
-    """A request whose values lie far outside the range the model was trained on (e.g. 0-255 pixels
-    sent to a model of [0, 1] images): its scores would say nothing; the message gives the fix."""
-
-    def __init__(
-        self,
-        field: str,
-        label: str,
-        observed: tuple[float, float],
-        expected: tuple[float, float],
-        rows: int,
-        total: int,
-        margin: float,
-    ) -> None:
-        (a, b), (lo, hi) = observed, expected
-        if lo >= 0.0 and hi <= 1.0 and a >= 0.0 and 1.0 < b <= 255.0:
-            fix = "scale the inputs by 1/255 (8-bit pixels to [0, 1])"
-        else:
-            fix = (
-                f"send values in the units the model was trained on, about [{lo:.4g}, {hi:.4g}] "
-                "(any standardisation is part of the model: send raw values)"
-            )
-        super().__init__(
-            f"{field}: values span [{a:.4g}, {b:.4g}], but {label} was trained on values in "
-            f"[{lo:.4g}, {hi:.4g}]: {rows} of its {total} rows have values more than {margin:g} "
-            f"training ranges outside it; {fix}",
-            field=field,
-            details={"observed": [a, b], "expected": [lo, hi], "rows_outside": rows, "rows": total},
-        )
+# the statuses the Open Inference Protocol's clients expect where they differ from ours: 400 for a
+# bad request (not 422) and for a version that failed to load ("model not ready", not 503)
+OIP_STATUS: dict[type[LatentServeError], int] = {InvalidInput: 400, ModelUnavailable: 400}

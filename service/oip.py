@@ -33,11 +33,18 @@ import numpy.typing as npt
 import orjson
 from starlette.responses import Response
 
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import ModelRuntime
+from latentserve_core.runtime.base import Op
 from service.codecs import JSON, Result, has_array_boolean, load_json, validate_options
-from service.errors import InvalidInput, LatentServeError, ModelNotFound
-from service.manifest import Manifest
-from service.runtime import ModelRuntime
-from service.runtime.base import Op
+from service.errors import (
+    InvalidInput,
+    LatentServeError,
+    ModelNotFound,
+    oip_error_body,
+    oip_status,
+    response_headers,
+)
 from service.schemas import V2InferenceRequest
 
 try:
@@ -576,7 +583,9 @@ def encode_response(req: InferRequest, result: Result) -> Response:
 
 def error_response(exc: LatentServeError) -> Response:
     """The protocol's error shape, `{"error": message}`, with the error's status under /v2."""
-    headers = exc.headers or None  # WWW-Authenticate on a 401, Retry-After on a shed 503
     return Response(
-        orjson.dumps(exc.to_oip_dict()), status_code=exc.oip_status, media_type=JSON, headers=headers
+        orjson.dumps(oip_error_body(exc)),
+        status_code=oip_status(exc),
+        media_type=JSON,
+        headers=response_headers(exc),
     )

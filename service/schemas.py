@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
-from service.manifest import NAME_PATTERN, Metrics
+from latentserve_core.manifest import NAME_PATTERN, Metrics
 
 # One row: flat values, or nested lists in the manifest's input shape (e.g. 8x8 for an image).
 Row = list[float] | list[list[float]] | list[list[list[float]]]

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from service.manifest import MAX_REFERENCE_ROWS, is_valid_name
-from service.registry import model_names
+from latentserve_core.layout import model_names
+from latentserve_core.manifest import MAX_REFERENCE_ROWS, is_valid_name
 from training.base import ReconstructionEstimator, score_spec
 from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig
 from training.data import (
@@ -36,6 +36,7 @@ from training.data import (
 from training.errors import UsageError
 from training.export import TrainingRun, export_pca_family
 from training.publish import check_writable
+from training.spark_fit import fit_spark, is_spark_dataframe
 
 log = logging.getLogger("latentserve.training")
 
@@ -57,11 +58,14 @@ def fit(
 
     config: a FitConfig, a preset's (`training.presets.preset(NAME)`), or just the kind ("pca");
     settings: FitConfig fields that replace the config's, e.g. seed=1 or score=ScoreConfig(...);
-    data: a DataConfig, a data set name or path (all rows, the default splits), or rows in memory
-    (`training.data.dataset_from_array`: a numpy array or a pandas DataFrame), with labels `y`;
+    data: a DataConfig, a data set name or path (all rows, the default splits), rows in memory
+    (`training.data.dataset_from_array`: a numpy array or a pandas DataFrame), with labels `y`, or
+    a Spark DataFrame of numeric columns (kind pca; `training.spark_fit`);
     classes: keep only the rows of these labels (a DataConfig's own `classes` otherwise).
     """
     cfg = FitConfig(config, **settings) if isinstance(config, str) else replace(config, **settings)
+    if is_spark_dataframe(data):  # fitted where the rows live: one distributed pass (training.spark_fit)
+        return fit_spark(cfg, data, Path(models_dir), name)
     memory: Dataset | None = None
     if isinstance(data, DataConfig):
         rows = data

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.manifest import MAX_REFERENCE_ROWS, NeighborsSpec, ScoreSpec
-from service.runtime.base import row_scores
+from latentserve_core.manifest import MAX_REFERENCE_ROWS, NeighborsSpec, ScoreSpec
+from latentserve_core.runtime.base import row_scores
 from training.config import ScoreConfig
 from training.errors import UsageError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.manifest import Threshold
+from latentserve_core.manifest import Threshold
 from training.base import F32
 from training.config import ScoreConfig
 from training.errors import UsageError

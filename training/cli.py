@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.errors import LatentServeError
-from service.manifest import MAX_REFERENCE_ROWS
-from service.registry import model_names, read_manifest, versions_of
+from latentserve_core.errors import LatentServeError
+from latentserve_core.layout import model_names, read_manifest, versions_of
+from latentserve_core.manifest import MAX_REFERENCE_ROWS
 from training.api import bootstrap, fit
 from training.config import KINDS, MODELS_DIR, DataConfig, FitConfig, PCAConfig, ScoreConfig
 from training.errors import TrainingError, UsageError
@@ -136,6 +136,14 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         "--dataset", dest="data.dataset", metavar="DATA", required=True, help=f"{datasets} (required)"
     )
     p.add_argument("--name", required=True, help="registry name of the model (required)")
+    p.add_argument(
+        "--spark",
+        metavar="MASTER",
+        default=None,
+        help="fit on Apache Spark (local[4], spark://host:7077, yarn, ...): --dataset is then a Parquet "
+        "path or glob of numeric columns, read by Spark, never brought to this process (kind pca) "
+        "(default: off, in memory)",
+    )
     registry = f"the registry (default: {MODELS_DIR})"
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=registry)
     idx = "$LATENTSERVE_DATA_DIR or ~/.cache"
@@ -221,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 def configs(args: argparse.Namespace) -> tuple[FitConfig, DataConfig]:
     """The FitConfig and DataConfig a `fit` command line asks for: the preset's settings (or the
     defaults), with every flag given replacing the field its dest names."""
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "name", "models_dir")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "name", "models_dir", "spark")}
     if "batch_size" in given:
         size = given.pop("batch_size")
         given.update(dict.fromkeys(BATCH_SIZE, size))
@@ -283,6 +291,10 @@ def describe() -> str:
 def run_fit(args: argparse.Namespace) -> Path:
     """`fit`: the configs from the flags, then `training.fit`."""
     config, data = configs(args)
+    if args.spark is not None:
+        from training.spark_fit import read_parquet
+
+        return fit(config, read_parquet(args.spark, data.dataset), name=args.name, models_dir=args.models_dir)
     return fit(config, data, name=args.name, models_dir=args.models_dir)
 
 

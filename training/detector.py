@@ -23,9 +23,9 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from service.errors import LatentServeError
-from service.manifest import Manifest, is_valid_name, sha256_of
-from service.runtime import RUNTIMES, ModelRuntime
+from latentserve_core.errors import LatentServeError
+from latentserve_core.manifest import Manifest, is_valid_name, sha256_of
+from latentserve_core.runtime import RUNTIMES, ModelRuntime
 from training.api import fit as fit_version
 from training.config import MODELS_DIR, FitConfig
 from training.data import dataset_from_array

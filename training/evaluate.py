@@ -31,9 +31,9 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from service.manifest import Manifest
-from service.registry import model_names, parse_ref, read_manifest, versions_of
-from service.runtime import RUNTIMES, ModelRuntime
+from latentserve_core.layout import model_names, parse_ref, read_manifest, versions_of
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import RUNTIMES, ModelRuntime
 from training.config import MODELS_DIR
 from training.data import F32, Dataset, load_dataset, split
 from training.errors import EvaluationError

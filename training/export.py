@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.manifest import (
+from latentserve_core.manifest import (
     DataSummary,
     EpochRecord,
     FileEntry,
@@ -26,8 +26,8 @@ from service.manifest import (
     Metrics,
     Preprocessing,
 )
-from service.runtime import RUNTIMES
-from service.runtime.base import row_scores
+from latentserve_core.runtime import RUNTIMES
+from latentserve_core.runtime.base import row_scores
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
 from training.config import ScoreConfig

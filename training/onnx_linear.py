@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.manifest import ScoreSpec
-from service.runtime.base import RELATIVE_EPS
+from latentserve_core.manifest import ScoreSpec
+from latentserve_core.runtime.base import RELATIVE_EPS
 
 OPSET = 17
 

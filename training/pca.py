@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from service.manifest import ScoreSpec
+from latentserve_core.manifest import ScoreSpec
 from training.base import F32, ReconstructionEstimator, feature_scale
 from training.config import PCAConfig
 from training.device import resolve_device
@@ -137,6 +137,24 @@ class PCA(LinearCodec):
         mean, scale = self._standardisation(X2)
         Xs = (X2 - mean) / scale
         eigvals, eigvecs = self._eigh(Xs)
+        return self._keep(eigvals, eigvecs, mean, Xs.mean(axis=0), scale)
+
+    def fit_moments(self, n: int, mean: F64, m2: F64, input_shape: tuple[int, ...]) -> PCA:
+        """Fit from the moments of n rows instead of the rows: their mean (d,) and the sum of the
+        outer products of their centred values m2 (d, d), as a distributed pass computes them
+        (`training.spark_fit`); then the same standardisation and eigen-decomposition as `fit`."""
+        if n < 2:
+            raise DataError("PCA needs at least 2 rows")
+        self.input_shape_ = input_shape
+        self.n_features_in_ = int(np.prod(input_shape))
+        std = np.sqrt(np.maximum(np.diag(m2), 0.0) / n)  # numpy's std (ddof=0), as _standardisation
+        scale = feature_scale(std) if self.standardize else np.ones(len(mean))
+        cov = m2 / (n - 1) / np.outer(scale, scale)
+        eigvals, eigvecs = np.linalg.eigh(cov)
+        return self._keep(eigvals, eigvecs, mean, np.zeros(len(mean)), scale)
+
+    def _keep(self, eigvals: F64, eigvecs: F64, mean: F64, pca_mean: F64, scale: F64) -> PCA:
+        """Sort the eigenpairs, keep n_components of them, fold the centring and scale in."""
         order = np.argsort(eigvals)[::-1]
         eigvals = np.clip(eigvals[order], 0.0, None)
         eigvecs = eigvecs[:, order]
@@ -146,7 +164,7 @@ class PCA(LinearCodec):
         self.explained_variance_ = eigvals
         self.explained_variance_ratio_ = ratios
         self.mean_std_ = mean
-        self._finish(mean, Xs.mean(axis=0), scale, _deterministic_signs(eigvecs[:, :k].T))
+        self._finish(mean, pca_mean, scale, _deterministic_signs(eigvecs[:, :k].T))
         return self
 
     def _eigh(self, Xs: F64) -> tuple[F64, F64]:

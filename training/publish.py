@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from service.manifest import MANIFEST_FILE, FileEntry, Manifest, is_valid_name, sha256_of
+from latentserve_core.manifest import MANIFEST_FILE, FileEntry, Manifest, is_valid_name, sha256_of
 
 log = logging.getLogger("latentserve.publish")
 STAGING = ".staging"

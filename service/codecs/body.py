@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from service.codecs.media import JSON
-from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.errors import PayloadTooLarge, UnsupportedMediaType, invalid_input
 
 if TYPE_CHECKING:
     from service.admission import Ticket
@@ -94,4 +94,4 @@ def validate_options(model: type[BaseModel], data: Mapping[str, Any], source: st
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput.from_errors(exc.errors(include_url=False, include_input=False), source) from None
+        raise invalid_input(exc.errors(include_url=False, include_input=False), source) from None

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from latentserve_core.manifest import InputSpec
 from service.errors import InvalidInput, NotAcceptable, PayloadTooLarge, Timeout
-from service.manifest import InputSpec
 
 MAX_IMAGE_PIXELS = 4096 * 4096
 _OBJECT_REPR = re.compile(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>")  # PIL names its BytesIO: not for users

@@ -21,12 +21,12 @@ import numpy.typing as npt
 import orjson
 from starlette.responses import Response
 
+from latentserve_core.manifest import InputSpec
 from service.codecs.images import png_image
 from service.codecs.jsonbody import dump_json
 from service.codecs.media import JSON, NPY, NPZ, PNG
 from service.codecs.npy import npy_bytes, npz_bytes
-from service.errors import InternalError, LatentServeError, NotAcceptable
-from service.manifest import InputSpec
+from service.errors import InternalError, LatentServeError, NotAcceptable, error_body, response_headers
 
 
 @dataclass
@@ -96,9 +96,11 @@ def encode_response(
 
 def error_response(exc: LatentServeError) -> Response:
     """The one JSON error shape, with the error's own status code."""
-    headers = exc.headers or None  # WWW-Authenticate on a 401, Retry-After on a shed 503
     return Response(
-        orjson.dumps(exc.to_dict()), status_code=exc.status_code, media_type=JSON, headers=headers
+        orjson.dumps(error_body(exc)),
+        status_code=exc.status_code,
+        media_type=JSON,
+        headers=response_headers(exc),
     )
 
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from latentserve_core.manifest import Manifest
 from service.errors import BadCell, ColumnsMismatch, InvalidInput, NoFeatureNames, RecordKeysDiffer
-from service.manifest import Manifest
 
 
 class NamedRows:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 from starlette.requests import Request
 
+from latentserve_core.runtime import ModelRuntime
 from service import codecs, oip
 from service.admission import Ticket
 from service.codecs import CSV, JSON, MULTIPART, NPY, NamedRows
@@ -24,7 +25,6 @@ from service.inference.metering import Labels
 from service.inference.verbs import Array, Job, Parsed, ScoreHook, Verb, no_rows
 from service.jsonpool import BadRows, JsonPool, Rows
 from service.registry import Registry
-from service.runtime import ModelRuntime
 from service.schemas import ResizeOption
 from service.security import check_api_key
 from service.settings import Settings

@@ -15,14 +15,14 @@ import numpy as np
 import numpy.typing as npt
 from starlette.responses import Response
 
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import ModelRuntime
+from latentserve_core.runtime.base import FloatArray, Op
 from service import codecs, oip
 from service.admission import Ticket
 from service.batching import Outputs
 from service.codecs import CSV, JSON, MULTIPART, NPY, NPZ, PNG, ImageFile, Result
 from service.errors import LatentServeError
-from service.manifest import Manifest
-from service.runtime import ModelRuntime
-from service.runtime.base import FloatArray, Op
 from service.schemas import (
     AnomalyScoreOptions,
     DecodeOptions,

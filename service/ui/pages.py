@@ -18,10 +18,10 @@ from urllib.parse import quote
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from latentserve_core.manifest import FileEntry, Manifest
 from service.artifacts import EVALUATIONS_DIR, read_artifact, read_evaluation, served_files
 from service.drift import Drift, DriftSnapshot
 from service.errors import ArtifactTampered, ModelNotFound
-from service.manifest import FileEntry, Manifest
 from service.registry import Registry, VersionRecord
 
 EVALUATION_FIGURES = ("auroc", "average_precision", "precision", "recall", "f1", "fpr_at_threshold")

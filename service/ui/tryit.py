@@ -24,11 +24,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
+from latentserve_core.runtime import ModelRuntime
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile
 from service.errors import InvalidInput, LatentServeError, Timeout, UnsupportedMediaType
-from service.runtime import ModelRuntime
 from service.settings import Settings
 from service.ui.pasted import MAX_ROW_CHARS, parse_rows
 

@@ -43,7 +43,7 @@ def test_copy_sources_exist_and_are_in_the_context(image: Dockerfile) -> None:
         assert not dockerfile.ignored(src, patterns), f"line {line}: {src!r} is excluded by .dockerignore"
     # `pip wheel .` needs everything pyproject.toml names
     copied = {src for _, src in sources}
-    assert {"pyproject.toml", "README.md", "service", "training"} <= copied
+    assert {"pyproject.toml", "README.md", "core", "service", "training"} <= copied
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
@@ -58,7 +58,13 @@ def test_dockerignore_keeps_local_state_out() -> None:
         "client/latentserve_client/_client.py",  # its own distribution; the images ship the server
     ]:
         assert dockerfile.ignored(path, patterns), path
-    for path in ["service/app.py", "service/runtime/base.py", "training/cli.py", "pyproject.toml"]:
+    for path in [
+        "service/app.py",
+        "core/latentserve_core/runtime/base.py",
+        "core/pyproject.toml",
+        "training/cli.py",
+        "pyproject.toml",
+    ]:
         assert not dockerfile.ignored(path, patterns), path
 
 

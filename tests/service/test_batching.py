@@ -9,11 +9,11 @@ import httpx
 import numpy as np
 import pytest
 
+from latentserve_core.runtime import ModelRuntime
+from latentserve_core.runtime.base import Op
 from service.app import create_app
 from service.batching import Batcher, Outputs
 from service.registry import Registry
-from service.runtime import ModelRuntime
-from service.runtime.base import Op
 from service.settings import Settings
 
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from latentserve_core.manifest import Manifest
 from service.drift import CALIBRATION_LEVELS, PENDING_ROWS, Drift, ScoreDrift
-from service.manifest import Manifest
 from tests.service.conftest import NPY_HEADERS, npy
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from service.errors import IntegrityError, ModelUnavailable
+from service.errors import IntegrityError, ModelUnavailable, error_body
 
 
 def test_an_error_about_a_model_version_names_it_first() -> None:
     exc = IntegrityError("file 'encoder.onnx' is missing", field="files", model="digits-pca", version=3)
     assert exc.message == "model 'digits-pca' version 3: file 'encoder.onnx' is missing"
     assert (exc.model, exc.version) == ("digits-pca", 3)
-    assert exc.to_dict() == {"error": {"type": "IntegrityError", "message": exc.message, "field": "files"}}
+    assert error_body(exc) == {"error": {"type": "IntegrityError", "message": exc.message, "field": "files"}}
 
 
 def test_an_error_about_a_model_without_a_version_names_the_model() -> None:
@@ -18,15 +18,15 @@ def test_an_error_about_a_model_without_a_version_names_the_model() -> None:
 
 
 def test_column_errors_build_their_messages_and_details() -> None:
-    from service.errors import BadCell, ColumnsMismatch, NoFeatureNames, RecordKeysDiffer
+    from service.errors import BadCell, ColumnsMismatch, NoFeatureNames, RecordKeysDiffer, oip_status
 
     exc = ColumnsMismatch("inputs", ["b"], ["id", "x"], "m", 2)
-    assert exc.status_code == 422 and exc.oip_status == 400
+    assert exc.status_code == 422 and oip_status(exc) == 400
     assert exc.message == (
         "model 'm' version 2: inputs: missing feature column 'b'; unknown columns 'id', 'x' "
         "(the model has no such feature; leave it out of the request)"
     )
-    assert exc.to_dict()["error"]["details"] == {"missing": ["b"], "unknown": ["id", "x"]}
+    assert error_body(exc)["error"]["details"] == {"missing": ["b"], "unknown": ["id", "x"]}
     many = ColumnsMismatch("body", [f"f{i}" for i in range(8)], [], "m", 1)
     assert "'f4' and 3 more" in many.message and "unknown" not in many.message
     assert "records no feature names" in NoFeatureNames("inputs", "m", 1).message

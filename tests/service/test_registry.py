@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.manifest import InputSpec, Manifest, sha256_of
+from latentserve_core.manifest import InputSpec, Manifest, sha256_of
 from service.registry import Registry, public_message
 from tests.service.api.routes.test_admin import publish_copy
 from tests.service.conftest import error_of

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import training
-from service.manifest import Manifest
-from service.registry import model_names
+from latentserve_core.layout import model_names
+from latentserve_core.manifest import Manifest
 from training import DataConfig, FitConfig, PCAConfig, ScoreConfig, fit
 from training.errors import DataError, UsageError
 from training.nn.config import TrainConfig

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import Manifest
-from service.registry import model_names, versions_of
+from latentserve_core.layout import model_names, versions_of
+from latentserve_core.manifest import Manifest
 from training.api import DEFAULT_MODELS, default_models
 from training.cli import add_fit_arguments, build_parser, configs, field_default, fit_argv, flags_of, main
 from training.config import Default, FitConfig, PCAConfig, ScoreConfig

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import NotFittedError
 
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime.base import conformal_p_values
 from service.app import create_app
-from service.manifest import Manifest
-from service.runtime.base import conformal_p_values
 from service.settings import Settings
 from training import Detector, FitConfig, PCAConfig, fit
 from training.errors import DataError, UsageError

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import Manifest, sha256_of
+from latentserve_core.manifest import Manifest, sha256_of
 from training.cli import main
 from training.evaluate import REPORTS_DIR, evaluate
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import Manifest, sha256_of
-from service.registry import versions_of
-from service.runtime import JoblibRuntime, OnnxRuntime
+from latentserve_core.layout import versions_of
+from latentserve_core.manifest import Manifest, sha256_of
+from latentserve_core.runtime import JoblibRuntime, OnnxRuntime
 from training.data import load_dataset, split
 from training.errors import ExportError
 from training.export import TrainingRun, export_pca_family, write_linear_onnx

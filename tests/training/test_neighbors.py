@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-import service.runtime.base as runtime_base
+import latentserve_core.runtime.base as runtime_base
+from latentserve_core.manifest import Manifest, NeighborsSpec
+from latentserve_core.runtime import JoblibRuntime, OnnxRuntime
+from latentserve_core.runtime.base import neighbor_distances, row_scores
 from service.errors import IntegrityError
-from service.manifest import Manifest, NeighborsSpec
-from service.runtime import JoblibRuntime, OnnxRuntime
-from service.runtime.base import neighbor_distances, row_scores
 from training.cli import main
 from training.data import Dataset, split
 from training.export import TrainingRun, export_pca_family

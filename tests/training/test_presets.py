@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.manifest import Manifest
+from latentserve_core.manifest import Manifest
 from training.api import fit
 from training.cli import describe, fit_argv, main
 from training.config import DataConfig, FitConfig, PCAConfig

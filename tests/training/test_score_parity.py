@@ -15,8 +15,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 
-from service.manifest import NeighborsSpec, ScoreSpec
-from service.runtime.base import row_scores
+from latentserve_core.manifest import NeighborsSpec, ScoreSpec
+from latentserve_core.runtime.base import row_scores
 from training.onnx_linear import build_linear_graphs
 
 F32 = npt.NDArray[np.float32]

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 from scipy.ndimage import uniform_filter
 
-from service.manifest import Manifest, ScoreSpec
-from service.runtime import RUNTIMES
-from service.runtime.base import RELATIVE_EPS, row_scores
+from latentserve_core.manifest import Manifest, ScoreSpec
+from latentserve_core.runtime import RUNTIMES
+from latentserve_core.runtime.base import RELATIVE_EPS, row_scores
 from training.cli import fit_argv, main
 
 rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.manifest import EpochRecord
+from latentserve_core.manifest import EpochRecord
 from training.base import F32, ReconstructionEstimator, feature_scale, score_spec
 from training.config import ScoreConfig
 from training.errors import UsageError

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from service.manifest import ScoreSpec
-from service.runtime.base import RELATIVE_EPS, row_scores
-from service.runtime.onnx import make_session
+from latentserve_core.manifest import ScoreSpec
+from latentserve_core.runtime.base import RELATIVE_EPS, row_scores
+from latentserve_core.runtime.onnx import make_session
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
 from training.errors import ExportError

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from service.manifest import EpochRecord
+from latentserve_core.manifest import EpochRecord
 from training.device import resolve_device
 from training.nn.config import TrainConfig
 from training.nn.models import Autoencoder, Pass

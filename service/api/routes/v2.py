@@ -13,11 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from latentserve_core.runtime import ModelRuntime
 from service import oip
 from service.api.deps import APIKey, RegistryDep, ServiceDep
 from service.errors import InvalidInput
 from service.registry import Registry
-from service.runtime import ModelRuntime
 from service.schemas import (
     V2Error,
     V2InferenceRequest,

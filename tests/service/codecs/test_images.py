@@ -8,9 +8,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from latentserve_core.manifest import InputSpec
 from service import codecs
 from service.errors import InvalidInput
-from service.manifest import InputSpec
 from tests.service.conftest import png
 
 BOUNDARY = "latentserveboundary"

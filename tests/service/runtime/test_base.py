@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from latentserve_core.runtime import ModelRuntime
+from latentserve_core.runtime.base import TIMED_MIN_ROWS
 from service.registry import Registry
-from service.runtime import ModelRuntime
-from service.runtime.base import TIMED_MIN_ROWS
 
 
 @pytest.fixture

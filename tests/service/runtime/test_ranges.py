@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latentserve_core.runtime.ranges import FAR_SHARE, FAR_VALUES, MARGIN, RangeCheck
 from service.errors import InputOutOfRange
-from service.runtime.ranges import FAR_SHARE, FAR_VALUES, MARGIN, RangeCheck
 from tests.service.conftest import NPY_HEADERS, error_of, npy
 
 

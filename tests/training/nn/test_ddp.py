@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.manifest import Manifest
-from service.runtime import OnnxRuntime
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import OnnxRuntime
 from training.data import Splits
 
 REPO = Path(__file__).resolve().parents[3]

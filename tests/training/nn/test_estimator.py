@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import Manifest
-from service.runtime import OnnxRuntime
-from service.runtime.base import row_scores
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import OnnxRuntime
+from latentserve_core.runtime.base import row_scores
 from training.api import fit
 from training.base import NotFittedError
 from training.config import Default

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import Manifest
-from service.runtime import OnnxRuntime
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import OnnxRuntime
 from training.cli import main
 from training.data import Splits
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from service.manifest import Manifest
-from service.runtime import RUNTIMES
-from service.runtime.base import row_scores
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import RUNTIMES
+from latentserve_core.runtime.base import row_scores
 from training.cli import main
 from training.config import ScoreConfig
 from training.data import Splits

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import Manifest
+from latentserve_core.manifest import Manifest
 from tests.service.conftest import error_of
 
 

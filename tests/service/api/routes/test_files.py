@@ -109,3 +109,40 @@ def test_files_sit_behind_the_api_key(make_client: MakeClient) -> None:
     with make_client(api_key="s3cret") as client:
         assert error_of(client.get(f"{VAE}/loss.png"), 401)["field"] == "api_key"
         assert client.get(f"{VAE}/loss.png", headers={"x-api-key": "s3cret"}).status_code == 200
+
+
+# ---- /models/{name}/versions/{v}/artifacts/{file}: the ONNX graphs and reference, for offline scorers
+ARTIFACTS = "/models/digits-vae/versions/1/artifacts"
+
+
+def test_an_onnx_graph_is_served_with_its_sha256_for_offline_scorers(
+    client: TestClient, models_dir: Path
+) -> None:
+    manifest = json.loads((models_dir / "digits-vae" / "1" / "manifest.json").read_text())
+    graphs = [f for f in manifest["files"] if f["format"] == "onnx"]
+    assert graphs
+    for entry in graphs:
+        r = client.get(f"{ARTIFACTS}/{entry['path']}")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+        assert hashlib.sha256(r.content).hexdigest() == entry["sha256"] == r.headers["etag"].strip('"')
+
+
+def test_display_files_are_not_artifacts_nor_artifacts_display_files(client: TestClient) -> None:
+    err = error_of(client.get(f"{ARTIFACTS}/loss.png"), 404)
+    assert "no ONNX graph or reference 'loss.png'" in err["message"] and err["details"]["available"]
+    assert error_of(client.get(f"{VAE}/encoder.onnx"), 404)["field"] == "file"
+
+
+def test_a_tampered_graph_is_409_and_never_sent(registry_copy: Path, make_client: MakeClient) -> None:
+    with make_client(registry_copy) as client:
+        manifest = json.loads((registry_copy / "digits-vae" / "1" / "manifest.json").read_text())
+        entry = next(f for f in manifest["files"] if f["format"] == "onnx")
+        path = registry_copy / "digits-vae" / "1" / entry["path"]
+        path.write_bytes(path.read_bytes()[:-8] + b"TAMPERED")
+        r = client.get(f"{ARTIFACTS}/{entry['path']}")
+        assert error_of(r, 409)["type"] == "ArtifactTampered" and b"TAMPERED" not in r.content
+
+
+def test_artifacts_sit_behind_the_api_key(make_client: MakeClient) -> None:
+    with make_client(api_key="s3cret") as client:
+        assert error_of(client.get(f"{ARTIFACTS}/encoder.onnx"), 401)["type"] == "Unauthorized"

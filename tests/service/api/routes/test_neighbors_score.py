@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.manifest import Manifest
-from service.runtime import OnnxRuntime
-from service.runtime.base import conformal_p_values
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import OnnxRuntime
+from latentserve_core.runtime.base import conformal_p_values
 from tests.service.conftest import NPY_HEADERS, npy, serve
 from training import fit, preset
 

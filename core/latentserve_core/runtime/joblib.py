@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import RegistryError
-from service.manifest import Manifest
-from service.runtime.base import FloatArray, ModelRuntime, verify_file
+from latentserve_core.errors import RegistryError
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime.base import FloatArray, ModelRuntime, verify_file
 
 
 class JoblibRuntime(ModelRuntime):

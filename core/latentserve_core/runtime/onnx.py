@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.errors import RegistryError
-from service.manifest import Manifest
-from service.runtime.base import FloatArray, ModelRuntime, Reconstruction, verify_file
+from latentserve_core.errors import RegistryError
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime.base import FloatArray, ModelRuntime, Reconstruction, verify_file
 
 
 def make_session(path: Path, threads: int = 1) -> ort.InferenceSession:

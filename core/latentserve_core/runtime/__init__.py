@@ -1,8 +1,8 @@
 """One runtime class per artifact format, behind `ModelRuntime`."""
 
-from service.runtime.base import ModelRuntime, Reconstruction
-from service.runtime.joblib import JoblibRuntime
-from service.runtime.onnx import OnnxRuntime
+from latentserve_core.runtime.base import ModelRuntime, Reconstruction
+from latentserve_core.runtime.joblib import JoblibRuntime
+from latentserve_core.runtime.onnx import OnnxRuntime
 
 RUNTIMES: dict[str, type[ModelRuntime]] = {"onnx": OnnxRuntime, "joblib": JoblibRuntime}
 

@@ -11,9 +11,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import IntegrityError, InvalidInput
-from service.manifest import FileEntry, Manifest, ScoreSpec, sha256_of
-from service.runtime.ranges import RangeCheck
+from latentserve_core.errors import IntegrityError, InvalidInput
+from latentserve_core.manifest import FileEntry, Manifest, ScoreSpec, sha256_of
+from latentserve_core.runtime.ranges import RangeCheck
 
 FloatArray = npt.NDArray[np.float32]
 Op = Literal["encode", "decode", "reconstruct", "scores"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import InputOutOfRange
+from latentserve_core.errors import InputOutOfRange
 
 MARGIN = 10.0  # training ranges beyond either end of [lo, hi] before a value counts as far outside
 FAR_SHARE = 0.02  # a row is far outside when more than this share of its values are...
