@@ -56,13 +56,16 @@ MAX_ROWS = 20_000
 TEST_SHARE = 0.4
 SERVED_ROLES = {"encoder", "decoder", "scorer", "estimator", "reference"}
 
-# our methods: name -> what `training.fit` trains
-OURS: dict[str, FitConfig] = {
+# our methods: name -> what `training.fit` trains (None: the default for the data's layout)
+OURS: dict[str, FitConfig | None] = {
+    "default": None,
     "tabular": preset("tabular"),
     "pca": FitConfig("pca"),
     "dense": FitConfig("dense", train=TrainConfig(quiet=True)),
 }
 PYOD = ("IForest", "KNN", "PCA", "ECOD", "AutoEncoder")
+# what one run compares when --methods is not given: ours and the PyOD defaults of issue 21
+DEFAULT_METHODS = ("default", "tabular", "pca", "pyod-iforest", "pyod-knn", "pyod-ecod", "pyod-autoencoder")
 # with n calibration rows the 0.99 quantile's false-positive rate has a standard error of about
 # sqrt(0.01 / n), and below 100 rows the threshold is simply the largest calibration score
 MANY_CALIBRATION_ROWS = 100
@@ -106,7 +109,7 @@ def auroc(y: np.ndarray, scores: np.ndarray) -> float:
     return 100.0 * float(roc_auc_score(y, scores))
 
 
-def run_ours(config: FitConfig, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> Result:
+def run_ours(config: FitConfig | None, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> Result:
     """fit -> publish -> score through the service's runtime."""
     with tempfile.TemporaryDirectory(prefix="tabular-") as tmp:
         data = Path(tmp) / "train.npy"
@@ -186,9 +189,16 @@ def mean_ranks(table: dict[str, dict[str, Result]], sets: list[str]) -> dict[str
     return {m: totals[m] / len(sets) for m in methods}
 
 
+def short_name(stem: str) -> str:
+    """A column title: the set's name without its number, cut to 9 characters (an embedding set's
+    tail, where its class is)."""
+    name = stem.split("_", 1)[-1]
+    return name if len(name) <= 9 else (name[-9:] if "-" in name else name[:9])
+
+
 def print_tables(table: dict[str, dict[str, Result]], sets: list[str]) -> None:
     ranks = mean_ranks(table, sets)
-    short = [s.split("_", 1)[-1][:9] for s in sets]
+    short = [short_name(s) for s in sets]
     print("| method | " + " | ".join(short) + " | mean | sets | mean rank |")
     print("|" + "---|" * (len(sets) + 4))
     for m, row in table.items():
@@ -224,12 +234,66 @@ def print_tables(table: dict[str, dict[str, Result]], sets: list[str]) -> None:
             print(f"| {m} | {cells} |")
 
 
+def load_cache(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Peer results of earlier runs, keyed by `folder/set/method` (empty when there is no file)."""
+    if path is None or not path.is_file():
+        return {}
+    loaded: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def run_folder(
+    folder: Path, methods: list[str], cache: dict[str, dict[str, Any]], cache_path: Path | None
+) -> tuple[dict[str, dict[str, Result]], list[str]]:
+    """Every method on every .npz of `folder`; PyOD's results come from / go to the cache."""
+    files = sorted(folder.glob("*.npz"))
+    sets = [f.stem for f in files]
+    table: dict[str, dict[str, Result]] = {m: {} for m in methods}
+    for f in files:
+        loaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        for m in methods:
+            key = f"{folder.name}/{f.stem}/{m}"
+            if m not in OURS and key in cache:
+                table[m][f.stem] = Result(**cache[key])
+                continue
+            if loaded is None:
+                loaded = load_protocol(f)
+            X_train, X_test, y_test = loaded
+            try:
+                if m in OURS:
+                    res = run_ours(OURS[m], X_train, X_test, y_test)
+                else:
+                    pyod_name = next(n for n in PYOD if f"pyod-{n.lower()}" == m)
+                    res = run_pyod(pyod_name, X_train, X_test, y_test)
+            except (LatentServeError, TrainingError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+                message = exc.message if isinstance(exc, LatentServeError) else str(exc)
+                res = Result(None, 0.0, 0.0, -1, error=message.splitlines()[0][:300])
+            table[m][f.stem] = res
+            if m not in OURS and cache_path is not None:
+                cache[key] = asdict(res)
+                cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            shown = "FAILED: " + (res.error or "") if res.auroc is None else f"AUROC {res.auroc:.1f}"
+            print(f"{f.stem} {m}: {shown} (fit {res.fit_s:.1f} s)", file=sys.stderr, flush=True)
+    return table, sets
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--data-dir", type=Path, required=True, help="folder of ADBench-style .npz files")
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        required=True,
+        help="folder of ADBench-style .npz files; repeat it (or give a comma list) for one table per folder",
+    )
     names = [*OURS, *(f"pyod-{n.lower()}" for n in PYOD)]
-    p.add_argument("--methods", default=",".join(names), help=f"comma-separated subset of {names}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated subset of {names}")
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON file of PyOD's results by folder/set/method: read when present, written as they come",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     methods = args.methods.split(",")
@@ -243,30 +307,23 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             print(f"PyOD is not installed (pip install -e '.[bench]'): skipping {skipped}", file=sys.stderr)
         methods = [m for m in methods if m in OURS]
-    files = sorted(args.data_dir.glob("*.npz"))
-    if not files:
-        p.error(f"no .npz files in {args.data_dir}")
-    sets = [f.stem for f in files]
-    table: dict[str, dict[str, Result]] = {m: {} for m in methods}
-    for f in files:
-        X_train, X_test, y_test = load_protocol(f)
-        for m in methods:
-            try:
-                if m in OURS:
-                    res = run_ours(OURS[m], X_train, X_test, y_test)
-                else:
-                    pyod_name = next(n for n in PYOD if f"pyod-{n.lower()}" == m)
-                    res = run_pyod(pyod_name, X_train, X_test, y_test)
-            except (LatentServeError, TrainingError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-                message = exc.message if isinstance(exc, LatentServeError) else str(exc)
-                res = Result(None, 0.0, 0.0, -1, error=message.splitlines()[0][:300])
-            table[m][f.stem] = res
-            shown = "FAILED: " + (res.error or "") if res.auroc is None else f"AUROC {res.auroc:.1f}"
-            print(f"{f.stem} {m}: {shown} (fit {res.fit_s:.1f} s)", file=sys.stderr, flush=True)
-    print_tables(table, sets)
+    folders = [Path(d) for arg in args.data_dir for d in arg.split(",") if d]
+    for folder in folders:
+        if not any(folder.glob("*.npz")):
+            p.error(f"no .npz files in {folder}")
+    cache = load_cache(args.cache)
+    out: dict[str, Any] = {}
+    for folder in folders:
+        table, sets = run_folder(folder, methods, cache, args.cache)
+        print(f"## {folder.name} ({len(sets)} sets)\n")
+        print_tables(table, sets)
+        print()
+        out[folder.name] = {
+            "sets": sets,
+            "results": {m: {s: asdict(r) for s, r in row.items()} for m, row in table.items()},
+        }
     if args.json is not None:
-        out = {m: {s: asdict(r) for s, r in row.items()} for m, row in table.items()}
-        args.json.write_text(json.dumps({"sets": sets, "results": out}, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
