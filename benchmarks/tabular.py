@@ -10,13 +10,21 @@ features, `y` 1 = anomaly) in a folder:
 Ours go through the product: the normal training rows are written to a `.npy`, `training.fit`
 trains and publishes them into a temporary registry (its own 70/15/15 train / validation /
 calibration split, export, parity verification), and the published version is scored by the
-service's runtime. PyOD's detectors (`pip install -e '.[train,bench]'`) run with their defaults.
+service's runtime; `default` is what `fit` trains when given neither a model nor a preset (for
+these rows the preset `features`). PyOD's detectors (`pip install -e '.[train,bench]'`) run with
+their defaults.
 Prints AUROC per set, the mean, the mean rank, the false-positive rate of our threshold on the
 normal test rows (calibrated to 1%), fit seconds, scoring rows/s and artifact bytes; `--json`
 writes everything.
 
     .venv/bin/python benchmarks/tabular.py --data-dir ../shared/data/adbench
     .venv/bin/python benchmarks/tabular.py --data-dir DIR --methods tabular,pyod-knn --json out.json
+    .venv/bin/python benchmarks/tabular.py --data-dir ../shared/data/adbench \
+        --data-dir ../shared/data/adbench-embed --cache peers.json \
+        --throughput ../shared/data/adbench/11_donors.npz      # docs/results-tables.md
+
+`--data-dir` repeats (or takes a comma list): one table per folder. `--cache FILE` keeps PyOD's
+results by folder/set/method, so that they are computed once (ours are always recomputed).
 
 Not a timed test: timings are one measurement each on whatever machine runs it.
 """
@@ -133,6 +141,30 @@ def run_ours(config: FitConfig | None, X_train: np.ndarray, X_test: np.ndarray, 
         fpr = float(np.mean(scores[normal] > manifest.threshold.value)) if normal.any() else math.nan
         rate = len(rows) / max(score_s, 1e-9)
         return Result(auroc(y_test, scores), fit_s, rate, size, fpr, manifest.threshold.n_calibration)
+
+
+def throughput(config: FitConfig | None, path: Path, rounds: int = 3) -> tuple[int, float]:
+    """(rows, best rows/s) of our runtime on one thread scoring every row of the .npz at `path`
+    (all of donors' 619,326), after `fit` on the protocol's training rows."""
+    X_train, _, _ = load_protocol(path)
+    with np.load(path, allow_pickle=False) as data:
+        X = np.asarray(data["X"], dtype=np.float32)
+    if X.shape[1] != X_train.shape[1]:
+        raise ValueError(f"{path.name}: the protocol dropped constant columns; pick a set without any")
+    with tempfile.TemporaryDirectory(prefix="tabular-") as tmp:
+        np.save(Path(tmp) / "train.npy", X_train.astype(np.float32))
+        fit(config, Path(tmp) / "train.npy", name="m", models_dir=Path(tmp) / "models")
+        folder = Path(tmp) / "models" / "m" / "1"
+        manifest = Manifest.read(folder)
+        runtime = RUNTIMES[manifest.format].load(manifest, folder, threads=1)
+        rows = runtime.check_inputs(X)
+        runtime.compute("scores", rows[:1024])
+        best = math.inf
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            runtime.compute("scores", rows)
+            best = min(best, time.perf_counter() - t0)
+    return len(rows), len(rows) / best
 
 
 def pyod_detector(name: str) -> Callable[[], Any]:
@@ -294,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="JSON file of PyOD's results by folder/set/method: read when present, written as they come",
     )
+    p.add_argument(
+        "--throughput",
+        type=Path,
+        default=None,
+        help="also time our methods scoring every row of this .npz on one thread (e.g. 11_donors.npz)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     methods = args.methods.split(",")
@@ -322,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
             "sets": sets,
             "results": {m: {s: asdict(r) for s, r in row.items()} for m, row in table.items()},
         }
+    if args.throughput is not None:
+        print(f"## scoring every row of {args.throughput.name} on one thread\n")
+        print("| method | rows | rows/s (best of 3) |\n|---|---|---|")
+        for m in [m for m in methods if m in OURS]:
+            n, rate = throughput(OURS[m], args.throughput)
+            print(f"| {m} | {n:,} | {rate:,.0f} |")
+            out.setdefault("throughput", {})[m] = {"rows": n, "rows_per_s": rate}
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0
