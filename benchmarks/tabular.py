@@ -222,10 +222,14 @@ def mean_ranks(table: dict[str, dict[str, Result]], sets: list[str]) -> dict[str
 
 
 def short_name(stem: str) -> str:
-    """A column title: the set's name without its number, cut to 9 characters (an embedding set's
-    tail, where its class is)."""
+    """A column title of at most 9 characters: the set's name without its number; of an embedding
+    set (`ResNet18-MVTec-AD_bottle`), what follows the backbone."""
     name = stem.split("_", 1)[-1]
-    return name if len(name) <= 9 else (name[-9:] if "-" in name else name[:9])
+    if "_" in name and "-" in name:
+        name = name.rsplit("-", 1)[-1]  # CIFAR10_0, AD_bottle
+        if not name.rsplit("_", 1)[-1].isdigit():
+            name = name.rsplit("_", 1)[-1]  # the class name alone: bottle
+    return name[:9]
 
 
 def print_tables(table: dict[str, dict[str, Result]], sets: list[str]) -> None:
