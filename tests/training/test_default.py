@@ -164,3 +164,16 @@ def test_the_bootstrap_default_flags_readmes_malignant_row_only(tmp_path: Path) 
     (scores,) = runtime.compute("scores", runtime.check_inputs(np.asarray(rows)))
     _, flagged, _ = runtime.judge(scores)
     assert flagged.tolist() == [True, False]
+
+
+def test_a_manifest_written_before_the_weight_still_loads() -> None:
+    """neighbors.weight is optional: a score object without it reads as weight 1."""
+    from service.manifest import ScoreSpec
+
+    old = {"metric": "mse", "neighbors": {"k": 5, "reference_rows": 10, "file": "neighbors.npy"}}
+    spec = ScoreSpec.model_validate(old)
+    assert spec.neighbors is not None and spec.neighbors.weight is None
+    X = table(4)
+    Z, R = X[:, :2], table(10, seed=1)[:, :2]
+    weighted = spec.model_copy(update={"neighbors": spec.neighbors.model_copy(update={"weight": 1.0})})
+    np.testing.assert_array_equal(row_scores(X, X * 0.9, spec, Z, R), row_scores(X, X * 0.9, weighted, Z, R))
