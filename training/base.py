@@ -22,7 +22,10 @@ from training.errors import UsageError
 F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
 REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
-BALANCE_EPS = 1e-6  # balance_neighbors: share of the two parts' total added to each before the ratio
+# balance_neighbors: share of the two parts' total added to each before their ratio; when the kept
+# components explain every feature, the residual is float32 rounding (up to ~1e-7 of the total for
+# features far from zero) and the neighbors term must stay well above it
+BALANCE_EPS = 1e-3
 
 
 MIN_STD = 1e-12  # a feature with a smaller training std is constant: it keeps scale 1
@@ -172,7 +175,7 @@ class ReconstructionEstimator(ABC):
             Z = self._encode(rows)
             residual += float(row_scores(rows, self._decode(Z), plain).sum(dtype=np.float64))
             near += float(neighbor_distances(Z, reference, nb.k).sum(dtype=np.float64)) / X2.shape[1]
-        # a tiny floor keeps the weight finite and positive when a part is (nearly) zero everywhere
+        # the floor keeps the weight finite and positive when a part is (nearly) zero everywhere
         eps = BALANCE_EPS * (residual + near) + np.finfo(np.float32).tiny
         weighted = nb.model_copy(update={"weight": (residual + eps) / (near + eps)})
         self.score_spec_ = self.score_spec_.model_copy(update={"neighbors": weighted})
