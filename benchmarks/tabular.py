@@ -10,13 +10,21 @@ features, `y` 1 = anomaly) in a folder:
 Ours go through the product: the normal training rows are written to a `.npy`, `training.fit`
 trains and publishes them into a temporary registry (its own 70/15/15 train / validation /
 calibration split, export, parity verification), and the published version is scored by the
-service's runtime. PyOD's detectors (`pip install -e '.[train,bench]'`) run with their defaults.
+service's runtime; `default` is what `fit` trains when given neither a model nor a preset (for
+these rows the preset `features`). PyOD's detectors (`pip install -e '.[train,bench]'`) run with
+their defaults.
 Prints AUROC per set, the mean, the mean rank, the false-positive rate of our threshold on the
 normal test rows (calibrated to 1%), fit seconds, scoring rows/s and artifact bytes; `--json`
 writes everything.
 
     .venv/bin/python benchmarks/tabular.py --data-dir ../shared/data/adbench
     .venv/bin/python benchmarks/tabular.py --data-dir DIR --methods tabular,pyod-knn --json out.json
+    .venv/bin/python benchmarks/tabular.py --data-dir ../shared/data/adbench \
+        --data-dir ../shared/data/adbench-embed --cache peers.json \
+        --throughput ../shared/data/adbench/11_donors.npz      # docs/results-tables.md
+
+`--data-dir` repeats (or takes a comma list): one table per folder. `--cache FILE` keeps PyOD's
+results by folder/set/method, so that they are computed once (ours are always recomputed).
 
 Not a timed test: timings are one measurement each on whatever machine runs it.
 """
@@ -56,13 +64,16 @@ MAX_ROWS = 20_000
 TEST_SHARE = 0.4
 SERVED_ROLES = {"encoder", "decoder", "scorer", "estimator", "reference"}
 
-# our methods: name -> what `training.fit` trains
-OURS: dict[str, FitConfig] = {
+# our methods: name -> what `training.fit` trains (None: the default for the data's layout)
+OURS: dict[str, FitConfig | None] = {
+    "default": None,
     "tabular": preset("tabular"),
     "pca": FitConfig("pca"),
     "dense": FitConfig("dense", train=TrainConfig(quiet=True)),
 }
 PYOD = ("IForest", "KNN", "PCA", "ECOD", "AutoEncoder")
+# what one run compares when --methods is not given: ours and the PyOD defaults of issue 21
+DEFAULT_METHODS = ("default", "tabular", "pca", "pyod-iforest", "pyod-knn", "pyod-ecod", "pyod-autoencoder")
 # with n calibration rows the 0.99 quantile's false-positive rate has a standard error of about
 # sqrt(0.01 / n), and below 100 rows the threshold is simply the largest calibration score
 MANY_CALIBRATION_ROWS = 100
@@ -106,7 +117,7 @@ def auroc(y: np.ndarray, scores: np.ndarray) -> float:
     return 100.0 * float(roc_auc_score(y, scores))
 
 
-def run_ours(config: FitConfig, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> Result:
+def run_ours(config: FitConfig | None, X_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> Result:
     """fit -> publish -> score through the service's runtime."""
     with tempfile.TemporaryDirectory(prefix="tabular-") as tmp:
         data = Path(tmp) / "train.npy"
@@ -130,6 +141,30 @@ def run_ours(config: FitConfig, X_train: np.ndarray, X_test: np.ndarray, y_test:
         fpr = float(np.mean(scores[normal] > manifest.threshold.value)) if normal.any() else math.nan
         rate = len(rows) / max(score_s, 1e-9)
         return Result(auroc(y_test, scores), fit_s, rate, size, fpr, manifest.threshold.n_calibration)
+
+
+def throughput(config: FitConfig | None, path: Path, rounds: int = 3) -> tuple[int, float]:
+    """(rows, best rows/s) of our runtime on one thread scoring every row of the .npz at `path`
+    (all of donors' 619,326), after `fit` on the protocol's training rows."""
+    X_train, _, _ = load_protocol(path)
+    with np.load(path, allow_pickle=False) as data:
+        X = np.asarray(data["X"], dtype=np.float32)
+    if X.shape[1] != X_train.shape[1]:
+        raise ValueError(f"{path.name}: the protocol dropped constant columns; pick a set without any")
+    with tempfile.TemporaryDirectory(prefix="tabular-") as tmp:
+        np.save(Path(tmp) / "train.npy", X_train.astype(np.float32))
+        fit(config, Path(tmp) / "train.npy", name="m", models_dir=Path(tmp) / "models")
+        folder = Path(tmp) / "models" / "m" / "1"
+        manifest = Manifest.read(folder)
+        runtime = RUNTIMES[manifest.format].load(manifest, folder, threads=1)
+        rows = runtime.check_inputs(X)
+        runtime.compute("scores", rows[:1024])
+        best = math.inf
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            runtime.compute("scores", rows)
+            best = min(best, time.perf_counter() - t0)
+    return len(rows), len(rows) / best
 
 
 def pyod_detector(name: str) -> Callable[[], Any]:
@@ -186,9 +221,20 @@ def mean_ranks(table: dict[str, dict[str, Result]], sets: list[str]) -> dict[str
     return {m: totals[m] / len(sets) for m in methods}
 
 
+def short_name(stem: str) -> str:
+    """A column title of at most 9 characters: the set's name without its number; of an embedding
+    set (`ResNet18-MVTec-AD_bottle`), what follows the backbone."""
+    name = stem.split("_", 1)[-1]
+    if "_" in name and "-" in name:
+        name = name.rsplit("-", 1)[-1]  # CIFAR10_0, AD_bottle
+        if not name.rsplit("_", 1)[-1].isdigit():
+            name = name.rsplit("_", 1)[-1]  # the class name alone: bottle
+    return name[:9]
+
+
 def print_tables(table: dict[str, dict[str, Result]], sets: list[str]) -> None:
     ranks = mean_ranks(table, sets)
-    short = [s.split("_", 1)[-1][:9] for s in sets]
+    short = [short_name(s) for s in sets]
     print("| method | " + " | ".join(short) + " | mean | sets | mean rank |")
     print("|" + "---|" * (len(sets) + 4))
     for m, row in table.items():
@@ -224,12 +270,72 @@ def print_tables(table: dict[str, dict[str, Result]], sets: list[str]) -> None:
             print(f"| {m} | {cells} |")
 
 
+def load_cache(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Peer results of earlier runs, keyed by `folder/set/method` (empty when there is no file)."""
+    if path is None or not path.is_file():
+        return {}
+    loaded: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def run_folder(
+    folder: Path, methods: list[str], cache: dict[str, dict[str, Any]], cache_path: Path | None
+) -> tuple[dict[str, dict[str, Result]], list[str]]:
+    """Every method on every .npz of `folder`; PyOD's results come from / go to the cache."""
+    files = sorted(folder.glob("*.npz"))
+    sets = [f.stem for f in files]
+    table: dict[str, dict[str, Result]] = {m: {} for m in methods}
+    for f in files:
+        loaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        for m in methods:
+            key = f"{folder.name}/{f.stem}/{m}"
+            if m not in OURS and key in cache:
+                table[m][f.stem] = Result(**cache[key])
+                continue
+            if loaded is None:
+                loaded = load_protocol(f)
+            X_train, X_test, y_test = loaded
+            try:
+                if m in OURS:
+                    res = run_ours(OURS[m], X_train, X_test, y_test)
+                else:
+                    pyod_name = next(n for n in PYOD if f"pyod-{n.lower()}" == m)
+                    res = run_pyod(pyod_name, X_train, X_test, y_test)
+            except (LatentServeError, TrainingError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+                message = exc.message if isinstance(exc, LatentServeError) else str(exc)
+                res = Result(None, 0.0, 0.0, -1, error=message.splitlines()[0][:300])
+            table[m][f.stem] = res
+            if m not in OURS and cache_path is not None:
+                cache[key] = asdict(res)
+                cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            shown = "FAILED: " + (res.error or "") if res.auroc is None else f"AUROC {res.auroc:.1f}"
+            print(f"{f.stem} {m}: {shown} (fit {res.fit_s:.1f} s)", file=sys.stderr, flush=True)
+    return table, sets
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--data-dir", type=Path, required=True, help="folder of ADBench-style .npz files")
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        required=True,
+        help="folder of ADBench-style .npz files; repeat it (or give a comma list) for one table per folder",
+    )
     names = [*OURS, *(f"pyod-{n.lower()}" for n in PYOD)]
-    p.add_argument("--methods", default=",".join(names), help=f"comma-separated subset of {names}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated subset of {names}")
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON file of PyOD's results by folder/set/method: read when present, written as they come",
+    )
+    p.add_argument(
+        "--throughput",
+        type=Path,
+        default=None,
+        help="also time our methods scoring every row of this .npz on one thread (e.g. 11_donors.npz)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     methods = args.methods.split(",")
@@ -243,30 +349,30 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             print(f"PyOD is not installed (pip install -e '.[bench]'): skipping {skipped}", file=sys.stderr)
         methods = [m for m in methods if m in OURS]
-    files = sorted(args.data_dir.glob("*.npz"))
-    if not files:
-        p.error(f"no .npz files in {args.data_dir}")
-    sets = [f.stem for f in files]
-    table: dict[str, dict[str, Result]] = {m: {} for m in methods}
-    for f in files:
-        X_train, X_test, y_test = load_protocol(f)
-        for m in methods:
-            try:
-                if m in OURS:
-                    res = run_ours(OURS[m], X_train, X_test, y_test)
-                else:
-                    pyod_name = next(n for n in PYOD if f"pyod-{n.lower()}" == m)
-                    res = run_pyod(pyod_name, X_train, X_test, y_test)
-            except (LatentServeError, TrainingError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-                message = exc.message if isinstance(exc, LatentServeError) else str(exc)
-                res = Result(None, 0.0, 0.0, -1, error=message.splitlines()[0][:300])
-            table[m][f.stem] = res
-            shown = "FAILED: " + (res.error or "") if res.auroc is None else f"AUROC {res.auroc:.1f}"
-            print(f"{f.stem} {m}: {shown} (fit {res.fit_s:.1f} s)", file=sys.stderr, flush=True)
-    print_tables(table, sets)
+    folders = [Path(d) for arg in args.data_dir for d in arg.split(",") if d]
+    for folder in folders:
+        if not any(folder.glob("*.npz")):
+            p.error(f"no .npz files in {folder}")
+    cache = load_cache(args.cache)
+    out: dict[str, Any] = {}
+    for folder in folders:
+        table, sets = run_folder(folder, methods, cache, args.cache)
+        print(f"## {folder.name} ({len(sets)} sets)\n")
+        print_tables(table, sets)
+        print()
+        out[folder.name] = {
+            "sets": sets,
+            "results": {m: {s: asdict(r) for s, r in row.items()} for m, row in table.items()},
+        }
+    if args.throughput is not None:
+        print(f"## scoring every row of {args.throughput.name} on one thread\n")
+        print("| method | rows | rows/s (best of 3) |\n|---|---|---|")
+        for m in [m for m in methods if m in OURS]:
+            n, rate = throughput(OURS[m], args.throughput)
+            print(f"| {m} | {n:,} | {rate:,.0f} |")
+            out.setdefault("throughput", {})[m] = {"rows": n, "rows_per_s": rate}
     if args.json is not None:
-        out = {m: {s: asdict(r) for s, r in row.items()} for m, row in table.items()}
-        args.json.write_text(json.dumps({"sets": sets, "results": out}, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

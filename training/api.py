@@ -35,6 +35,7 @@ from training.data import (
 )
 from training.errors import UsageError
 from training.export import TrainingRun, export_pca_family
+from training.presets import default_config
 from training.publish import check_writable
 from training.spark_fit import fit_spark, is_spark_dataframe
 
@@ -45,7 +46,7 @@ Fitter = Callable[[FitConfig, TrainingRun, Path, str], Path]
 
 
 def fit(
-    config: FitConfig | str,
+    config: FitConfig | str | None,
     data: DataConfig | str | Path | object,
     *,
     name: str,
@@ -56,32 +57,63 @@ def fit(
 ) -> Path:
     """Train a model on `data` and publish it as the next version of `name`; return its folder.
 
-    config: a FitConfig, a preset's (`training.presets.preset(NAME)`), or just the kind ("pca");
+    config: a FitConfig, a preset's (`training.presets.preset(NAME)`), just the kind ("pca"), or
+    None: the default for the data's layout (`training.presets.default_config`), once it is loaded;
     settings: FitConfig fields that replace the config's, e.g. seed=1 or score=ScoreConfig(...);
     data: a DataConfig, a data set name or path (all rows, the default splits), rows in memory
     (`training.data.dataset_from_array`: a numpy array or a pandas DataFrame), with labels `y`, or
     a Spark DataFrame of numeric columns (kind pca; `training.spark_fit`);
     classes: keep only the rows of these labels (a DataConfig's own `classes` otherwise).
     """
-    cfg = FitConfig(config, **settings) if isinstance(config, str) else replace(config, **settings)
+    models_dir = Path(models_dir)
     if is_spark_dataframe(data):  # fitted where the rows live: one distributed pass (training.spark_fit)
-        return fit_spark(cfg, data, Path(models_dir), name)
-    memory: Dataset | None = None
+        spark_config = default_config("features") if config is None else config  # Spark rows are tables
+        return fit_spark(_settled(spark_config, settings), data, models_dir, name)
+    dataset: Dataset | None = None  # rows already loaded (in memory, or to learn their layout)
     if isinstance(data, DataConfig):
         rows = data
     elif isinstance(data, (str, Path)):
         rows = DataConfig(str(data))
     else:
-        memory = dataset_from_array(data, y)
-        rows = DataConfig(memory.name)
-    if y is not None and memory is None:
+        dataset = dataset_from_array(data, y)
+        rows = DataConfig(dataset.name)
+    if y is not None and dataset is None:
         raise UsageError("y: labels go with rows in memory; a data set or file brings its own labels")
     if classes is not None:
         rows = replace(rows, classes=tuple(classes))
+    if config is None:  # the layout's default: known once the rows are loaded
+        _fitter(replace(FitConfig("pca"), **settings), rows, name)  # the name and shared settings
+        check_writable(models_dir)
+        if dataset is None:
+            dataset = _load(FitConfig("pca", **settings).seed, rows)
+        config = default_config(dataset.layout)
+    cfg = _settled(config, settings)
     fitter = _fitter(cfg, rows, name)
-    models_dir = Path(models_dir)
     check_writable(models_dir)  # before the training, not after it
-    return fitter(cfg, load_rows(cfg, rows, memory), models_dir, name)
+    return fitter(cfg, load_rows(cfg, rows, dataset), models_dir, name)
+
+
+def _settled(config: FitConfig | str, settings: dict[str, Any]) -> FitConfig:
+    """config (or the kind it names) with `settings` replacing its fields."""
+    return FitConfig(config, **settings) if isinstance(config, str) else replace(config, **settings)
+
+
+def default_for(data: DataConfig, seed: int = FitConfig.seed) -> FitConfig:
+    """The settings `fit(None, data)` trains with: the default of the data's layout."""
+    return default_config(_load(seed, data).layout)
+
+
+def _load(seed: int, data: DataConfig) -> Dataset:
+    return load_dataset(
+        data.dataset,
+        data_dir=data.data_dir,
+        seed=seed,
+        download=data.download,
+        mmap=data.mmap,
+        columns=data.columns,
+        drop_columns=data.drop_columns,
+        label_column=data.label_column,
+    )
 
 
 def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
@@ -115,25 +147,21 @@ def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
         )
     if not 1 <= rows <= MAX_REFERENCE_ROWS:
         raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {rows}")
+    if cfg.score.balance and not k:
+        raise UsageError("--score-balance weighs the neighbors term: give --score-neighbors K too")
+    floor = cfg.pca.scale_floor
+    if not 0.0 <= floor < 1.0:
+        raise UsageError(f"--scale-floor must be a quantile in [0, 1), got {floor}")
+    if floor and cfg.kind not in LINEAR_KINDS:
+        raise UsageError(f"--scale-floor applies to the linear PCA kinds ({', '.join(LINEAR_KINDS)})")
     return kinds[cfg.kind]
 
 
-def load_rows(cfg: FitConfig, data: DataConfig, memory: Dataset | None = None) -> TrainingRun:
-    """Load `data` (or take the rows in `memory`), keep its classes and split it (a memory-mapped
-    file by position: the tail is validation and calibration); the run also records the seed, the
-    quantile and the preset."""
-    ds = memory
-    if ds is None:
-        ds = load_dataset(
-            data.dataset,
-            data_dir=data.data_dir,
-            seed=cfg.seed,
-            download=data.download,
-            mmap=data.mmap,
-            columns=data.columns,
-            drop_columns=data.drop_columns,
-            label_column=data.label_column,
-        )
+def load_rows(cfg: FitConfig, data: DataConfig, dataset: Dataset | None = None) -> TrainingRun:
+    """Load `data` (unless it is given, already loaded), keep its classes and split it (a
+    memory-mapped file by position: the tail is validation and calibration); the run also records
+    the seed, the quantile and the preset."""
+    ds = dataset if dataset is not None else _load(cfg.seed, data)
     classes = list(data.classes) if data.classes else None
     X, y = filter_classes(ds, classes)
     if isinstance(X, np.memmap):
@@ -171,6 +199,8 @@ def _fit_pca(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -> P
         est.fit_neighbors(
             run.splits.X_train, cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed
         )
+    if cfg.score.balance:
+        est.balance_neighbors(run.splits.X_val)
     return export_pca_family(est, run, models_dir, name)
 
 
@@ -181,12 +211,13 @@ def pca_estimator(
     from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA
 
     k = pca.components(kind, None)
+    floor = pca.scale_floor
     if kind == "pca":
-        return PCA(k, standardize=standardize, device=device)
+        return PCA(k, standardize=standardize, scale_floor=floor, device=device)
     if kind == "sklearn-pca":
-        return SklearnPCA(k, solver=pca.solver, standardize=standardize, seed=seed)
+        return SklearnPCA(k, solver=pca.solver, standardize=standardize, scale_floor=floor, seed=seed)
     if kind == "incremental-pca":
-        return IncrementalPCA(k, batch_size=pca.batch_size, standardize=standardize)
+        return IncrementalPCA(k, batch_size=pca.batch_size, standardize=standardize, scale_floor=floor)
     return KernelPCA(
         int(k),
         kernel=pca.kernel,
@@ -199,6 +230,7 @@ def pca_estimator(
 
 
 FITTERS: dict[str, Fitter] = dict.fromkeys(PCA_KINDS, _fit_pca)
+LINEAR_KINDS = ("pca", "sklearn-pca", "incremental-pca")  # those --scale-floor applies to
 
 
 def fitters() -> dict[str, Fitter]:
@@ -231,9 +263,8 @@ DEFAULT_MODELS: list[Default] = [
     Default(
         "digits-kernel-pca", FitConfig("kernel-pca", pca=PCAConfig(n_components=16)), DataConfig("digits")
     ),
-    Default(
-        "breast-cancer-pca", FitConfig("pca", pca=PCAConfig(n_components=0.9)), DataConfig("breast-cancer")
-    ),
+    # one-class, as a user would train it: the benign rows (label 1) with the feature-row default
+    Default("breast-cancer-pca", default_config("features"), DataConfig("breast-cancer", classes=(1,))),
     Default(
         "breast-cancer-sklearn-pca",
         FitConfig("sklearn-pca", pca=PCAConfig(n_components=10)),

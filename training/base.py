@@ -15,13 +15,17 @@ import numpy as np
 import numpy.typing as npt
 
 from latentserve_core.manifest import MAX_REFERENCE_ROWS, NeighborsSpec, ScoreSpec
-from latentserve_core.runtime.base import row_scores
+from latentserve_core.runtime.base import neighbor_distances, row_scores
 from training.config import ScoreConfig
 from training.errors import UsageError
 
 F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
 REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
+# balance_neighbors: share of the two parts' total added to each before their ratio; when the kept
+# components explain every feature, the residual is float32 rounding (up to ~1e-7 of the total for
+# features far from zero) and the neighbors term must stay well above it
+BALANCE_EPS = 1e-3
 
 
 MIN_STD = 1e-12  # a feature with a smaller training std is constant: it keeps scale 1
@@ -30,6 +34,17 @@ MIN_STD = 1e-12  # a feature with a smaller training std is constant: it keeps s
 def feature_scale(std: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The standardisation's divisor per feature: the training std, or 1 for constant features."""
     return np.where(std > MIN_STD, std, 1.0)
+
+
+def floored_scale(std: npt.NDArray[np.float64], floor: float) -> npt.NDArray[np.float64]:
+    """feature_scale, with each varying feature's std raised to at least the `floor` quantile of
+    the varying features' stds (0: no floor). Standardising then evens out features of very
+    different units without blowing up the many near-constant ones of an embedding vector."""
+    scale = feature_scale(std)
+    varying = std > MIN_STD
+    if floor <= 0.0 or not varying.any():
+        return scale
+    return np.where(varying, np.maximum(std, np.quantile(std[varying], floor)), 1.0)
 
 
 def score_spec(
@@ -142,6 +157,28 @@ class ReconstructionEstimator(ABC):
         self.reference_codes_ = np.ascontiguousarray(np.concatenate(codes), dtype=np.float32)
         neighbors = NeighborsSpec(k=k, reference_rows=rows, file=REFERENCE_FILE)
         self.score_spec_ = self.score_spec_.model_copy(update={"neighbors": neighbors})
+        return self
+
+    def balance_neighbors(self, X: F32) -> ReconstructionEstimator:
+        """Weight the neighbors term so that, on rows X (held-out training rows), its mean equals
+        the reconstruction error's: neither part of the score drowns the other, whatever the data's
+        units, dimension or spectrum. Returns self."""
+        nb = self.score_spec_.neighbors
+        if nb is None:
+            raise UsageError("--score-balance needs a neighbors term (--score-neighbors K)")
+        X2 = self._flat(X)
+        plain = self.score_spec_.model_copy(update={"neighbors": None})
+        reference: F32 = self.reference_codes_  # type: ignore[attr-defined]
+        residual, near = 0.0, 0.0
+        for i in range(0, len(X2), SCORE_BATCH):
+            rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
+            Z = self._encode(rows)
+            residual += float(row_scores(rows, self._decode(Z), plain).sum(dtype=np.float64))
+            near += float(neighbor_distances(Z, reference, nb.k).sum(dtype=np.float64)) / X2.shape[1]
+        # the floor keeps the weight finite and positive when a part is (nearly) zero everywhere
+        eps = BALANCE_EPS * (residual + near) + np.finfo(np.float32).tiny
+        weighted = nb.model_copy(update={"weight": (residual + eps) / (near + eps)})
+        self.score_spec_ = self.score_spec_.model_copy(update={"neighbors": weighted})
         return self
 
     # ---- helpers ----------------------------------------------------------------------------

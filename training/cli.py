@@ -22,7 +22,7 @@ from latentserve_core.layout import model_names, read_manifest, versions_of
 from latentserve_core.manifest import MAX_REFERENCE_ROWS
 from training.api import bootstrap, fit
 from training.config import KINDS, MODELS_DIR, DataConfig, FitConfig, PCAConfig, ScoreConfig
-from training.errors import TrainingError, UsageError
+from training.errors import TrainingError
 from training.nn.config import NetConfig, TrainConfig
 from training.presets import PRESETS, preset
 from training.publish import PublishError, RegistryNotWritable
@@ -127,7 +127,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     def add(flag: str, dest: str, text: str, default: str | None = None, **kw: Any) -> None:
         _add(p, flag, dest, text, default, **kw)
 
-    add("--model", "kind", f"model kind: {', '.join(KINDS)}", "the preset's; required without --preset")
+    add("--model", "kind", f"model kind: {', '.join(KINDS)}", "the preset's, else the data's default")
     datasets = (
         "digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path to a .npy / .csv / .parquet "
         "file or a folder of images"
@@ -165,6 +165,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--latent-dim", "latent_dim", "size of the code (PCA: same as an integer k)", latent, type=int)
     std = "yes for feature data, no for images"
     add("--standardize", "standardize", "standardise features", std, action=argparse.BooleanOptionalAction)
+    floor = "standardising (linear PCA kinds): floor each feature's std at this quantile of the stds"
+    add("--scale-floor", "pca.scale_floor", floor, type=float)
     add("--solver", "pca.solver", "sklearn-pca solver", choices=["full", "randomized"])
     batch = f"incremental-pca {field_default(BATCH_SIZE[0])}, networks {field_default(BATCH_SIZE[1])}"
     add("--batch-size", "batch_size", "rows per step (incremental-pca, networks)", batch, type=int)
@@ -204,6 +206,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--score-neighbors", "score.neighbors", neighbors, type=int, metavar="K")
     rows = f"with --score-neighbors: keep the codes of at most R training rows (<= {MAX_REFERENCE_ROWS})"
     add("--score-reference-rows", "score.reference_rows", rows, type=int, metavar="R")
+    balance = "with --score-neighbors: weight that term so both parts have one mean on the validation rows"
+    add("--score-balance", "score.balance", balance, action="store_true")
     add("--preset", "preset", "named settings (see `presets`); explicit flags override them", "none")
 
 
@@ -234,16 +238,18 @@ def configs(args: argparse.Namespace) -> tuple[FitConfig, DataConfig]:
         size = given.pop("batch_size")
         given.update(dict.fromkeys(BATCH_SIZE, size))
     name = given.pop("preset", None)
-    if name is not None:
-        base = preset(name)
-    elif "kind" in given:
-        base = FitConfig(given["kind"])
-    else:
-        raise UsageError("--model is required (or --preset NAME)")
     parts = {
         s: {k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(f"{s}.")} for s in SECTIONS if s
     }
     data = DataConfig(**parts.pop("data"))
+    if name is None and "kind" not in given:  # the default of the data's layout
+        from training.api import default_for
+
+        base = default_for(data, given.get("seed", FitConfig.seed))
+    elif name is None:
+        base = FitConfig(given["kind"])
+    else:
+        base = preset(name)
     top = {k: v for k, v in given.items() if "." not in k}
     sections = {s: dataclasses.replace(getattr(base, s), **values) for s, values in parts.items()}
     return dataclasses.replace(base, **top, **sections), data

@@ -54,6 +54,7 @@ class PCAConfig:
     gamma: float | None = None  # kernel-pca: kernel coefficient (None: 1 / n_features)
     alpha: float = 1e-3  # kernel-pca: ridge of the learned inverse transform
     max_rows: int = 3000  # kernel-pca: at most this many training rows (the kernel is n x n)
+    scale_floor: float = 0.0  # linear kinds, standardising: floor each std at this quantile of the stds
 
     def components(self, kind: str, latent_dim: int | None) -> float:
         """n_components, else latent_dim, else DEFAULT_SHARE (kernel-pca: DEFAULT_KERNEL_K)."""
@@ -73,6 +74,7 @@ class ScoreConfig:
     relative: bool = False  # divide the score by the variance of the row's input (its contrast)
     neighbors: int = 0  # PCA family: add the code's mean squared distance to its K nearest training codes
     reference_rows: int = 4096  # with neighbors: keep the codes of at most this many training rows
+    balance: bool = False  # with neighbors: weight that term so both parts have one mean on validation rows
     quantile: float = 0.99  # the threshold: this quantile of the calibration rows' scores
 
 

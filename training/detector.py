@@ -63,17 +63,10 @@ class Detector(BaseEstimator):  # type: ignore[misc]
     def fit(self, X: Any, y: Any = None) -> Detector:
         """Train on rows X (n, F), (n, H, W) or (n, H, W, C), or a DataFrame, with labels y (n,)
         when `classes` is set; return self."""
-        config = self.config
-        if config is None:
-            # MERGE: the "default" helper's fit(None, ...) picks the default for the data's layout;
-            # until it is merged, None means the tabular preset here (remove these two lines then).
-            from training.presets import preset
-
-            config = preset("tabular")
         rows = dataset_from_array(X, y)  # checked here once, so that the errors name X and y
         registry = tempfile.TemporaryDirectory(prefix="latentserve-detector-")
         folder = fit_version(
-            config,
+            self.config,  # None: the default for the rows' layout
             X,
             y=y,
             classes=self.classes,

@@ -106,7 +106,7 @@ def score_nodes(
 
 
 def neighbor_nodes(
-    z: str, term: str, reference: np.ndarray, k: int, d: int
+    z: str, term: str, reference: np.ndarray, k: int, d: int, weight: float | None = None
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """term = step 4 of docs/score.md, the neighbors term (clipping is monotone, so it commutes with
     taking the k smallest)."""
@@ -135,8 +135,11 @@ def neighbor_nodes(
     nodes += [
         helper.make_node("Max", [near, "zero"], ["nb_clipped"]),
         helper.make_node("ReduceMean", ["nb_clipped"], ["nb_mean"], axes=[1], keepdims=0),
-        helper.make_node("Div", ["nb_mean", "row_size"], [term]),
+        helper.make_node("Div", ["nb_mean", "row_size"], ["nb_per_value" if weight is not None else term]),
     ]
+    if weight is not None:
+        inits.append(_const("neighbors_weight", np.asarray(weight, dtype=np.float32)))
+        nodes.append(helper.make_node("Mul", ["nb_per_value", "neighbors_weight"], [term]))
     return nodes, inits
 
 
@@ -183,7 +186,8 @@ def build_linear_graphs(
     if spec.neighbors is not None:
         if reference is None:
             raise ValueError("a score with neighbors needs the reference codes")
-        n_nodes, n_inits = neighbor_nodes("Zs", "nb_term", reference, spec.neighbors.k, d)
+        nb = spec.neighbors
+        n_nodes, n_inits = neighbor_nodes("Zs", "nb_term", reference, nb.k, d, nb.weight)
     s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", "scores", spec, d, "nb_term" if n_nodes else None)
     s_nodes, s_inits = n_nodes + s_nodes, n_inits + s_inits
     scorer = helper.make_graph(

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from latentserve_core.manifest import ScoreSpec
-from training.base import F32, ReconstructionEstimator, feature_scale
+from training.base import F32, ReconstructionEstimator, floored_scale
 from training.config import PCAConfig
 from training.device import resolve_device
 from training.errors import DataError, UsageError
@@ -56,12 +56,13 @@ class LinearCodec(ReconstructionEstimator):
     mean_std_: F64  # the standardisation's mean (the plain mean when not standardising)
 
     standardize: bool
+    scale_floor: float  # standardising: floor each std at this quantile of the stds (training.base)
 
     def _standardisation(self, X2: F32) -> tuple[F64, F64]:
         mean = X2.mean(axis=0, dtype=np.float64)
         if not self.standardize:
             return mean, np.ones(X2.shape[1])
-        return mean, feature_scale(X2.std(axis=0, dtype=np.float64))
+        return mean, floored_scale(X2.std(axis=0, dtype=np.float64), self.scale_floor)
 
     def _finish(self, mean_std: F64, pca_mean: F64, scale: F64, components: F64) -> None:
         # fold the standardisation and PCA's centring into one centre
@@ -123,10 +124,12 @@ class PCA(LinearCodec):
         n_components: float = PCAConfig.DEFAULT_SHARE,
         *,
         standardize: bool = False,
+        scale_floor: float = _DEFAULT.scale_floor,
         device: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.standardize = standardize
+        self.scale_floor = scale_floor
         self.device = device
 
     def fit(self, X: F32, X_val: F32 | None = None) -> PCA:
@@ -148,7 +151,7 @@ class PCA(LinearCodec):
         self.input_shape_ = input_shape
         self.n_features_in_ = int(np.prod(input_shape))
         std = np.sqrt(np.maximum(np.diag(m2), 0.0) / n)  # numpy's std (ddof=0), as _standardisation
-        scale = feature_scale(std) if self.standardize else np.ones(len(mean))
+        scale = floored_scale(std, self.scale_floor) if self.standardize else np.ones(len(mean))
         cov = m2 / (n - 1) / np.outer(scale, scale)
         eigvals, eigvecs = np.linalg.eigh(cov)
         return self._keep(eigvals, eigvecs, mean, np.zeros(len(mean)), scale)
@@ -194,11 +197,13 @@ class SklearnPCA(LinearCodec):
         *,
         solver: Literal["full", "randomized"] = _DEFAULT.solver,
         standardize: bool = False,
+        scale_floor: float = _DEFAULT.scale_floor,
         seed: int = 0,
     ) -> None:
         self.n_components = n_components
         self.solver = solver
         self.standardize = standardize
+        self.scale_floor = scale_floor
         self.seed = seed
 
     def fit(self, X: F32, X_val: F32 | None = None) -> SklearnPCA:
@@ -234,10 +239,12 @@ class IncrementalPCA(LinearCodec):
         *,
         batch_size: int = _DEFAULT.batch_size,
         standardize: bool = False,
+        scale_floor: float = _DEFAULT.scale_floor,
     ) -> None:
         self.n_components = n_components
         self.batch_size = batch_size
         self.standardize = standardize
+        self.scale_floor = scale_floor
 
     def fit(self, X: F32, X_val: F32 | None = None) -> IncrementalPCA:
         from sklearn.decomposition import IncrementalPCA as SkIPCA
@@ -274,7 +281,7 @@ class IncrementalPCA(LinearCodec):
             total_sq += (C**2).sum(axis=0)
         mean = total / n
         std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-        scale = feature_scale(std) if self.standardize else np.ones(d)
+        scale = floored_scale(std, self.scale_floor) if self.standardize else np.ones(d)
         est = SkIPCA(n_components=k_fit)
         for C in chunks():
             est.partial_fit((C - mean) / scale)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from training.config import FitConfig, PCAConfig, ScoreConfig
-from training.errors import PresetError
+from training.errors import PresetError, UsageError
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,18 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    "features": Preset(
+        "feature rows (the default for tables and embedding vectors): PCA keeping 99% of the variance, "
+        "standardised with each std floored at the stds' 75th percentile; score = residual + the mean "
+        "squared distance of the code to its 5 nearest training codes (at most 4096 kept), that term "
+        "weighted so both parts have one mean on the validation rows",
+        FitConfig(
+            "pca",
+            pca=PCAConfig(n_components=0.99, scale_floor=0.75),
+            score=ScoreConfig(neighbors=5, balance=True),
+            preset="features",
+        ),
+    ),
     "tabular": Preset(
         "feature rows: standardised PCA keeping 99% of the variance; score = residual + mean squared "
         "distance of the code to its 5 nearest training codes (at most 4096 kept)",
@@ -37,6 +49,18 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
 }
+
+
+# the preset `fit` uses for each layout when it is given neither a model kind nor a preset
+LAYOUT_DEFAULTS: dict[str, str] = {"features": "features", "image": "one-class-pca"}
+
+
+def default_config(layout: str) -> FitConfig:
+    """The settings `fit` uses for rows of `layout` (features, image) when given no model or preset."""
+    name = LAYOUT_DEFAULTS.get(layout)
+    if name is None:
+        raise UsageError(f"{layout} rows have no default model: give --model KIND (or --preset NAME)")
+    return PRESETS[name].config
 
 
 def preset(name: str) -> FitConfig:

@@ -81,7 +81,8 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
 
     n, mean, m2, counts = moments(rows, features)
     std = cfg.standardize if cfg.standardize is not None else True  # feature rows: standardised
-    est = PCA(k, standardize=std, device="cpu").fit_moments(n, mean, m2, (d,))
+    est = PCA(k, standardize=std, scale_floor=cfg.pca.scale_floor, device="cpu")
+    est.fit_moments(n, mean, m2, (d,))
     samples = [_sample(rows, part, counts[part], features, cfg.seed) for part in (0, 1, 2)]
     if len(samples[1]) == 0 or len(samples[2]) == 0:
         raise DataError(
@@ -92,6 +93,8 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
     )
     if cfg.score.neighbors:
         est.fit_neighbors(samples[0], cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed)
+    if cfg.score.balance:  # as training.api does: the weight from the validation rows
+        est.balance_neighbors(samples[1])
     dataset = Dataset("spark", samples[0], None, "features", source="spark", feature_names=tuple(features))
     run = TrainingRun(
         dataset=dataset,

@@ -151,6 +151,12 @@ class NeighborsSpec(_Strict):
     file: str = Field(
         pattern=r"^[A-Za-z0-9._-]+$", description="the version's file (role reference) holding them"
     )
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="multiplies the term before it is added (None: 1); `fit` sets it so that both parts "
+        "have the same mean on the validation rows",
+    )
 
     @model_validator(mode="after")
     def _k_fits(self) -> NeighborsSpec:

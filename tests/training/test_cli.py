@@ -307,17 +307,16 @@ def test_fit_help_shows_every_default_from_the_config_objects(capsys: pytest.Cap
 @pytest.mark.parametrize("default", default_models(), ids=lambda d: d.name)
 def test_the_flags_of_each_default_build_its_configs(default: Default) -> None:
     """`flags_of` (what `presets` prints) and `configs` (what `fit` reads) are inverse on the defaults."""
+    classes = ["--classes", ",".join(map(str, default.data.classes))] if default.data.classes else []
     argv = fit_argv(
-        default.config.kind, default.data.dataset, default.name, "m", *flags_of(default.config)[2:]
+        default.config.kind, default.data.dataset, default.name, "m", *flags_of(default.config)[2:], *classes
     )
     config, data = configs(build_parser().parse_args(argv))
     assert data == default.data
     sections = ("kind", "seed", "latent_dim", "standardize", "net", "score")
     assert [getattr(config, s) for s in sections] == [getattr(default.config, s) for s in sections]
-    assert (config.pca.n_components, config.pca.solver) == (
-        default.config.pca.n_components,
-        default.config.pca.solver,
-    )
+    # --batch-size sets pca.batch_size and train.batch_size alike
+    assert replace(config.pca, batch_size=0) == replace(default.config.pca, batch_size=0)
     assert replace(config.train, seed=0) == default.config.train
 
 
@@ -328,13 +327,15 @@ def test_flags_of_writes_both_sides_of_a_switch() -> None:
     assert configs(build_parser().parse_args(argv))[0] == config
 
 
-def test_fit_without_a_model_or_preset_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, stderr = run_cli(
-        ["fit", "--dataset", "digits", "--name", "x", "--models-dir", str(tmp_path)], capsys
-    )
-    assert code == 2 and stderr.strip() == "error: --model is required (or --preset NAME)"
+def test_fit_without_a_model_or_preset_takes_the_layouts_default(tmp_path: Path) -> None:
+    """Images get one-class-pca, feature rows the `features` preset; explicit flags still apply."""
+    base = ["fit", "--models-dir", str(tmp_path)]
+    assert main([*base, "--dataset", "digits", "--classes", "3", "--name", "img"]) == 0
+    assert Manifest.read(tmp_path / "img" / "1").hyperparameters["preset"] == "one-class-pca"
+    assert main([*base, "--dataset", "breast-cancer", "--name", "rows", "--seed", "3"]) == 0
+    rows = Manifest.read(tmp_path / "rows" / "1")
+    assert rows.hyperparameters["preset"] == "features" and rows.data.seed == 3
+    assert rows.score.neighbors is not None and rows.score.neighbors.weight is not None
 
 
 def test_a_csv_header_becomes_the_manifests_feature_names(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ ROW_SHAPE = (4, 5, 2)  # H, W, C: small images with two channels
 D = int(np.prod(ROW_SHAPE))
 K_NEIGHBORS, TOPK = 3, 7
 RTOL = 2e-5  # float32 against float64
+NEIGHBORS_WEIGHT = 0.37  # a neighbors.weight that is not 1
 
 
 def reference_score(
@@ -54,7 +55,8 @@ def reference_score(
     if spec.neighbors is not None:  # 4. neighbors
         distances = sorted(sum((zi - ri) ** 2 for zi, ri in zip(z, row, strict=True)) for row in R)
         nearest = distances[: spec.neighbors.k]
-        score += sum(nearest) / len(nearest) / d
+        weight = 1.0 if spec.neighbors.weight is None else spec.neighbors.weight
+        score += weight * (sum(nearest) / len(nearest) / d)
     if spec.relative:  # 5. relative
         xs = [x[i] / scale[i] for i in range(d)]
         mean = sum(xs) / d
@@ -78,7 +80,10 @@ def rows(seed: int = 0) -> F32:
 SCALE = (0.5 + np.random.default_rng(1).random(D)).astype(np.float32)  # per-value std, 0.5 .. 1.5
 
 
-def spec_of(scaled: bool, pool: bool, topk: bool, relative: bool, neighbors: bool) -> ScoreSpec:
+def spec_of(
+    scaled: bool, pool: bool, topk: bool, relative: bool, neighbors: bool, weighted: bool = False
+) -> ScoreSpec:
+    weight = NEIGHBORS_WEIGHT if weighted else None
     return ScoreSpec(
         reduction="topk" if topk else "mean",
         topk=TOPK if topk else None,
@@ -86,12 +91,20 @@ def spec_of(scaled: bool, pool: bool, topk: bool, relative: bool, neighbors: boo
         pool=3 if pool else None,
         image_shape=list(ROW_SHAPE) if pool else None,
         relative=relative,
-        neighbors=NeighborsSpec(k=K_NEIGHBORS, reference_rows=6, file="neighbors.npy") if neighbors else None,
+        neighbors=(
+            NeighborsSpec(k=K_NEIGHBORS, reference_rows=6, file="neighbors.npy", weight=weight)
+            if neighbors
+            else None
+        ),
     )
 
 
-OPTIONS = ("scaled", "pool", "topk", "relative", "neighbors")
-ALL = [dict(zip(OPTIONS, flags, strict=True)) for flags in itertools.product([False, True], repeat=5)]
+OPTIONS = ("scaled", "pool", "topk", "relative", "neighbors", "weighted")  # weighted: the neighbors term's
+ALL = [
+    options
+    for flags in itertools.product([False, True], repeat=len(OPTIONS))
+    if (options := dict(zip(OPTIONS, flags, strict=True)))["neighbors"] or not options["weighted"]
+]
 NO_NEIGHBORS = [o for o in ALL if not o["neighbors"]]
 
 
@@ -177,5 +190,9 @@ def test_the_reference_tells_the_options_apart() -> None:
     plain = reference_scores(X, X_hat, spec_of(False, False, False, False, False), Z, R)
     for option in OPTIONS:
         one: dict[str, Any] = {o: o == option for o in OPTIONS}
+        base = plain
+        if option == "weighted":  # a weight only applies to a neighbors term
+            one["neighbors"] = True
+            base = reference_scores(X, X_hat, spec_of(False, False, False, False, True), Z, R)
         changed = reference_scores(X, X_hat, spec_of(**one), Z, R)
-        assert np.min(np.abs(changed - plain) / plain) > 1e-3, option
+        assert np.min(np.abs(changed - base) / base) > 1e-3, option

@@ -54,8 +54,10 @@ def row_scores(
     if spec.neighbors is not None:
         if Z is None or reference is None:
             raise ValueError("a score with neighbors needs the codes Z and the reference codes")
-        near = neighbor_distances(Z, reference, spec.neighbors.k)
-        out = np.add(out, near / np.float32(diff.shape[1]), dtype=np.float32)
+        near = neighbor_distances(Z, reference, spec.neighbors.k) / np.float32(diff.shape[1])
+        if spec.neighbors.weight is not None:
+            near = np.multiply(near, np.float32(spec.neighbors.weight), dtype=np.float32)
+        out = np.add(out, near, dtype=np.float32)
     if spec.relative:
         x = X.reshape(len(X), -1).astype(np.float32, copy=False)
         if spec.scale is not None:
