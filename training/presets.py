@@ -36,7 +36,23 @@ PRESETS: dict[str, Preset] = {
             preset="one-class-pca",
         ),
     ),
+    "one-class-images": Preset(
+        "the image default: PCA keeping 60% of the training images' variance (k from their spectrum); "
+        "score = (3x3-pooled squared error + mean squared distance of the code to its 5 nearest "
+        "training codes) / the image's variance",
+        FitConfig(
+            "pca",
+            pca=PCAConfig(n_components=0.6),
+            score=ScoreConfig(pool=3, neighbors=5, relative=True),
+            preset="one-class-images",
+        ),
+    ),
 }
+
+
+# What `fit` trains on images when given no model and no preset (`benchmarks/one_class.py --models
+# default` measures it; docs/images.md has the figures).
+IMAGE_DEFAULT: FitConfig = PRESETS["one-class-images"].config
 
 
 def preset(name: str) -> FitConfig:
