@@ -37,12 +37,13 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "one-class-images": Preset(
-        "the image default: PCA keeping 60% of the training images' variance (k from their spectrum); "
+        "the image default: PCA keeping 60% of the training images' variance (k from their spectrum, "
+        "at least 4); "
         "score = (3x3-pooled squared error + mean squared distance of the code to its 5 nearest "
         "training codes) / the image's variance",
         FitConfig(
             "pca",
-            pca=PCAConfig(n_components=0.6),
+            pca=PCAConfig(n_components=0.6, min_components=4),
             score=ScoreConfig(pool=3, neighbors=5, relative=True),
             preset="one-class-images",
         ),
