@@ -188,6 +188,8 @@ def _fit_pca(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -> P
     d = int(np.prod(ds.row_shape))
     if float(k) >= 1 and k > d:
         raise UsageError(f"--n-components {k} is larger than the input size {d}")
+    if cfg.pca.min_components < 1:
+        raise UsageError(f"--min-components must be >= 1, got {cfg.pca.min_components}")
     std = cfg.standardize if cfg.standardize is not None else ds.layout == "features"
     est = pca_estimator(
         cfg.kind, replace(cfg.pca, n_components=k), standardize=std, seed=cfg.seed, device=cfg.device
@@ -213,11 +215,24 @@ def pca_estimator(
     k = pca.components(kind, None)
     floor = pca.scale_floor
     if kind == "pca":
-        return PCA(k, standardize=standardize, scale_floor=floor, device=device)
+        return PCA(
+            k, min_components=pca.min_components, standardize=standardize, scale_floor=floor, device=device
+        )
+    if kind != "incremental-pca" and pca.min_components != 1:
+        raise UsageError(
+            f"--min-components applies to --model pca and incremental-pca; --model {kind} takes "
+            "--n-components only"
+        )
     if kind == "sklearn-pca":
         return SklearnPCA(k, solver=pca.solver, standardize=standardize, scale_floor=floor, seed=seed)
     if kind == "incremental-pca":
-        return IncrementalPCA(k, batch_size=pca.batch_size, standardize=standardize, scale_floor=floor)
+        return IncrementalPCA(
+            k,
+            batch_size=pca.batch_size,
+            min_components=pca.min_components,
+            standardize=standardize,
+            scale_floor=floor,
+        )
     return KernelPCA(
         int(k),
         kernel=pca.kernel,

@@ -161,6 +161,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--quantile", "score.quantile", "threshold quantile of calibration errors", type=_fraction)
     k = f"--latent-dim, else {PCAConfig.DEFAULT_SHARE} (kernel-pca: {PCAConfig.DEFAULT_KERNEL_K})"
     add("--n-components", "pca.n_components", "PCA: k, or a variance share like 0.95", k, type=_n_components)
+    least = "with a variance share, keep at least K components (pca, incremental-pca)"
+    add("--min-components", "pca.min_components", least, type=int, metavar="K")
     latent = f"PCA: as --n-components; networks: min({NetConfig.latent_dim}, d // 2) for rows of d values"
     add("--latent-dim", "latent_dim", "size of the code (PCA: same as an integer k)", latent, type=int)
     std = "yes for feature data, no for images"

@@ -48,6 +48,7 @@ class PCAConfig:
     DEFAULT_KERNEL_K: ClassVar[int] = 16  # kernel-pca's n_components then (it needs an integer k)
 
     n_components: float | None = None  # int k, or a variance share in (0, 1); None: see components()
+    min_components: int = 1  # pca / incremental-pca with a variance share: keep at least this many
     solver: Literal["full", "randomized"] = "full"  # sklearn-pca: full | randomized
     batch_size: int = 1024  # incremental-pca: rows per partial_fit
     kernel: str = "rbf"  # kernel-pca: rbf | poly | sigmoid | cosine | linear

@@ -509,6 +509,8 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False, **pick: An
     if path.is_dir():
         X = _read_images(path)
         return Dataset(path.name, X, None, "image", source=str(path))
+    if suffix == ".npz":
+        return _read_npz(path, layout)
     names: tuple[str, ...] | None = None
     y: I64 | None = None
     if suffix == ".npy":
@@ -529,13 +531,84 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False, **pick: An
         X, names, y = table.X, table.names, table.y
     else:
         raise DataError(
-            f"{path}: unsupported file type {suffix!r}; expected .npy, .csv, .parquet or a folder of images"
+            f"{path}: unsupported file type {suffix!r}; expected .npy, .npz, .csv, .parquet or a folder "
+            "of images"
         )
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     label = pick.get("label_column")
     return Dataset(
         path.stem, X, y, guess_layout(X, layout), source=str(path), feature_names=names, label_column=label
+    )
+
+
+def _npz_array(path: Path, archive: Any, key: str) -> npt.NDArray[np.generic]:
+    try:
+        A: npt.NDArray[np.generic] = archive[key]
+    except (ValueError, OSError) as exc:  # an object array (pickles are refused), a damaged member
+        raise DataError(f"{path}: array {key!r} is not readable as numbers: {exc}") from exc
+    if A.dtype.kind not in "fiub":
+        raise DataError(f"{path}: array {key!r} has dtype {A.dtype}; expected numbers")
+    return A
+
+
+def _npz_labels(path: Path, labels: npt.NDArray[np.generic], part: str, n: int) -> I64:
+    Y = np.asarray(labels, dtype=np.float64) if labels.ndim == 1 else np.zeros(0)
+    if len(Y) != n or not (np.isfinite(Y).all() and (np.round(Y) == Y).all()):
+        raise DataError(
+            f"{path}: y_{part} must hold {n} integer labels (one per row of x_{part}); "
+            f"got shape {list(labels.shape)} and dtype {labels.dtype}"
+        )
+    return Y.astype(np.int64)
+
+
+def _read_npz(path: Path, layout: Layout | None) -> Dataset:
+    """A .npz archive of rows `x_<part>` with optional labels `y_<part>` (the form Keras and
+    Fashion-MNIST ship): `x_test` / `y_test` is the held-out test split, every other part (`x_train`
+    first, then by name) makes up the rows; uint8 values are scaled to [0, 1] as the IDX loader does."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file: {exc}") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: not a .npz archive (a single array: name the file .npy)")
+    with archive:
+        keys = sorted(archive.files)
+        parts = sorted((k[2:] for k in keys if k.startswith("x_")), key=lambda p: (p != "train", p))
+        if not parts:
+            raise DataError(f"{path}: no arrays named x_<part> (e.g. x_train, x_test); it holds {keys}")
+        orphans = [k for k in keys if k.startswith("y_") and f"x_{k[2:]}" not in keys]
+        if orphans:
+            raise DataError(f"{path}: labels {orphans} have no matching x_<part> array")
+        X: dict[str, F32] = {}
+        y: dict[str, I64 | None] = {}
+        for part in parts:
+            A = _npz_array(path, archive, f"x_{part}")
+            if A.ndim < 2:
+                raise DataError(f"{path}: x_{part} has shape {list(A.shape)}; expected rows (n, ...)")
+            scaled = A.astype(np.float32) / np.float32(255.0) if A.dtype == np.uint8 else A
+            X[part] = check_matrix(scaled, path.with_name(f"{path.name}[x_{part}]"))
+            y[part] = None
+            if f"y_{part}" in keys:
+                y[part] = _npz_labels(path, _npz_array(path, archive, f"y_{part}"), part, len(A))
+    shapes = {p: list(a.shape[1:]) for p, a in X.items()}
+    if len({str(s) for s in shapes.values()}) > 1:
+        raise DataError(f"{path}: the x_<part> arrays have different row shapes {shapes}")
+    rows = [p for p in parts if p != "test"] or ["test"]
+    if len({y[p] is None for p in rows}) > 1:
+        raise DataError(f"{path}: some of {[f'x_{p}' for p in rows]} have y_<part> labels and some not")
+    X_all = X[rows[0]] if len(rows) == 1 else np.concatenate([X[p] for p in rows])
+    found = [labels for p in rows if (labels := y[p]) is not None]
+    y_all = (found[0] if len(found) == 1 else np.concatenate(found)) if found else None
+    test = "test" in X and rows != ["test"]
+    return Dataset(
+        path.stem,
+        X_all,
+        y_all,
+        guess_layout(X_all, layout),
+        X_test=X["test"] if test else None,
+        y_test=y["test"] if test else None,
+        source=str(path),
     )
 
 
@@ -650,7 +723,7 @@ def load_dataset(
         return _user_file(path, layout, mmap, **pick)
     raise DataError(
         f"unknown dataset {name!r}; expected one of {[*EMBEDDED, *IDX_DATASETS]} "
-        "or a path to a .npy / .csv / .parquet file or a folder of images"
+        "or a path to a .npy / .npz / .csv / .parquet file or a folder of images"
     )
 
 

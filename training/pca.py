@@ -23,8 +23,9 @@ F64 = npt.NDArray[np.float64]
 _DEFAULT = PCAConfig()  # the estimators' defaults are the config's
 
 
-def resolve_n_components(n_components: float, ratios: F64) -> int:
-    """An int keeps that many; a float in (0, 1) keeps the fewest reaching that variance share."""
+def resolve_n_components(n_components: float, ratios: F64, min_components: int = 1) -> int:
+    """An int keeps that many; a float in (0, 1) keeps the fewest reaching that variance share, but
+    at least `min_components` (and at most all of them)."""
     if isinstance(n_components, int) or (float(n_components).is_integer() and n_components >= 1):
         k = int(n_components)
         if not 1 <= k <= len(ratios):
@@ -33,7 +34,7 @@ def resolve_n_components(n_components: float, ratios: F64) -> int:
     if not 0.0 < n_components < 1.0:
         raise UsageError(f"n_components={n_components} must be an integer >= 1 or a fraction in (0, 1)")
     reached = int(np.searchsorted(np.cumsum(ratios), n_components - 1e-12)) + 1
-    return min(reached, len(ratios))
+    return min(max(reached, min_components), len(ratios))
 
 
 def _deterministic_signs(components: F64) -> F64:
@@ -113,8 +114,8 @@ class PCA(LinearCodec):
     """PCA as the theorem derives it: centre, covariance, symmetric eigen-decomposition.
 
     Eigenpairs are sorted by decreasing eigenvalue; `n_components` keeps k of them (int) or the
-    fewest reaching that explained-variance share (float). Runs through torch on CUDA when
-    `device` resolves to a GPU, numpy otherwise.
+    fewest reaching that explained-variance share (float; at least `min_components`). Runs through
+    torch on CUDA when `device` resolves to a GPU, numpy otherwise.
     """
 
     kind = "pca"
@@ -123,11 +124,13 @@ class PCA(LinearCodec):
         self,
         n_components: float = PCAConfig.DEFAULT_SHARE,
         *,
+        min_components: int = _DEFAULT.min_components,
         standardize: bool = False,
         scale_floor: float = _DEFAULT.scale_floor,
         device: str = "auto",
     ) -> None:
         self.n_components = n_components
+        self.min_components = min_components
         self.standardize = standardize
         self.scale_floor = scale_floor
         self.device = device
@@ -163,7 +166,7 @@ class PCA(LinearCodec):
         eigvecs = eigvecs[:, order]
         total = eigvals.sum()
         ratios = eigvals / total if total > 0 else np.zeros_like(eigvals)
-        k = resolve_n_components(self.n_components, ratios)
+        k = resolve_n_components(self.n_components, ratios, self.min_components)
         self.explained_variance_ = eigvals
         self.explained_variance_ratio_ = ratios
         self.mean_std_ = mean
@@ -238,10 +241,12 @@ class IncrementalPCA(LinearCodec):
         n_components: float = PCAConfig.DEFAULT_SHARE,
         *,
         batch_size: int = _DEFAULT.batch_size,
+        min_components: int = _DEFAULT.min_components,
         standardize: bool = False,
         scale_floor: float = _DEFAULT.scale_floor,
     ) -> None:
         self.n_components = n_components
+        self.min_components = min_components
         self.batch_size = batch_size
         self.standardize = standardize
         self.scale_floor = scale_floor
@@ -286,7 +291,7 @@ class IncrementalPCA(LinearCodec):
         for C in chunks():
             est.partial_fit((C - mean) / scale)
         ratios = est.explained_variance_ratio_
-        k = resolve_n_components(self.n_components, ratios)
+        k = resolve_n_components(self.n_components, ratios, self.min_components)
         self.explained_variance_ = est.explained_variance_
         self.explained_variance_ratio_ = ratios
         self.mean_std_ = mean

@@ -48,11 +48,23 @@ PRESETS: dict[str, Preset] = {
             preset="one-class-pca",
         ),
     ),
+    "one-class-images": Preset(
+        "the image default: PCA keeping 60% of the training images' variance (k from their spectrum, "
+        "at least 4); "
+        "score = (3x3-pooled squared error + mean squared distance of the code to its 5 nearest "
+        "training codes) / the image's variance",
+        FitConfig(
+            "pca",
+            pca=PCAConfig(n_components=0.6, min_components=4),
+            score=ScoreConfig(pool=3, neighbors=5, relative=True),
+            preset="one-class-images",
+        ),
+    ),
 }
 
 
 # the preset `fit` uses for each layout when it is given neither a model kind nor a preset
-LAYOUT_DEFAULTS: dict[str, str] = {"features": "features", "image": "one-class-pca"}
+LAYOUT_DEFAULTS: dict[str, str] = {"features": "features", "image": "one-class-images"}
 
 
 def default_config(layout: str) -> FitConfig:

@@ -282,3 +282,65 @@ def test_names_need_a_table_with_a_header(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "x.npy"), label_column="label")
     with pytest.raises(DataError, match=r"apply to \.csv and \.parquet files only"):
         load_dataset("digits", drop_columns=("a",))
+
+
+# ---- .npz archives of x_<part> / y_<part> ------------------------------------------------------
+def test_npz_archive_loads_train_and_test_parts_scaling_uint8(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 256, (12, 5, 4), dtype=np.uint8)
+    x_test = rng.integers(0, 256, (6, 5, 4), dtype=np.uint8)
+    y_train, y_test = np.arange(12) % 3, np.arange(6) % 2
+    path = tmp_path / "shapes.npz"
+    np.savez_compressed(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    ds = load_dataset(str(path))
+    assert ds.name == "shapes" and ds.layout == "image" and ds.X.dtype == np.float32
+    np.testing.assert_array_equal(ds.X, x_train.astype(np.float32) / 255.0)
+    assert ds.X_test is not None and ds.y is not None and ds.y_test is not None
+    np.testing.assert_array_equal(ds.X_test, x_test.astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(ds.y, y_train)
+    np.testing.assert_array_equal(ds.y_test, y_test)
+    X, y = filter_classes(ds, [2])
+    assert len(X) == 4 and y is not None and set(y.tolist()) == {2}
+
+
+def test_npz_other_parts_join_the_rows_train_first_and_floats_stay_as_they_are(tmp_path: Path) -> None:
+    a, b = np.full((3, 2), 0.5), np.full((2, 2), 7.0)
+    path = tmp_path / "rows.npz"
+    np.savez(path, x_val=b, x_train=a)  # unlabelled, no test part: every row trains
+    ds = load_dataset(str(path))
+    assert ds.layout == "features" and ds.y is None and ds.X_test is None
+    np.testing.assert_array_equal(ds.X, np.concatenate([a, b]).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"images": np.zeros((3, 2, 2))}, r"no arrays named x_<part> \(e.g. x_train, x_test\); it holds"),
+        ({"x_train": np.zeros((3, 2)), "y_test": np.zeros(3)}, r"labels \['y_test'\] have no matching"),
+        ({"x_train": np.zeros((3, 2)), "y_train": np.zeros(4)}, r"y_train must hold 3 integer labels"),
+        ({"x_train": np.zeros((3, 2)), "y_train": np.full(3, 0.5)}, r"y_train must hold 3 integer labels"),
+        ({"x_train": np.zeros(3)}, r"x_train has shape \[3\]; expected rows"),
+        ({"x_train": np.array(["a", "b"])}, r"array 'x_train' has dtype <U1; expected numbers"),
+        ({"x_train": np.zeros((3, 2)), "x_test": np.zeros((3, 3))}, r"different row shapes"),
+        ({"x_train": np.array([[0.0, np.nan]])}, r"row 0 contains NaN"),
+    ],
+)
+def test_bad_npz_archives_are_refused_naming_the_array(
+    tmp_path: Path, arrays: dict[str, np.ndarray], message: str
+) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(path))
+
+
+def test_a_file_that_is_not_an_npz_archive_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"not a zip archive")
+    with pytest.raises(DataError, match=r"broken.npz: not a readable .npz file"):
+        load_dataset(str(path))
+    single = tmp_path / "single.npz"
+    np.save(single.with_suffix(".npy"), np.zeros((2, 2)))
+    single.with_suffix(".npy").rename(single)
+    with pytest.raises(DataError, match=r"single.npz: not a .npz archive"):
+        load_dataset(str(single))

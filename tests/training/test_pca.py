@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SkPCA
 
+from training.api import fit
+from training.config import PCAConfig
 from training.data import gaussian_2d, load_dataset
+from training.errors import UsageError
 from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA, resolve_n_components
 
 
@@ -137,3 +140,23 @@ def test_incremental_pca_uses_every_row_and_handles_fewer_rows_than_features() -
     assert abs(float(est.components_[0] @ ref.components_[0])) > 0.999
     with pytest.raises(ValueError, match="needs at least that many rows"):
         IncrementalPCA(60).fit(wide)
+
+
+def test_min_components_floors_a_variance_share_only() -> None:
+    ratios = np.array([0.7, 0.2, 0.05, 0.05])
+    assert resolve_n_components(0.6, ratios) == 1
+    assert resolve_n_components(0.6, ratios, 3) == 3
+    assert resolve_n_components(0.95, ratios, 2) == 3  # the share already needs more
+    assert resolve_n_components(0.6, ratios, 9) == 4  # never more than there are
+    assert resolve_n_components(2, ratios, 3) == 2  # an integer k is kept as given
+    X = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32) * np.arange(1, 7) ** 2
+    assert PCA(0.5, min_components=4, device="cpu").fit(X).latent_dim_ == 4
+    assert IncrementalPCA(0.5, min_components=4, batch_size=50).fit(X).latent_dim_ == 4
+    assert PCA(0.5, device="cpu").fit(X).latent_dim_ < 4
+
+
+def test_min_components_is_refused_where_it_does_not_apply(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--min-components applies to --model pca and incremental-pca"):
+        fit("sklearn-pca", "digits", name="s", models_dir=tmp_path, pca=PCAConfig(0.6, min_components=4))
+    with pytest.raises(UsageError, match="--min-components must be >= 1, got 0"):
+        fit("pca", "digits", name="s", models_dir=tmp_path, pca=PCAConfig(0.6, min_components=0))

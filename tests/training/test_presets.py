@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import JoblibRuntime, OnnxRuntime
 from training.api import fit
 from training.cli import describe, fit_argv, main
 from training.config import DataConfig, FitConfig, PCAConfig
+from training.data import filter_classes, load_dataset, split
 from training.errors import PresetError
-from training.presets import PRESETS, Preset, preset
+from training.evaluate import evaluate
+from training.presets import PRESETS, Preset, default_config, preset
 
 
 def test_presets_command_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,3 +112,71 @@ def test_pca_score_topk_needs_k(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(argv) == 2
     assert "--score-topk" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+# ---- the image default -----------------------------------------------------------------------
+def test_the_image_default_is_the_one_class_images_preset() -> None:
+    image = default_config("image")
+    assert image is PRESETS["one-class-images"].config
+    assert image.kind == "pca" and image.preset == "one-class-images"
+    assert default_config("features") is PRESETS["features"].config
+
+
+def _digits_class(c: int) -> np.ndarray:
+    """The training rows `fit` keeps for class c of digits (the seeded split), flattened, float64."""
+    ds = load_dataset("digits")
+    X, y = filter_classes(ds, [c])
+    return split(X, y, seed=0).X_train.reshape(-1, 64).astype(np.float64)
+
+
+def _box3(e: np.ndarray) -> np.ndarray:
+    """3x3 window means of 8x8 rows, zeros outside, by loops (docs/score.md step 2)."""
+    img = np.pad(e.reshape(len(e), 8, 8), ((0, 0), (1, 1), (1, 1)))
+    out = sum(img[:, dh : dh + 8, dw : dw + 8] for dh in range(3) for dw in range(3)) / 9.0
+    return np.asarray(out).reshape(len(e), 64)
+
+
+@pytest.mark.parametrize(("c", "floored"), [(1, True), (8, False)])
+def test_image_default_takes_k_from_the_spectrum_and_serves_the_numpy_score(
+    tmp_path: Path, c: int, floored: bool
+) -> None:
+    """k = the fewest components reaching 60% of the training images' variance, at least 4,
+    computed here by an SVD; the published ONNX and joblib runtimes serve the score docs/score.md
+    defines, computed here in float64 from that SVD."""
+    folder = fit(default_config("image"), DataConfig("digits", classes=(c,)), name="img", models_dir=tmp_path)
+    m = Manifest.read(folder)
+    X = _digits_class(c)
+    mean = X.mean(axis=0)
+    _, s, Vt = np.linalg.svd(X - mean, full_matrices=False)
+    share = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.6)) + 1
+    assert (share < 4) == floored  # digits 1 needs fewer than 4 components for 60%: the floor bites
+    k = max(share, 4)
+    assert m.latent_dim == k and m.hyperparameters["preset"] == "one-class-images"
+    assert m.score.pool == 3 and m.score.relative and m.score.neighbors is not None
+    assert m.score.neighbors.k == 5 and m.score.neighbors.reference_rows == len(X)
+
+    rows = load_dataset("digits").X[:50]
+    flat = rows.reshape(len(rows), 64).astype(np.float64)
+    W = Vt[:k]
+    Z, R = (flat - mean) @ W.T, (X - mean) @ W.T
+    error = _box3(flat - (Z @ W + mean))
+    near = np.sort(((Z[:, None, :] - R[None, :, :]) ** 2).sum(axis=2), axis=1)[:, :5].mean(axis=1)
+    expected = ((error**2).mean(axis=1) + near / 64) / (flat.var(axis=1) + 1e-6)
+    for rt in (OnnxRuntime.load(m, folder), JoblibRuntime.load(m, folder)):
+        np.testing.assert_allclose(rt.compute("scores", rows)[0], expected, rtol=2e-3)
+        np.testing.assert_allclose(rt.reconstruct(rows).scores, expected, rtol=2e-3)
+
+
+def test_image_default_reads_an_npz_image_set_by_path(tmp_path: Path) -> None:
+    ds = load_dataset("digits")
+    x, y = np.round(ds.X * 255).astype(np.uint8), ds.y
+    assert y is not None
+    path = tmp_path / "digits.npz"
+    np.savez(path, x_train=x[:1500], y_train=y[:1500], x_test=x[1500:], y_test=y[1500:])
+    argv = ["fit", "--preset", "one-class-images", "--dataset", str(path), "--classes", "0"]
+    assert main([*argv, "--name", "n", "--models-dir", str(tmp_path)]) == 0
+    m = Manifest.read(tmp_path / "n" / "1")
+    assert m.input.shape == [8, 8] and m.data.classes == [0]
+    assert m.hyperparameters["preset"] == "one-class-images"
+    report = evaluate(tmp_path, "n", str(path), save=False)
+    assert report["auroc"] > 0.9  # zeros against the other digits of x_test, through the runtime
