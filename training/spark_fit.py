@@ -82,7 +82,7 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
     n, mean, m2, counts = moments(rows, features)
     std = cfg.standardize if cfg.standardize is not None else True  # feature rows: standardised
     pca = cfg.pca
-    est = PCA(k, min_components=pca.min_components, standardize=std, scale_floor=pca.scale_floor, device="cpu")
+    est = PCA(k, min_components=pca.min_components, standardize=std, scale_floor=pca.scale_floor)
     est.fit_moments(n, mean, m2, (d,))
     samples = [_sample(rows, part, counts[part], features, cfg.seed) for part in (0, 1, 2)]
     if len(samples[1]) == 0 or len(samples[2]) == 0:
