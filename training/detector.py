@@ -5,7 +5,7 @@
     labels = det.predict(X_test)            # 0 / 1 by the calibrated threshold
 
 `fit` trains through `training.fit` and publishes into a private temporary registry, then loads
-that version with the service's own runtime (`service.runtime.RUNTIMES`, ONNX first as the
+that version with the service's own runtime (`latentserve_core.runtime.RUNTIMES`, ONNX first as the
 registry does): every later call runs the artifact the service would serve, so `decision_function`
 gives exactly the scores `/anomaly-score` returns for the same rows. `publish(name, models_dir)`
 copies the fitted version into a registry as its next version (`training.publish`).

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service.manifest import Manifest
-from service.runtime.base import ModelRuntime, load_reference, neighbor_distances, row_scores
 
-from service.runtime import RUNTIMES
+from latentserve_core.manifest import Manifest
+from latentserve_core.runtime import RUNTIMES
+from latentserve_core.runtime.base import ModelRuntime, load_reference, neighbor_distances, row_scores
 from training import fit
 from training.api import DEFAULT_MODELS
 from training.base import BALANCE_EPS, floored_scale
@@ -40,7 +40,7 @@ def load(folder: Path) -> tuple[Manifest, ModelRuntime]:
 
 def test_default_config_by_layout() -> None:
     assert default_config("features") is PRESETS["features"].config
-    assert default_config("image") is PRESETS["one-class-pca"].config
+    assert default_config("image") is PRESETS["one-class-images"].config
     with pytest.raises(UsageError, match="sequence rows have no default model"):
         default_config("sequence")
 
@@ -170,7 +170,7 @@ def test_the_bootstrap_default_flags_readmes_malignant_row_only(tmp_path: Path) 
 
 def test_a_manifest_written_before_the_weight_still_loads() -> None:
     """neighbors.weight is optional: a score object without it reads as weight 1."""
-    from service.manifest import ScoreSpec
+    from latentserve_core.manifest import ScoreSpec
 
     old = {"metric": "mse", "neighbors": {"k": 5, "reference_rows": 10, "file": "neighbors.npy"}}
     spec = ScoreSpec.model_validate(old)
