@@ -1,7 +1,7 @@
 """Score files against a running latentserve service, or list its models.
 
     latentserve-score --url URL --model NAME [--version V] [--api-key K] INPUT
-        [-o OUTPUT] [--chunk-rows 4096] [--concurrency 4] [--threshold T] [--quiet]
+        [-o OUTPUT] [--chunk-rows 4096] [--concurrency 4] [--threshold T | --alpha A] [--quiet]
     python -m latentserve_client score ...     (the same as latentserve-score ...)
     python -m latentserve_client models --url URL [--api-key K]
 
@@ -52,7 +52,11 @@ def _score_arguments(s: argparse.ArgumentParser) -> None:
     _connection(s)
     s.add_argument("--model", required=True, help="model name")
     s.add_argument("--version", type=_positive, default=None, help="model version (default: latest)")
-    s.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    rule = s.add_mutually_exclusive_group()
+    rule.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    rule.add_argument(
+        "--alpha", type=float, default=None, help="flag p_value <= ALPHA, a false-positive rate in (0, 1)"
+    )
     s.add_argument("input", type=Path, metavar="INPUT", help=".npy, .csv or .parquet rows")
     s.add_argument("-o", "--output", type=Path, default=None, help="default: INPUT stem + .scores.csv")
     s.add_argument("--chunk-rows", type=_positive, default=4096, help="rows per request (default 4096)")
@@ -109,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
                 args.output,
                 version=args.version,
                 threshold=args.threshold,
+                alpha=args.alpha,
                 chunk_rows=args.chunk_rows,
                 concurrency=args.concurrency,
                 progress=not args.quiet,

@@ -64,10 +64,12 @@ class AnomalyScores:
 
     scores: npt.NDArray[np.float32]  # (n,) reconstruction error per row
     p_values: npt.NDArray[np.float32]  # (n,) conformal p-value of each score
-    is_anomaly: npt.NDArray[np.bool_]  # (n,) score > threshold
-    threshold: float  # the threshold applied (calibrated, or the one asked for)
+    is_anomaly: npt.NDArray[np.bool_]  # (n,) score > threshold, or p_value <= alpha (see rule)
+    threshold: float  # the threshold applied (calibrated, the one asked for, or alpha's score cut-off)
     model: str  # the model that answered
     version: int  # and its version
+    rule: str = "threshold"  # which rule flagged: "threshold", or "alpha" (p_value <= alpha)
+    alpha: float | None = None  # the false-positive rate asked for, with rule "alpha"
 
 
 class Client:
@@ -165,9 +167,13 @@ class Client:
         X: Rows,
         version: int | None = None,
         threshold: float | None = None,
+        alpha: float | None = None,
     ) -> AnomalyScores:
-        """Scores, p-values and anomaly flags of rows `X` against the model's (or the given) threshold."""
+        """Scores, p-values and anomaly flags of rows `X` against the model's (or the given)
+        threshold, or with `alpha` (a false-positive rate in (0, 1)) flagging p_value <= alpha."""
         extra = {} if threshold is None else {"threshold": repr(float(threshold))}
+        if alpha is not None:
+            extra["alpha"] = repr(float(alpha))
         response = self._infer("/anomaly-score", model, version, self._by_name(model, version, X), NPZ, extra)
         arrays = _load_npz(response.content)
         return AnomalyScores(
@@ -177,6 +183,8 @@ class Client:
             threshold=float(response.headers.get("x-threshold", "nan")),
             model=response.headers.get("x-model", model),
             version=int(response.headers.get("x-model-version", "0")),
+            rule=response.headers.get("x-rule", "threshold"),
+            alpha=float(response.headers["x-alpha"]) if "x-alpha" in response.headers else None,
         )
 
     # ---- plumbing --------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def score_file(
     *,
     version: int | None = None,
     threshold: float | None = None,
+    alpha: float | None = None,
     chunk_rows: int = 4096,
     concurrency: int = 4,
     progress: bool = True,
@@ -140,7 +141,8 @@ def score_file(
         for chunk in reader.chunks():
             while len(pending) >= concurrency:
                 drain_one()
-            pending.append((chunk, pool.submit(client.anomaly_score, model, chunk.X, version, threshold)))
+            future = pool.submit(client.anomaly_score, model, chunk.X, version, threshold, alpha)
+            pending.append((chunk, future))
         while pending:
             drain_one()
         writer.close()

@@ -81,6 +81,26 @@ def test_anomaly_score_agrees_with_json(
     assert got.is_anomaly.tolist() == want["is_anomaly"]
 
 
+def test_alpha_flags_p_values_at_most_alpha_as_the_json_answer_does(
+    live_url: str, cancer_rows: np.ndarray
+) -> None:
+    X = cancer_rows[::3]
+    want = post_json(
+        live_url, "/anomaly-score", {"model": "breast-cancer-pca", "inputs": X.tolist(), "alpha": 0.2}
+    )
+    with Client(live_url) as client:
+        got = client.anomaly_score("breast-cancer-pca", X, alpha=0.2)
+        plain = client.anomaly_score("breast-cancer-pca", X)
+    assert (got.rule, got.alpha) == (want["rule"], want["alpha"]) == ("alpha", 0.2)
+    assert (plain.rule, plain.alpha) == ("threshold", None)
+    assert got.is_anomaly.tolist() == want["is_anomaly"] == (got.p_values <= 0.2).tolist()
+    assert got.is_anomaly.sum() > plain.is_anomaly.sum()  # a 20% rate flags more than the 0.99 quantile
+    assert got.threshold == pytest.approx(want["threshold"], rel=1e-6)
+    with Client(live_url) as client, pytest.raises(ClientError) as bad:
+        client.anomaly_score("breast-cancer-pca", X, alpha=1.5)
+    assert bad.value.status == 422 and "alpha" in bad.value.message
+
+
 def test_unknown_model_and_version_are_404s(live_url: str, digit_rows: np.ndarray) -> None:
     with Client(live_url) as client:
         with pytest.raises(ClientError) as caught:

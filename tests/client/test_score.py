@@ -232,6 +232,23 @@ def test_wrong_width_reports_the_servers_message(
     assert not (tmp_path / "narrow.scores.csv").exists() and leftovers(tmp_path) == []
 
 
+def test_alpha_flags_by_p_value_and_excludes_threshold(
+    live_url: str, cancer_rows: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "rows.npy"
+    np.save(src, cancer_rows[:200])
+    out = tmp_path / "rows.scores.csv"
+    assert main(["score", "--url", live_url, "--model", MODEL, str(src), "--alpha", "0.1", "--quiet"]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    p_values = np.array([float(r["p_value"]) for r in rows])
+    flags = np.array([r["is_anomaly"] == "true" for r in rows])
+    assert flags.tolist() == (p_values <= 0.1).tolist() and 0 < flags.sum() < len(rows)
+    with pytest.raises(SystemExit) as both:
+        main(["score", "--url", live_url, "--model", MODEL, str(src), "--alpha", "0.1", "--threshold", "1"])
+    assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_unknown_model(live_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.save(tmp_path / "x.npy", np.ones((10, 30)))
     assert main(["score", "--url", live_url, "--model", "nope", str(tmp_path / "x.npy"), "--quiet"]) == 1

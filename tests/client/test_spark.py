@@ -103,6 +103,27 @@ def test_feature_models_score_as_the_service_does(
     assert list(got.columns) == [*cancer.columns, *OUTS]  # df's own columns stay, in their order
 
 
+def test_alpha_flags_as_the_service_does_and_is_checked_before_any_job(
+    spark: Any, api: TestClient, registry: Path, cancer: Any
+) -> None:
+    df = spark.createDataFrame(cancer)
+    got = _collect(score(df, "cancer-tabular", registry=registry, alpha=0.2))
+    features = cancer.drop(columns="id").to_numpy(np.float32)
+    r = api.post(
+        "/anomaly-score", json={"model": "cancer-tabular", "inputs": features.tolist(), "alpha": 0.2}
+    )
+    want = r.json()
+    assert want["rule"] == "alpha"
+    np.testing.assert_allclose(got["score"], want["scores"], rtol=1e-5)
+    assert got["is_anomaly"].tolist() == (got["p_value"] <= 0.2).tolist()
+    p = np.asarray(want["p_values"])
+    clear = np.abs(p - 0.2) > 1e-6  # a p-value on the cut moves with the last bit of the score
+    assert got["is_anomaly"][clear].tolist() == np.asarray(want["is_anomaly"])[clear].tolist()
+    for bad in (0.0, 1.0, 1e-9):
+        with pytest.raises(InvalidInput, match="alpha"):
+            score(df, "cancer-tabular", registry=registry, alpha=bad)
+
+
 def test_an_image_model_scores_one_array_column_as_the_service_does(
     spark: Any, api: TestClient, registry: Path
 ) -> None:

@@ -18,9 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from latentserve_client.spark._bundle import Bundle, from_folder, from_registry, from_service
 from latentserve_client.spark._udf import OUTPUTS, Output, scoring_udf
 from latentserve_core.errors import InvalidInput
+from latentserve_core.runtime.base import alpha_threshold
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -57,6 +60,7 @@ def score(
     registry: str | Path | None = None,
     service: str | None = None,
     api_key: str | None = None,
+    alpha: float | None = None,
 ) -> DataFrame:
     """`df` with the `outputs` columns added: `score` (float), `p_value` (float), `is_anomaly`
     (boolean, score > the calibrated threshold), `code` (array<float>, the latent code).
@@ -69,6 +73,8 @@ def score(
     A row with a null, NaN or infinite feature never gets a number. `on_invalid="fail"` (the
     default) fails the job with a message naming the column and the row (by `id_column` when
     given); `on_invalid="null"` gives it null outputs and the reason in an added `error` column.
+    With `alpha` (a false-positive rate in (0, 1)) `is_anomaly` is p_value <= alpha, as
+    `/anomaly-score`'s `alpha` (the rule is checked here, before any job runs).
     Works on streaming DataFrames as on batch ones."""
     bundle = (
         model
@@ -79,7 +85,11 @@ def score(
     outs = _checked_outputs(df, outputs, on_invalid)
     if id_column is not None and id_column not in df.columns:
         raise InvalidInput(f"id_column: {id_column!r} is not a column of the DataFrame", field="id_column")
-    udf = scoring_udf(df.sparkSession.sparkContext.broadcast(bundle), features, outs, on_invalid, id_column)
+    if alpha is not None:  # the service's own check: in (0, 1) and reachable with these calibration scores
+        calibration = np.asarray(bundle.manifest.threshold.calibration_scores, dtype=np.float32)
+        alpha_threshold(calibration, float(alpha), bundle.label)
+    broadcast = df.sparkSession.sparkContext.broadcast(bundle)
+    udf = scoring_udf(broadcast, features, outs, on_invalid, id_column, alpha)
     from pyspark.sql import functions as F
 
     args = [F.col(c) for c in features] if isinstance(features, list) else [F.col(features)]

@@ -40,12 +40,13 @@ def scoring_udf(
     outs: list[Output],
     on_invalid: str,
     id_column: str | None,
+    alpha: float | None = None,
 ) -> Callable[..., Any]:
     """A pandas UDF from the feature columns (then the id, as a string) to a struct of the outputs."""
     from pyspark.sql.pandas.functions import pandas_udf
 
     def score_batch(*columns: pd.Series) -> pd.DataFrame:
-        return score_rows(list(columns), bundle.value, features, outs, on_invalid, id_column)
+        return score_rows(list(columns), bundle.value, features, outs, on_invalid, id_column, alpha)
 
     # non-deterministic, so that the optimizer never runs it once per output field it extracts
     return pandas_udf(score_batch, result_schema(outs, on_invalid)).asNondeterministic()  # type: ignore[call-overload,no-any-return]
@@ -58,6 +59,7 @@ def score_rows(
     outs: list[Output],
     on_invalid: str,
     id_column: str | None,
+    alpha: float | None = None,
 ) -> pd.DataFrame:
     """Score one batch: what /anomaly-score computes, row for row (`ModelRuntime.compute` and `judge`)."""
     rt = runtime(bundle)
@@ -79,7 +81,7 @@ def score_rows(
     if len(good):
         Xg = rt.check_inputs(X[good])
         (scores,) = rt.compute("scores", Xg)
-        _, is_anomaly, p_values = rt.judge(scores)
+        _, is_anomaly, p_values = rt.judge(scores, alpha=alpha)
         found: dict[str, Any] = {"score": scores, "p_value": p_values, "is_anomaly": is_anomaly}
         if "code" in outs:
             found["code"] = rt.compute("encode", Xg)[0]
