@@ -328,10 +328,10 @@ def test_flags_of_writes_both_sides_of_a_switch() -> None:
 
 
 def test_fit_without_a_model_or_preset_takes_the_layouts_default(tmp_path: Path) -> None:
-    """Images get one-class-pca, feature rows the `features` preset; explicit flags still apply."""
+    """Images get one-class-images, feature rows the `features` preset; explicit flags still apply."""
     base = ["fit", "--models-dir", str(tmp_path)]
     assert main([*base, "--dataset", "digits", "--classes", "3", "--name", "img"]) == 0
-    assert Manifest.read(tmp_path / "img" / "1").hyperparameters["preset"] == "one-class-pca"
+    assert Manifest.read(tmp_path / "img" / "1").hyperparameters["preset"] == "one-class-images"
     assert main([*base, "--dataset", "breast-cancer", "--name", "rows", "--seed", "3"]) == 0
     rows = Manifest.read(tmp_path / "rows" / "1")
     assert rows.hyperparameters["preset"] == "features" and rows.data.seed == 3
