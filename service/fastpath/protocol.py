@@ -133,6 +133,10 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.lingering = False  # a refused body is being read and dropped before the close
         self.linger_keep_alive = False  # ... or before the connection carries on
         self.drain_slot = False  # this connection holds one of the DRAINS_AT_ONCE
+        # an answer the client has not read (the socket's buffer is full): its admission, held
+        # until the buffer drains, when the connection carries on (None: nothing parked)
+        self.parked: Ticket | None = None
+        self.parked_answer = False
 
     # ---- the connection and its timers -------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -201,6 +205,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         if self.write_timer is not None:
             self.write_timer.cancel()
         self._release_fast_ticket()
+        self._release_parked()
         if self.lingering:
             self.lingering = False
             self._end_drain()
@@ -243,6 +248,15 @@ class LatentServeProtocol(HttpToolsProtocol):
         if self.write_timer is not None:
             self.write_timer.cancel()
             self.write_timer = None
+        if self.parked_answer:  # the client read the parked answer: release it, carry on
+            self._release_parked()
+            self.on_response_complete()
+
+    def _release_parked(self) -> None:
+        self.parked_answer = False
+        if self.parked is not None:
+            self.parked.release()
+            self.parked = None
 
     def _arm(self, seconds: float, reason: str) -> None:
         self._disarm()
@@ -571,10 +585,9 @@ class _Reply:
     def __call__(self, response: Response) -> None:
         p = self.protocol
         p.fast_pending -= 1
-        if self.ticket is not None:
-            self.ticket.release()
         transport = p.transport
         if transport.is_closing():  # the client left meanwhile
+            self._release()
             return
         keep_alive = self.keep_alive and not p.close_after
         parts: list[bytes | memoryview] = [STATUS_LINE[response.status_code]]
@@ -596,7 +609,24 @@ class _Reply:
                 response.status_code,
             )
         if self.linger:
+            self._release()
             return  # on_message_complete closes once the body is read
         if not keep_alive:
+            self._release()
             transport.close()
+        elif p.flow.write_paused:
+            # the client is not reading (the socket's buffer passed its high-water mark): the
+            # answer keeps its admission and the connection reads nothing more until the buffer
+            # drains (`resume_writing`), so unread pipelined answers cannot pile up in memory
+            p.parked, self.ticket = self.ticket, None
+            p.parked_answer = True
+            p.flow.pause_reading()
+            return
+        else:
+            self._release()
         p.on_response_complete()  # counts the request; re-arms keep-alive or starts the next one
+
+    def _release(self) -> None:
+        if self.ticket is not None:
+            self.ticket.release()
+            self.ticket = None
