@@ -335,7 +335,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_limit = self.max_body
         self.fast_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         header = self._header(b"content-length")
-        declared = int(header) if header is not None and header.isdigit() else None
+        declared = int(header) if header is not None and header.isascii() and header.isdigit() else None
         if declared is not None and declared > self.max_body:
             self._too_large(declared)
             return

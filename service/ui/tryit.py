@@ -60,7 +60,8 @@ async def from_request(
     """Read the form (admitted, at most MAX_BODY_BYTES) and score it in a worker thread, in one of
     the MAX_CONCURRENCY slots and within REQUEST_TIMEOUT_S, as the API's worker-thread requests."""
     declared = request.headers.get("content-length")
-    ticket = admission.enter(int(declared) if declared and declared.isdigit() else None, BINARY_WEIGHT)
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    ticket = admission.enter(int(declared) if digits and declared else None, BINARY_WEIGHT)
     try:
         body = await codecs.read_body(request, settings.max_body_bytes, ticket)
         try:

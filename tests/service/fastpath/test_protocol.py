@@ -826,7 +826,9 @@ def test_pipelined_answers_never_read_stop_the_connection_and_keep_their_admissi
         conn.transport = full
         conn.protocol.connection_made(full)
         X = np.resize(digits.reshape(len(digits), -1), (200, 64))
-        request = post("/reconstruct?model=digits-pca", npy(X), "application/x-npy", "Accept: application/x-npy\r\n")
+        request = post(
+            "/reconstruct?model=digits-pca", npy(X), "application/x-npy", "Accept: application/x-npy\r\n"
+        )
         try:
             for _ in range(8):  # eight requests, none of their answers read
                 if conn.protocol.flow.read_paused:

@@ -111,7 +111,9 @@ def test_files_sit_behind_the_api_key(make_client: MakeClient) -> None:
         assert client.get(f"{VAE}/loss.png", headers={"x-api-key": "s3cret"}).status_code == 200
 
 
-def test_a_listed_file_replaced_by_a_fifo_is_refused_at_once(registry_copy: Path, make_client: MakeClient) -> None:
+def test_a_listed_file_replaced_by_a_fifo_is_refused_at_once(
+    registry_copy: Path, make_client: MakeClient
+) -> None:
     """Break 3: opening a FIFO blocked a worker thread until a writer came; 50 of them took the
     thread pool, and liveness with it."""
     import os
