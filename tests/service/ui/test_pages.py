@@ -247,3 +247,19 @@ def test_an_upload_over_the_body_limit_or_a_malformed_form_is_refused_on_the_pag
             files=[("file", ("a.png", b"a", "image/png")), ("file", ("b.png", b"b", "image/png"))],
         )
         assert two.status_code == 422 and "malformed form" in two.text
+
+
+def test_a_hostile_evaluation_report_is_skipped_not_a_500(registry_copy: Path, make_client: MakeClient) -> None:
+    """Break 11: an evaluation JSON with a 400-digit integer or deep nesting made /ui answer 500."""
+    folder = registry_copy / "digits-pca" / "1" / "evaluations"
+    folder.mkdir(exist_ok=True)
+    hostile = {
+        "huge.json": '{"auroc": ' + "9" * 400 + ', "expected_fpr": ' + "9" * 400 + "}",
+        "deep.json": "[" * 100_000 + "]" * 100_000,
+    }
+    with make_client(registry_copy) as client:
+        for file, text in hostile.items():
+            (folder / file).write_text(text)
+            for page in ("/ui", "/ui/models/digits-pca/versions/1"):
+                r = client.get(page)
+                assert r.status_code == 200, (file, page, r.text[:200])
