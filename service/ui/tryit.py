@@ -17,13 +17,13 @@ import numpy as np
 import numpy.typing as npt
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile
-from service.errors import InvalidInput, Timeout
+from service.errors import ClientClosed, InvalidInput, Timeout
 from service.runtime import ModelRuntime
 from service.settings import Settings
 
@@ -63,7 +63,10 @@ async def from_request(
     digits = declared is not None and declared.isascii() and declared.isdigit()
     ticket = admission.enter(int(declared) if digits and declared else None, BINARY_WEIGHT)
     try:
-        body = await codecs.read_body(request, settings.max_body_bytes, ticket)
+        try:
+            body = await codecs.read_body(request, settings.max_body_bytes, ticket)
+        except ClientDisconnect:  # an aborted upload: nobody to answer, nothing to log
+            raise ClientClosed("try: the client closed the connection before its upload was read") from None
         try:
             form = await _replayed(request, body).form(max_files=1, max_fields=4)
         except HTTPException as exc:  # starlette's answer to a malformed or over-full form
