@@ -128,3 +128,26 @@ def test_a_version_folder_named_with_a_non_ascii_digit_is_ignored(make_client, r
         versions = [v["version"] for v in c.get("/models/digits-pca").json()["versions"]]
         assert versions == [1]
         assert c.post("/encode", json={"model": "digits-pca", "inputs": [[0.0] * 64]}).status_code == 200
+
+
+def test_a_failed_manifest_is_logged_once_per_change_not_on_every_poll(
+    registry_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Break 12: a version whose manifest does not read was re-read and logged on every poll."""
+    publish_copy(registry_copy, "digits-pca", 2)
+    manifest = registry_copy / "digits-pca" / "2" / "manifest.json"
+    manifest.write_text("{not json")
+    registry = Registry(registry_copy)
+    for _ in range(5):
+        registry.reload()
+
+    def logged() -> int:
+        return sum("could not load digits-pca version 2" in r.getMessage() for r in caplog.records)
+
+    assert logged() == 1
+    assert registry.record("digits-pca", 2).error  # still shown as failed
+    manifest.write_text("{still not json")
+    os.utime(manifest, ns=(1, 1))  # a change of the folder: read (and logged) once more
+    registry.reload()
+    registry.reload()
+    assert logged() == 2
