@@ -331,6 +331,8 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
     if path.is_dir():
         X = _read_images(path)
         return Dataset(path.name, X, None, "image", source=str(path))
+    if not path.is_file():  # a FIFO, a socket, a device: reading it could block for ever
+        raise DataError(f"{path}: not a regular file; expected a .npy, .csv or .parquet file or a folder")
     suffix = path.suffix.lower()
     names: tuple[str, ...] | None = None
     if suffix == ".npy":
@@ -347,9 +349,17 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False) -> Dataset
         else:
             X = check_matrix(raw, path)
     elif suffix == ".csv":
-        X, names = _read_csv(path)
+        try:
+            X, names = _read_csv(path)
+        except (UnicodeDecodeError, csv.Error) as exc:  # binary bytes, a NUL
+            raise DataError(f"{path}: not a text CSV file (UTF-8, comma-separated): {exc}") from None
     elif suffix == ".parquet":
-        X, names = _read_parquet(path)
+        try:
+            X, names = _read_parquet(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
     else:
         raise DataError(
             f"{path}: unsupported file type {suffix!r}; expected .npy, .csv, .parquet or a folder of images"
