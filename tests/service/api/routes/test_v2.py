@@ -640,3 +640,24 @@ def test_a_binary_body_whose_json_header_is_the_whole_body_is_refused_before_par
     )
     message = v2_error(r, 413)
     assert "Inference-Header-Content-Length" in message and "application/json" in message
+
+
+def test_the_answer_size_is_predicted_from_the_outputs_asked_for(client, digits):
+    """Break 6: 6,000 rows asking only `score` were a 413 ("JSON answer 9.1 MB") that
+    /anomaly-score answers with 200: every output was priced, and binary ones as JSON."""
+    X = np.resize(digits.reshape(len(digits), -1), (9000, 64)).astype(np.float32)
+    doc = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(X.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": X.nbytes},
+            }
+        ],
+        "outputs": [{"name": "score"}],
+    }
+    body, headers = binary_request(doc, X)
+    r = client.post(INFER, content=body, headers={**headers, "content-type": "application/octet-stream"})
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()["outputs"][0]["data"]) == 9000
