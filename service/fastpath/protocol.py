@@ -137,6 +137,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         # until the buffer drains, when the connection carries on (None: nothing parked)
         self.parked: Ticket | None = None
         self.parked_answer = False
+        self.started_cycle: Any = None  # the ASGI request cycle uvicorn started last on this connection
 
     # ---- the connection and its timers -------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -199,7 +200,18 @@ class LatentServeProtocol(HttpToolsProtocol):
         self._touch()
         super().on_response_complete()
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self.started_cycle = cycle  # uvicorn tracks only the newest cycle; this one may be older
+        super()._start_asgi_task(cycle, app)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        # a pipelined request started after an unread answer (or still queued) is not uvicorn's
+        # `self.cycle`, which alone it marks disconnected: its answer would be written to a closed
+        # transport (a traceback per request); mark them all
+        for cycle in [self.started_cycle, *(c for c, _ in self.pipeline)]:
+            if cycle is not None and cycle is not self.cycle and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
         self.admission.by_activity.pop(self, None)
         self._disarm()
         if self.write_timer is not None:
