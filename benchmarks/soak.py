@@ -732,7 +732,7 @@ def attack_fifo(models: Path, scale: float) -> Row:
             row.baseline_mb = rss_mb(proc.pid)
             lock = threading.Lock()
 
-            def fetch(_: int) -> None:
+            def fetch(_i: int) -> None:
                 try:
                     status, _ = _get(port, f"/models/digits-pca/versions/1/files/{listed[0]}", timeout=10)
                     with lock:
