@@ -334,6 +334,8 @@ class LatentServeProtocol(HttpToolsProtocol):
             )
             return
         verb = self._fast_verb()
+        if verb is None and self._refuses_large_asgi_body():
+            return
         if verb is None:
             if self.fast_pending:  # queue it behind the pending response (uvicorn's pipeline)
                 self.cycle = _Pending()  # type: ignore[assignment]
@@ -460,6 +462,26 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_query = (url.query or b"").decode("latin-1")
         verb, self.fast_params = found
         return verb
+
+    def _refuses_large_asgi_body(self) -> bool:
+        """A POST to an inference route that the ASGI path reads (multipart), declaring a body over
+        MAX_BODY_BYTES: answered here (a header check's error, else 413) and its body dropped
+        before the close, as on the fast path; the ASGI path's answer closed the connection with
+        the body unread, and the client saw a reset instead of the 413."""
+        if self.service is None or self.fast_pending or self.parser.get_method() != b"POST":
+            return False
+        header = self._header(b"content-length")
+        if header is None or not (header.isascii() and header.isdigit()) or int(header) <= self.max_body:
+            return False
+        try:
+            found = self.service.find(httptools.parse_url(self.url).path.decode("latin-1"))
+        except LatentServeError:
+            return False
+        if found is None:
+            return False
+        self.fast_verb = found[0]
+        self._too_large(int(header))
+        return True
 
     def _header(self, name: bytes) -> str | None:
         for key, value in self.headers:

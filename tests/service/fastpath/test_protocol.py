@@ -852,3 +852,24 @@ def test_pipelined_answers_never_read_stop_the_connection_and_keep_their_admissi
         assert admission.bytes == 0
 
     run(test)
+
+
+def test_a_multipart_body_over_the_limit_is_413_and_read_before_the_close(run: Any) -> None:
+    """Break 7: multipart bodies take the ASGI path, whose 413 closed the connection with the body
+    unread (the client saw a reset); the refusal is now answered and the body dropped first."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        size = 300_000
+        conn.send(
+            _head("/anomaly-score?model=digits-pca", size).replace(
+                b"application/json", b"multipart/form-data; boundary=x"
+            )
+        )
+        [(status, headers, got)] = await conn.responses(1)
+        assert status == 413 and headers["connection"] == "close", got
+        assert not conn.transport.closed, "closed with the body unread: the client gets a reset"
+        conn.send(b"x" * size)  # the body arrives and is dropped: then the close
+        await _closed(conn)
+
+    run(test, max_body_bytes=100_000)
