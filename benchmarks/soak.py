@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import io
 import os
@@ -92,13 +93,16 @@ def _nofile_1024() -> None:
 
 
 @contextlib.contextmanager
-def server(models: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def server(
+    models: Path, log: Path | None = None, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("LATENTSERVE_")}
     full.update(SETTINGS)
     full.update(env)
     argv = [sys.executable, "-m", "service", "--models-dir", str(models), "--host", HOST, "--port", str(port)]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=full, preexec_fn=_nofile_1024)
+    err = log.open("ab") if log is not None else None  # the server's log, where an attack counts it
+    proc = subprocess.Popen(argv, cwd=ROOT, env=full, preexec_fn=_nofile_1024, stderr=err)
     try:
         deadline = time.monotonic() + 60
         while not _ready(port):
@@ -113,6 +117,8 @@ def server(models: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if err is not None:
+            err.close()
 
 
 def _ready(port: int) -> bool:
@@ -628,6 +634,195 @@ def attack_sigterm(models: Path, scale: float) -> Row:
     return _done(row, watch)
 
 
+# ---- the red-team's breaks (issue 22) -----------------------------------------------------------
+def attack_pipelined_unread(models: Path, scale: float) -> Row:
+    """Break 1: connections with a 4 KiB receive buffer pipeline .npy /reconstruct and never read."""
+    conns, per = max(1, int(48 * scale)), max(1, int(400 * scale))
+    body = _npy(np.zeros((1000, 64), dtype=np.float32))
+    request = head(
+        "/reconstruct?model=digits-pca", len(body), "application/x-npy", "Accept: application/x-npy\r\n"
+    )
+    row = Row(f"break 1: {conns} connections pipeline {per} .npy /reconstruct each, never read")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+
+        def unread(_: int) -> None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect((HOST, port))
+            sock.settimeout(10)
+            try:
+                for _ in range(per):  # blocks once the server stops reading: that is the point
+                    sock.sendall(request + body)
+            except (TimeoutError, OSError) as exc:
+                with lock:
+                    row.resets += isinstance(exc, ConnectionResetError)
+            finally:
+                sock.close()
+
+        run_threads(conns, unread)
+        row.note = "the server stops reading a connection whose answer is unread"
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """The server's JSON workers: the children of its forkserver (a child of the server)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isascii() and entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    return [g for c in children.get(pid, []) for g in children.get(c, [])]
+
+
+def attack_json_pool_kill(models: Path, scale: float) -> Row:
+    """Break 2: SIGKILL the JSON workers 8 times during a 6-way load of 3.8 MiB JSON bodies; then
+    one more body must be answered at once, not wait for a 504."""
+    X = np.random.default_rng(0).random((int(3_000 * scale) or 1, 64))  # 3.6 MiB: under MAX_JSON_BODY_BYTES
+    body = orjson.dumps({"model": "digits-pca", "inputs": X.tolist()})
+    row = Row(f"break 2: 6-way {len(body) / MiB:.1f} MiB JSON load, JSON workers SIGKILLed 8 times")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+        stop = time.monotonic() + 12
+
+        def load(_: int) -> None:
+            while time.monotonic() < stop:
+                _post(port, "/anomaly-score", body, "application/json", row, lock)
+
+        def killer(_: int) -> None:
+            for _ in range(8):
+                time.sleep(1.0)
+                for pid in _grandchildren(proc.pid):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+
+        run_threads(7, lambda i: killer(i) if i == 6 else load(i))
+        start = time.monotonic()
+        status, _ = _post_status(port, "/anomaly-score", body, "application/json")
+        row.note = f"statuses {row.statuses}; after: {status} in {time.monotonic() - start:.1f} s"
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def attack_fifo(models: Path, scale: float) -> Row:
+    """Break 3: a listed display file replaced by a FIFO, fetched 50 times at once."""
+    import json
+    import shutil
+
+    n = max(1, int(50 * scale))
+    row = Row(f"break 3: a listed file replaced by a FIFO, GET {n} times at once")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "models"
+        shutil.copytree(models, copy)
+        folder = copy / "digits-pca" / "1"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        card = b"# digits-pca\n"  # a listed model card, then a FIFO in its place
+        (folder / "README.md").write_bytes(card)
+        entry = {"role": "card", "path": "README.md", "format": "md", "bytes": len(card)}
+        manifest["files"].append({**entry, "sha256": hashlib.sha256(card).hexdigest()})
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        listed = ["README.md"]
+        (folder / listed[0]).unlink()
+        os.mkfifo(folder / listed[0])
+        with server(copy) as (proc, port), Watch(proc.pid, port) as watch:
+            row.baseline_mb = rss_mb(proc.pid)
+            lock = threading.Lock()
+
+            def fetch(_i: int) -> None:
+                try:
+                    status, _ = _get(port, f"/models/digits-pca/versions/1/files/{listed[0]}", timeout=10)
+                    with lock:
+                        row.count(status)
+                except OSError:
+                    with lock:
+                        row.resets += 1
+
+            run_threads(n, fetch)
+            ready, _ = _get(port, "/health/ready", timeout=5)
+            row.note = f"statuses {row.statuses}; /health/ready {ready}"
+            row.recovery_s = recovery(port)
+        return _done(row, watch)
+
+
+def attack_v2_header(models: Path, scale: float) -> Row:
+    """Break 5: /v2 binary bodies whose Inference-Header-Content-Length is the whole (JSON) body."""
+    size = int(60 * MiB * scale) or 1024
+    doc = orjson.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    )
+    body = doc[:-1] + b', "pad": "' + b"x" * max(0, size - len(doc) - 11) + b'"}'
+    row = Row(f"break 5: 4 x /v2 binary, a {len(body) / MiB:.0f} MiB JSON header as the whole body")
+    with server(models) as (proc, port), Watch(proc.pid, port) as watch:
+        row.baseline_mb = rss_mb(proc.pid)
+        lock = threading.Lock()
+
+        def send(_: int) -> None:
+            conn = http.client.HTTPConnection(HOST, port, timeout=60)
+            try:
+                headers = {
+                    "content-type": "application/octet-stream",
+                    "inference-header-content-length": str(len(body)),
+                }
+                conn.request("POST", "/v2/models/digits-pca/infer", body=body, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                with lock:
+                    row.count(r.status)
+            except ConnectionResetError:
+                with lock:
+                    row.resets += 1
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+        run_threads(4, send)
+        row.note = f"statuses {row.statuses}"
+        row.recovery_s = recovery(port)
+    return _done(row, watch)
+
+
+def attack_tryit_aborts(models: Path, scale: float) -> Row:
+    """Break 9: Try-it uploads aborted mid-body, 8 at a time; the server's log lines are counted."""
+    n = max(1, int(2_000 * scale))
+    row = Row(f"break 9: {n} Try-it uploads aborted mid-body")
+    log = Path(tempfile.mkstemp(suffix=".log")[1])
+    try:
+        with server(models, log=log) as (proc, port), Watch(proc.pid, port) as watch:
+            row.baseline_mb = rss_mb(proc.pid)
+            before = log.stat().st_size
+            part = (
+                b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + b"\0" * 4096
+            )
+            path = "/ui/models/digits-pca/versions/1/try"
+
+            def abort(i: int) -> None:
+                for _ in range(n // 8 + (i < n % 8)):
+                    with contextlib.suppress(OSError):
+                        sock = socket.create_connection((HOST, port))
+                        sock.sendall(
+                            (
+                                f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {1 << 20}\r\n"
+                                "Content-Type: multipart/form-data; boundary=x\r\n\r\n"
+                            ).encode()
+                            + part
+                        )
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                        sock.close()  # a reset mid-body: the client is gone
+
+            run_threads(8, abort)
+            row.recovery_s = recovery(port)
+            logged = log.stat().st_size - before
+            row.note = f"server log grew {logged} bytes"
+        return _done(row, watch)
+    finally:
+        log.unlink(missing_ok=True)
+
+
 def _done(row: Row, watch: Watch) -> Row:
     row.peak_mb = watch.peak
     row.live_max_ms = watch.live_max
@@ -647,6 +842,11 @@ ATTACKS = {
     "idle": attack_idle,
     "headers": attack_headers,
     "sigterm": attack_sigterm,
+    "pipelined-unread": attack_pipelined_unread,
+    "json-pool-kill": attack_json_pool_kill,
+    "fifo": attack_fifo,
+    "v2-header": attack_v2_header,
+    "tryit-aborts": attack_tryit_aborts,
 }
 
 

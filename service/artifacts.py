@@ -20,10 +20,12 @@ MAX_EVALUATION_BYTES, with the sha256 of what it read as the ETag.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from starlette.responses import Response
@@ -129,14 +131,32 @@ def _verified(registry: Registry, record: VersionRecord, entry: FileEntry) -> Ar
     folder = record.folder.resolve()
     if not registry.allow_symlinks and path.resolve().parent != folder:
         raise ArtifactTampered(name, version, file)
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(entry.bytes + 1)  # never more than the manifest says, plus one to notice
-    except OSError:
-        raise ArtifactTampered(name, version, file) from None
+    data = _read_regular(path, entry.bytes + 1)  # never more than the manifest says, plus one to notice
+    if data is None:
+        raise ArtifactTampered(name, version, file)
     if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
         raise ArtifactTampered(name, version, file)
     return Artifact(entry, data)
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """At most `limit` bytes of a regular file; None for anything else (a FIFO, a device, a
+    folder) or an error. Opened without blocking: a FIFO put in a file's place must not hold a
+    worker thread until a writer comes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_evaluation(registry: Registry, name: str, version: int, file: str) -> Artifact:
@@ -148,11 +168,13 @@ def read_evaluation(registry: Registry, name: str, version: int, file: str) -> A
         raise missing
     try:
         st = (folder / file).lstat()
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_EVALUATION_BYTES:
-            raise missing
-        data = (folder / file).read_bytes()[:MAX_EVALUATION_BYTES]
     except OSError:
         raise missing from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_EVALUATION_BYTES:
+        raise missing
+    data = _read_regular(folder / file, MAX_EVALUATION_BYTES)  # swapped for a FIFO since: refused
+    if data is None:
+        raise missing
     role, fmt = _EVALUATION_KINDS[match[1]]
     entry = FileEntry(
         role=role, path=file, format=fmt, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)

@@ -28,7 +28,9 @@ past them a request is 503 + Retry-After (`Overloaded`), counted in
 `latentserve_shed_total{limit="json_queue"}`. The memory a parse takes (the body, its Python
 floats, the array) is within what the request's admission ticket already reserved for a JSON body,
 and an answer's within what it reserved for the answer. A worker that dies (killed for memory) breaks
-the pool: it is rebuilt, and that one request is parsed in process.
+the pool: it is rebuilt, and that one request is parsed in process. A body or answer that no worker
+finishes by the request's deadline (a hung worker, or a pool that lost its processes unnoticed)
+is a 504, and the pool is replaced, its workers killed: it never stays wedged.
 """
 
 from __future__ import annotations
@@ -153,20 +155,33 @@ class JsonPool:
                 future = executor.submit(work, *args)
                 result = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                future.cancel()  # work already running finishes in its worker, unread
+                # a worker that has not answered by the deadline may be hung, or the pool may have
+                # lost its processes without noticing (a worker killed while forking): replace
+                # the pool and kill its workers, so the next body never waits for them
+                log.warning("a JSON worker did not answer by the request's deadline; the pool is replaced")
+                self._discard(executor, kill=True)
                 raise
             except LatentServeError:  # parsed, and refused as the in-process path refuses it
                 self.parsed += 1
                 raise
             except (RuntimeError, OSError) as exc:  # BrokenProcessPool, shutdown, no process started
                 log.warning("the JSON workers cannot take a body (%r); it is parsed in the server", exc)
-                with self._lock:
-                    if self._executor is executor:
-                        self._executor = None  # the next body starts a new pool
-                executor.shutdown(wait=False, cancel_futures=True)
+                self._discard(executor)
                 return work(*args)
             self.parsed += 1
             return result
+
+    def _discard(self, executor: concurrent.futures.ProcessPoolExecutor, kill: bool = False) -> None:
+        """Stop using `executor` (the next body starts a new pool); with `kill`, end its workers."""
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        if kill:  # the executor's own shutdown would wait for a hung worker
+            processes = getattr(executor, "_processes", None) or {}
+            for process in list(processes.values()):
+                with contextlib.suppress(Exception):
+                    process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:

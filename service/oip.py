@@ -41,6 +41,7 @@ from service.errors import (
     InvalidInput,
     LatentServeError,
     ModelNotFound,
+    PayloadTooLarge,
     oip_error_body,
     oip_status,
     response_headers,
@@ -114,7 +115,7 @@ def parse_version(version: str | None) -> int | None:
     """A version from the URL: a positive integer; None or "" for the newest that loaded."""
     if not version:
         return None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(f"version: expected a positive integer, got {version!r}", field="version")
     return int(version)
 
@@ -216,7 +217,9 @@ def read_request(
                 field="n",
             )
         req.seed = _seed(req.parameters.get("seed"))
-        X = np.empty((req.n, 0), dtype=np.float32)
+        # a placeholder of n rows (nothing allocated) for MAX_ROWS to refuse; numpy refuses a
+        # dimension past intp, so a count past any row limit stands in for it
+        X = np.empty((min(req.n, MAX_SAMPLE_COUNT), 0), dtype=np.float32)
     return req, X
 
 
@@ -291,15 +294,26 @@ def _split_body(kind: str, body: bytes, headers: Mapping[str, str]) -> tuple[byt
     if kind != BINARY:
         return body, -1
     declared = headers.get(HEADER_LENGTH, "")
-    if not declared.isdigit() or not 0 < int(declared) <= len(body):
+    if not (declared.isascii() and declared.isdigit()) or not 0 < int(declared) <= len(body):
         raise InvalidInput(
             f"Inference-Header-Content-Length: expected the JSON header's length in bytes, at most the "
             f"body's {len(body)}, got {declared!r}",
             field="inference-header-content-length",
         )
     n = int(declared)
+    if n > MAX_V2_HEADER_BYTES:  # parsed as JSON at the binary price: refused before parsing
+        raise PayloadTooLarge(
+            f"Inference-Header-Content-Length: a {n}-byte JSON header is over the limit of "
+            f"{MAX_V2_HEADER_BYTES} bytes for the header of a binary body; send tensors' values in "
+            "the binary section, or the whole request as Content-Type: application/json",
+            field="inference-header-content-length",
+            details={"limit": MAX_V2_HEADER_BYTES, "got": n},
+        )
     return body[:n], n
 
+
+MAX_SAMPLE_COUNT = 1 << 40  # a larger n is refused as this many rows (over any MAX_ROWS)
+MAX_V2_HEADER_BYTES = 1 << 20  # the JSON header of a binary body: names, shapes, parameters
 
 # simdjson's fixed cost is larger; above about 1 KiB of JSON (a row of 64 values) it is the faster
 SIMDJSON_MIN_BYTES = 1024
@@ -418,6 +432,13 @@ def _tensor(
             details={"expected": "INT64" if target == "sample" else "FP32", "got": tensor.datatype},
         )
     shape = tuple(tensor.shape)
+    if not shape or any(d < 0 for d in shape):
+        raise InvalidInput(
+            f"{name}: shape {list(shape)} is not a tensor's shape; expected one or more sizes >= 0, "
+            "rows first",
+            field=name,
+            details={"got": list(shape)},
+        )
     count = math.prod(shape)
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:

@@ -169,6 +169,8 @@ class Registry:
                     f"did not load ({type(exc).__name__})", model=name, version=version
                 ).message
             record.runtime = None
+            if not record.files:  # failed before its files were taken: the next poll compares
+                record.files = fingerprint(folder, record.manifest)  # these, not re-read (and logged)
             record.error = public_message(message, self._roots())
             self.load_failures_total += 1
             log.error("could not load %s version %d: %s", name, version, message)

@@ -509,6 +509,10 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False, **pick: An
     if path.is_dir():
         X = _read_images(path)
         return Dataset(path.name, X, None, "image", source=str(path))
+    if not path.is_file():  # a FIFO, a socket, a device: reading it could block for ever
+        raise DataError(
+            f"{path}: not a regular file; expected a .npy, .npz, .csv or .parquet file or a folder"
+        )
     if suffix == ".npz":
         return _read_npz(path, layout)
     names: tuple[str, ...] | None = None
@@ -527,7 +531,15 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False, **pick: An
         else:
             X = check_matrix(raw, path)
     elif suffix in (".csv", ".parquet"):
-        table = (_read_csv if suffix == ".csv" else _read_parquet)(path, **pick)
+        try:
+            table = (_read_csv if suffix == ".csv" else _read_parquet)(path, **pick)
+        except (DataError, UsageError):  # a cell or a column choice, already named
+            raise
+        except (UnicodeDecodeError, csv.Error) as exc:  # binary bytes, a NUL
+            raise DataError(f"{path}: not a text CSV file (UTF-8, comma-separated): {exc}") from None
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            kind = "CSV" if suffix == ".csv" else "Parquet"
+            raise DataError(f"{path}: not a readable {kind} file: {exc}") from None
         X, names, y = table.X, table.names, table.y
     else:
         raise DataError(

@@ -46,6 +46,30 @@ def _deterministic_signs(components: F64) -> F64:
     return out
 
 
+def _refuse_constant(X: F32) -> None:
+    """Every column constant: no direction of variance, so every row would score 0 and no
+    threshold could ever flag one; refused rather than published."""
+    if len(X) >= 2 and bool(np.all(X[:1] == X)):
+        raise DataError(
+            f"every one of the {X.shape[1]} columns is constant over the {len(X)} rows: nothing to learn, "
+            "and a model of it could never flag a row; train on data that varies"
+        )
+
+
+def _gram_eigh(Xs: F64) -> tuple[F64, F64]:
+    """The covariance's eigenpairs from the rows' Gram matrix (n x n, for n rows < d columns):
+    Xc Xc^T u = lambda u gives the covariance's eigenvector Xc^T u / ||Xc^T u|| with the same
+    eigenvalue / (n - 1); the covariance's other d - n eigenvalues are 0."""
+    Xc = Xs - Xs.mean(axis=0)
+    n = len(Xc)
+    vals, U = np.linalg.eigh(Xc @ Xc.T / (n - 1))
+    keep = vals > max(float(vals.max()), 0.0) * 1e-12 * n
+    vals, U = vals[keep], U[:, keep]
+    vecs = Xc.T @ U
+    vecs /= np.linalg.norm(vecs, axis=0, keepdims=True)
+    return vals, vecs
+
+
 class LinearCodec(ReconstructionEstimator):
     """Shared maths of the linear models (ours and scikit-learn's PCA / IncrementalPCA)."""
 
@@ -140,6 +164,7 @@ class PCA(LinearCodec):
         X2 = self._remember_shape(X)
         if len(X2) < 2:
             raise DataError("PCA needs at least 2 rows")
+        _refuse_constant(X2)
         mean, scale = self._standardisation(X2)
         Xs = (X2 - mean) / scale
         eigvals, eigvecs = self._eigh(Xs)
@@ -174,6 +199,8 @@ class PCA(LinearCodec):
         return self
 
     def _eigh(self, Xs: F64) -> tuple[F64, F64]:
+        if len(Xs) < Xs.shape[1]:  # more columns than rows: the n x n Gram matrix, not d x d
+            return _gram_eigh(Xs)
         device = resolve_device(self.device)
         if device == "cuda":
             import torch

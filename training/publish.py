@@ -126,7 +126,7 @@ class Staging:
         target_parent.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
             # every numbered folder counts, even one without a manifest: never reuse its number
-            taken = {int(p.name) for p in target_parent.iterdir() if p.name.isdigit()}
+            taken = {int(p.name) for p in target_parent.iterdir() if p.name.isascii() and p.name.isdigit()}
             version = max(taken, default=0) + 1
             final = manifest.model_copy(update={"version": version})
             tmp = self.path / (MANIFEST_FILE + ".tmp")

@@ -28,7 +28,8 @@ def versions_of(models_dir: Path, name: str) -> list[int]:
         return []
     out = []
     for p in folder.iterdir():
-        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0") and (p / MANIFEST_FILE).is_file():
+        number = p.name.isascii() and p.name.isdigit() and not p.name.startswith("0")  # not '²'
+        if number and p.is_dir() and (p / MANIFEST_FILE).is_file():
             out.append(int(p.name))
     return sorted(out)
 
@@ -49,7 +50,7 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     check_name(name, "name")
     if not version:
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(f"version: expected a positive integer, got {version!r}", field="version")
     return name, int(version)
 

@@ -28,7 +28,7 @@ async def read_body(
     grows it, or is shed (503)."""
     refuse = too_large if too_large is not None else functools.partial(body_too_large, limit)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise refuse(int(declared))
     chunks: list[bytes] = []
     size = 0

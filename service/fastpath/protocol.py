@@ -133,6 +133,11 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.lingering = False  # a refused body is being read and dropped before the close
         self.linger_keep_alive = False  # ... or before the connection carries on
         self.drain_slot = False  # this connection holds one of the DRAINS_AT_ONCE
+        # an answer the client has not read (the socket's buffer is full): its admission, held
+        # until the buffer drains, when the connection carries on (None: nothing parked)
+        self.parked: Ticket | None = None
+        self.parked_answer = False
+        self.started_cycle: Any = None  # the ASGI request cycle uvicorn started last on this connection
 
     # ---- the connection and its timers -------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -195,12 +200,24 @@ class LatentServeProtocol(HttpToolsProtocol):
         self._touch()
         super().on_response_complete()
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self.started_cycle = cycle  # uvicorn tracks only the newest cycle; this one may be older
+        super()._start_asgi_task(cycle, app)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        # a pipelined request started after an unread answer (or still queued) is not uvicorn's
+        # `self.cycle`, which alone it marks disconnected: its answer would be written to a closed
+        # transport (a traceback per request); mark them all
+        for cycle in [self.started_cycle, *(c for c, _ in self.pipeline)]:
+            if cycle is not None and cycle is not self.cycle and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
         self.admission.by_activity.pop(self, None)
         self._disarm()
         if self.write_timer is not None:
             self.write_timer.cancel()
         self._release_fast_ticket()
+        self._release_parked()
         if self.lingering:
             self.lingering = False
             self._end_drain()
@@ -243,6 +260,15 @@ class LatentServeProtocol(HttpToolsProtocol):
         if self.write_timer is not None:
             self.write_timer.cancel()
             self.write_timer = None
+        if self.parked_answer:  # the client read the parked answer: release it, carry on
+            self._release_parked()
+            self.on_response_complete()
+
+    def _release_parked(self) -> None:
+        self.parked_answer = False
+        if self.parked is not None:
+            self.parked.release()
+            self.parked = None
 
     def _arm(self, seconds: float, reason: str) -> None:
         self._disarm()
@@ -308,6 +334,8 @@ class LatentServeProtocol(HttpToolsProtocol):
             )
             return
         verb = self._fast_verb()
+        if verb is None and self._refuses_large_asgi_body():
+            return
         if verb is None:
             if self.fast_pending:  # queue it behind the pending response (uvicorn's pipeline)
                 self.cycle = _Pending()  # type: ignore[assignment]
@@ -321,7 +349,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_limit = self.max_body
         self.fast_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         header = self._header(b"content-length")
-        declared = int(header) if header is not None and header.isdigit() else None
+        declared = int(header) if header is not None and header.isascii() and header.isdigit() else None
         if declared is not None and declared > self.max_body:
             self._too_large(declared)
             return
@@ -434,6 +462,26 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_query = (url.query or b"").decode("latin-1")
         verb, self.fast_params = found
         return verb
+
+    def _refuses_large_asgi_body(self) -> bool:
+        """A POST to an inference route that the ASGI path reads (multipart), declaring a body over
+        MAX_BODY_BYTES: answered here (a header check's error, else 413) and its body dropped
+        before the close, as on the fast path; the ASGI path's answer closed the connection with
+        the body unread, and the client saw a reset instead of the 413."""
+        if self.service is None or self.fast_pending or self.parser.get_method() != b"POST":
+            return False
+        header = self._header(b"content-length")
+        if header is None or not (header.isascii() and header.isdigit()) or int(header) <= self.max_body:
+            return False
+        try:
+            found = self.service.find(httptools.parse_url(self.url).path.decode("latin-1"))
+        except LatentServeError:
+            return False
+        if found is None:
+            return False
+        self.fast_verb = found[0]
+        self._too_large(int(header))
+        return True
 
     def _header(self, name: bytes) -> str | None:
         for key, value in self.headers:
@@ -571,10 +619,9 @@ class _Reply:
     def __call__(self, response: Response) -> None:
         p = self.protocol
         p.fast_pending -= 1
-        if self.ticket is not None:
-            self.ticket.release()
         transport = p.transport
         if transport.is_closing():  # the client left meanwhile
+            self._release()
             return
         keep_alive = self.keep_alive and not p.close_after
         parts: list[bytes | memoryview] = [STATUS_LINE[response.status_code]]
@@ -596,7 +643,24 @@ class _Reply:
                 response.status_code,
             )
         if self.linger:
+            self._release()
             return  # on_message_complete closes once the body is read
         if not keep_alive:
+            self._release()
             transport.close()
+        elif p.flow.write_paused:
+            # the client is not reading (the socket's buffer passed its high-water mark): the
+            # answer keeps its admission and the connection reads nothing more until the buffer
+            # drains (`resume_writing`), so unread pipelined answers cannot pile up in memory
+            p.parked, self.ticket = self.ticket, None
+            p.parked_answer = True
+            p.flow.pause_reading()
+            return
+        else:
+            self._release()
         p.on_response_complete()  # counts the request; re-arms keep-alive or starts the next one
+
+    def _release(self) -> None:
+        if self.ticket is not None:
+            self.ticket.release()
+            self.ticket = None

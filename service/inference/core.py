@@ -76,7 +76,8 @@ class InferenceService:
             try:
                 media, kind = self.admit(verb, request.headers)
                 declared = request.headers.get("content-length")
-                size = int(declared) if declared is not None and declared.isdigit() else None
+                digits = declared is not None and declared.isascii() and declared.isdigit()
+                size = int(declared) if digits and declared is not None else None
                 if size is not None and size > self.limits.body(kind):
                     raise self.limits.too_large(kind, size)
                 ticket = self.admission.enter(size, JSON_WEIGHT if kind in (JSON, CSV) else BINARY_WEIGHT)

@@ -151,17 +151,28 @@ def _evaluation(registry: Registry, record: VersionRecord) -> Evaluation | None:
             return None
         newest = reports[-1]
         data: Any = json.loads(read_evaluation(registry, record.name, record.version, newest.name).data)
-    except (OSError, ValueError, ModelNotFound):
+    except (OSError, ValueError, RecursionError, ModelNotFound):  # deep nesting: RecursionError
         return None
     if not isinstance(data, dict):
         return None
-    figures = {k: float(v) for k in EVALUATION_FIGURES if isinstance(v := data.get(k), int | float)}
-    expected = data.get("expected_fpr")
+    figures = {k: f for k in EVALUATION_FIGURES if (f := _finite(data.get(k))) is not None}
+    expected = _finite(data.get("expected_fpr"))
     roc = newest.with_suffix(".png")
     return Evaluation(
         file=newest.name,
         dataset=str(data.get("dataset", "")),
-        figures={k: v for k, v in figures.items() if math.isfinite(v)},
-        expected_fpr=float(expected) if isinstance(expected, int | float) else None,
+        figures=figures,
+        expected_fpr=expected,
         picture=roc.name if roc.is_file() else None,
     )
+
+
+def _finite(value: Any) -> float | None:
+    """A report's number as a finite float; None for anything else (a 400-digit integer too)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -121,7 +121,7 @@ def _version(registry: Registry, drift: Drift, name: str, version: int, **extra:
     card = render_card(registry, view)
     chart = score_histogram_svg(view.drift) if view.drift is not None else None
     error: LatentServeError | None = extra.get("error")
-    return _page(
+    page = _page(
         "version.html",
         status_code=error.status_code if error is not None else 200,
         v=view,
@@ -129,3 +129,5 @@ def _version(registry: Registry, drift: Drift, name: str, version: int, **extra:
         chart=chart,
         **extra,
     )
+    page.headers.update(getattr(error, "headers", None) or {})  # a 503's Retry-After
+    return page

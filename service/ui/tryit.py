@@ -21,14 +21,14 @@ import numpy as np
 import numpy.typing as npt
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from latentserve_core.runtime import ModelRuntime
 from service import codecs
 from service.admission import BINARY_WEIGHT, Admission
 from service.codecs import ImageFile
-from service.errors import InvalidInput, LatentServeError, Timeout, UnsupportedMediaType
+from service.errors import ClientClosed, InvalidInput, LatentServeError, Timeout, UnsupportedMediaType
 from service.settings import Settings
 from service.ui.pasted import MAX_ROW_CHARS, parse_rows
 
@@ -77,10 +77,14 @@ async def from_request(
     A refusal before the form is read (admission, body limit) raises; the form's errors are in
     the answer, beside its text."""
     declared = request.headers.get("content-length")
-    ticket = admission.enter(int(declared) if declared and declared.isdigit() else None, BINARY_WEIGHT)
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    ticket = admission.enter(int(declared) if digits and declared else None, BINARY_WEIGHT)
     row_text = ""
     try:
-        body = await codecs.read_body(request, settings.max_body_bytes, ticket)
+        try:
+            body = await codecs.read_body(request, settings.max_body_bytes, ticket)
+        except ClientDisconnect:  # an aborted upload: nobody to answer, nothing to log
+            raise ClientClosed("try: the client closed the connection before its upload was read") from None
         kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind not in FORM_TYPES:
             raise UnsupportedMediaType(

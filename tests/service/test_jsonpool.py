@@ -160,3 +160,18 @@ def test_a_full_pool_refuses_before_sending_anything() -> None:
 
 def _in(seconds: float) -> float:
     return time.monotonic() + seconds
+
+
+def test_a_worker_that_does_not_answer_by_the_deadline_is_replaced_so_the_pool_never_wedges() -> None:
+    """Break 2: a pool whose workers hang (or died unnoticed) made every later large body wait for
+    its 504; a timeout now replaces the pool, so the next body is parsed at once."""
+    settings = Settings(json_workers=1)
+    pool = JsonPool(settings, Admission(settings))
+    pool.start()
+    try:
+        with pytest.raises(TimeoutError):
+            pool._run(time.sleep, time.monotonic() + 0.5, 30)  # a worker that never answers in time
+        data, rows = pool.parse(_body(_rows().tolist()), "inputs", time.monotonic() + 10)
+        assert data["model"] == "digits-pca" and isinstance(rows, np.ndarray) and rows.shape == (100, 64)
+    finally:
+        pool.close()

@@ -116,3 +116,38 @@ def test_feature_names_are_optional_and_one_per_value(models_dir: Path) -> None:
     assert InputSpec(shape=[2], feature_names=["a", "b"]).feature_names == ["a", "b"]
     with pytest.raises(ValidationError, match="feature_names has 1 names for 2 values"):
         InputSpec(shape=[2], feature_names=["a"])
+
+
+def test_a_version_folder_named_with_a_non_ascii_digit_is_ignored(make_client, registry_copy: Path) -> None:
+    """Break 10: a folder named '²' (str.isdigit() accepts it, int() does not) made every reload
+    a 500 and a fresh server ready while serving nothing."""
+    shutil.copytree(registry_copy / "digits-pca" / "1", registry_copy / "digits-pca" / "²")
+    with make_client(registry_copy) as c:
+        assert c.get("/health/ready").status_code == 200
+        assert c.post("/admin/reload").status_code == 200
+        versions = [v["version"] for v in c.get("/models/digits-pca").json()["versions"]]
+        assert versions == [1]
+        assert c.post("/encode", json={"model": "digits-pca", "inputs": [[0.0] * 64]}).status_code == 200
+
+
+def test_a_failed_manifest_is_logged_once_per_change_not_on_every_poll(
+    registry_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Break 12: a version whose manifest does not read was re-read and logged on every poll."""
+    publish_copy(registry_copy, "digits-pca", 2)
+    manifest = registry_copy / "digits-pca" / "2" / "manifest.json"
+    manifest.write_text("{not json")
+    registry = Registry(registry_copy)
+    for _ in range(5):
+        registry.reload()
+
+    def logged() -> int:
+        return sum("could not load digits-pca version 2" in r.getMessage() for r in caplog.records)
+
+    assert logged() == 1
+    assert registry.record("digits-pca", 2).error  # still shown as failed
+    manifest.write_text("{still not json")
+    os.utime(manifest, ns=(1, 1))  # a change of the folder: read (and logged) once more
+    registry.reload()
+    registry.reload()
+    assert logged() == 2

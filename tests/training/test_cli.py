@@ -437,3 +437,40 @@ def test_the_python_api_takes_the_table_choices(tmp_path: Path) -> None:
     )
     m = Manifest.read(folder)
     assert m.input.feature_names == list(cols) and m.input.shape == [3] and m.data.label_column == "target"
+
+
+def test_hostile_dataset_files_exit_2_with_one_line_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Break 13: a FIFO as --dataset hung; a malformed Parquet or a binary CSV exited 1 with a
+    traceback; all-constant data published a model that could never flag anything."""
+    import threading
+
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 8)
+    np.save(tmp_path / "constant.npy", np.full((50, 4), 3.0, dtype=np.float32))
+    cases = {
+        fifo: "not a regular file",
+        tmp_path / "bad.parquet": "not a readable Parquet file",
+        tmp_path / "binary.csv": "not a text CSV file",
+        tmp_path / "constant.npy": "constant",
+    }
+    for path, message in cases.items():
+        result: list[tuple[int, str]] = []
+        worker = threading.Thread(
+            target=lambda p=path, out=result: out.append(
+                run_cli(fit_argv("pca", str(p), "x", tmp_path / "m"), capsys)
+            )
+        )
+        worker.start()
+        worker.join(60)
+        if worker.is_alive():  # blocked opening the FIFO: a writer that closes at once frees it
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            worker.join(60)
+            pytest.fail(f"{path.name}: the CLI blocked")
+        [(code, stderr)] = result
+        err_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(err_lines) == 1 and message in err_lines[0], (path.name, stderr[-800:])
+        assert "Traceback" not in stderr

@@ -160,3 +160,20 @@ def test_min_components_is_refused_where_it_does_not_apply(tmp_path: Path) -> No
         fit("sklearn-pca", "digits", name="s", models_dir=tmp_path, pca=PCAConfig(0.6, min_components=4))
     with pytest.raises(UsageError, match="--min-components must be >= 1, got 0"):
         fit("pca", "digits", name="s", models_dir=tmp_path, pca=PCAConfig(0.6, min_components=0))
+
+
+def test_wide_data_is_fitted_from_the_rows_gram_matrix_and_equals_the_covariance_path() -> None:
+    """Break 13: 20 rows x 100,000 columns tried to allocate a 74.5 GiB covariance; with more
+    columns than rows the eigenpairs come from the n x n Gram matrix, the same maths."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 40)).astype(np.float32)
+    wide = PCA(n_components=5, device="cpu").fit(X)
+    Xs = X.astype(np.float64) - X.mean(axis=0)
+    cov_vals, cov_vecs = np.linalg.eigh(Xs.T @ Xs / (len(Xs) - 1))
+    top = cov_vecs[:, np.argsort(cov_vals)[::-1][:5]].T
+    np.testing.assert_allclose(np.abs(wide.components_ @ top.T), np.eye(5), atol=1e-6)
+    np.testing.assert_allclose(wide.explained_variance_[:5], np.sort(cov_vals)[::-1][:5], rtol=1e-6)
+    big = rng.normal(size=(20, 100_000)).astype(np.float32)
+    model = PCA(n_components=19, device="cpu").fit(big)  # full rank: 19 directions of 20 centred rows
+    assert model.components_.shape[1] == 100_000
+    np.testing.assert_allclose(model.reconstruct(big), big, atol=1e-3)

@@ -207,7 +207,7 @@ class ModelRuntime(ABC):
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
         self._reference = load_reference(manifest, folder)
         span = manifest.input.value_range
-        self._range = RangeCheck(span, self._label) if span is not None else None  # latentserve_core.runtime.ranges
+        self._range = RangeCheck(span, self._label) if span is not None else None
         # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows
         self._block_rows = distance_block_rows(len(self._reference)) if self._reference is not None else None
 

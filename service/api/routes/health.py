@@ -10,8 +10,10 @@ router = APIRouter(prefix="/health", tags=["health"])
 
 
 @router.get("/live", response_model=HealthResponse)
-def live() -> HealthResponse:
+async def live() -> HealthResponse:
     """Answer while the process runs."""
+    # async: answered on the event loop, never waiting for the worker threads that read files,
+    # reload models, render /metrics and /ui
     return HealthResponse(status="ok")
 
 

@@ -35,7 +35,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": V2Error} for code in
 
 
 @router.get("/health/live", response_model=V2ServerLive)
-def server_live() -> V2ServerLive:
+async def server_live() -> V2ServerLive:  # async: never waits for a worker thread (see /health/live)
     """Answer while the process runs."""
     return V2ServerLive(live=True)
 

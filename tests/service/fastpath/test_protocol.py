@@ -795,3 +795,81 @@ def test_drains_at_once_is_a_setting(run: Any) -> None:
         assert second.flow.read_paused and list(first.admission.drain_queue) == [second]
 
     run(test, max_json_body_bytes=2000, drains_at_once=1)
+
+
+# ---- red-team breaks (issue 22) -------------------------------------------------------------------
+class FullTransport(Transport):
+    """A socket whose client reads nothing: past `high` buffered bytes asyncio pauses the protocol."""
+
+    def __init__(self, high: int) -> None:
+        super().__init__()
+        self.high = high
+        self.protocol: LatentServeProtocol | None = None
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        super().write(data)
+        if len(self.data) > self.high and not self.paused and self.protocol is not None:
+            self.paused = True
+            self.protocol.pause_writing()
+
+
+def test_pipelined_answers_never_read_stop_the_connection_and_keep_their_admission(
+    run: Any, digits: np.ndarray
+) -> None:
+    """Break 1: a client that pipelines and never reads got every answer queued in memory."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        full = FullTransport(high=16 * 1024)
+        full.protocol = conn.protocol
+        conn.transport = full
+        conn.protocol.connection_made(full)
+        X = np.resize(digits.reshape(len(digits), -1), (200, 64))
+        request = post(
+            "/reconstruct?model=digits-pca", npy(X), "application/x-npy", "Accept: application/x-npy\r\n"
+        )
+        try:
+            for _ in range(8):  # eight requests, none of their answers read
+                if conn.protocol.flow.read_paused:
+                    break  # what asyncio's transport does: no more data_received
+                conn.send(request)
+                await asyncio.sleep(0.2)
+            answered = len(parse_responses(bytes(full.data)))
+            admission = conn.protocol.admission
+            assert answered == 1, f"{answered} answers queued for a client that reads nothing"
+            assert admission.bytes > 0, "the unread answer's admission was released before it was sent"
+            full.data.clear()
+            full.paused = False
+            conn.protocol.resume_writing()  # the client reads: the connection carries on
+            assert not conn.protocol.flow.read_paused and admission.bytes == 0
+            conn.send(request)
+            await conn.responses(1)
+        finally:
+            full.close()
+            conn.protocol.connection_lost(None)  # the client leaves: what it held is freed
+        await asyncio.sleep(0.1)
+        assert admission.bytes == 0
+
+    run(test)
+
+
+def test_a_multipart_body_over_the_limit_is_413_and_read_before_the_close(run: Any) -> None:
+    """Break 7: multipart bodies take the ASGI path, whose 413 closed the connection with the body
+    unread (the client saw a reset); the refusal is now answered and the body dropped first."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        size = 300_000
+        conn.send(
+            _head("/anomaly-score?model=digits-pca", size).replace(
+                b"application/json", b"multipart/form-data; boundary=x"
+            )
+        )
+        [(status, headers, got)] = await conn.responses(1)
+        assert status == 413 and headers["connection"] == "close", got
+        assert not conn.transport.closed, "closed with the body unread: the client gets a reset"
+        conn.send(b"x" * size)  # the body arrives and is dropped: then the close
+        await _closed(conn)
+
+    run(test, max_body_bytes=100_000)

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -247,3 +248,56 @@ def test_an_upload_over_the_body_limit_or_a_malformed_form_is_refused_on_the_pag
             files=[("file", ("a.png", b"a", "image/png")), ("file", ("b.png", b"b", "image/png"))],
         )
         assert two.status_code == 422 and "malformed form" in two.text
+
+
+def test_a_hostile_evaluation_report_is_skipped_not_a_500(
+    registry_copy: Path, make_client: MakeClient
+) -> None:
+    """Break 11: an evaluation JSON with a 400-digit integer or deep nesting made /ui answer 500."""
+    folder = registry_copy / "digits-pca" / "1" / "evaluations"
+    folder.mkdir(exist_ok=True)
+    hostile = {
+        "huge.json": '{"auroc": ' + "9" * 400 + ', "expected_fpr": ' + "9" * 400 + "}",
+        "deep.json": "[" * 100_000 + "]" * 100_000,
+    }
+    with make_client(registry_copy) as client:
+        for file, text in hostile.items():
+            (folder / file).write_text(text)
+            for page in ("/ui", "/ui/models/digits-pca/versions/1"):
+                r = client.get(page)
+                assert r.status_code == 200, (file, page, r.text[:200])
+
+
+def test_an_aborted_upload_is_dropped_quietly_and_a_shed_one_says_when_to_retry(
+    make_client: MakeClient, caplog: Any
+) -> None:
+    """Breaks 8 and 9: an upload aborted mid-body raised ClientDisconnect out of the app (a
+    traceback per abort, on the event loop); Try-it's 503 had no Retry-After."""
+    with make_client(max_inflight_bytes=10_000) as client:
+        sent: list[dict[str, Any]] = []
+        chunks = [
+            {"type": "http.request", "body": b"--x\r\nContent-Disposition: form-data", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+
+        async def receive() -> dict[str, Any]:
+            return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": f"{VAE_PAGE}/try", "raw_path": f"{VAE_PAGE}/try".encode(),
+            "root_path": "", "query_string": b"", "client": ("127.0.0.1", 5000), "server": ("t", 80),
+            "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"5000")],
+        }  # fmt: skip
+        caplog.clear()
+        client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
+        assert not [r for r in caplog.records if r.exc_info], "an aborted upload logged a traceback"
+        held = client.app.state.service.admission.enter(9_000, 1)  # type: ignore[attr-defined]
+        try:  # the memory budget is taken: the upload is shed
+            r = client.post(f"{VAE_PAGE}/try", files={"file": ("big.png", b"x" * 20_000, "image/png")})
+        finally:
+            held.release()
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"

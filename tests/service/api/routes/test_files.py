@@ -146,3 +146,27 @@ def test_a_tampered_graph_is_409_and_never_sent(registry_copy: Path, make_client
 def test_artifacts_sit_behind_the_api_key(make_client: MakeClient) -> None:
     with make_client(api_key="s3cret") as client:
         assert error_of(client.get(f"{ARTIFACTS}/encoder.onnx"), 401)["type"] == "Unauthorized"
+
+
+def test_a_listed_file_replaced_by_a_fifo_is_refused_at_once(
+    registry_copy: Path, make_client: MakeClient
+) -> None:
+    """Break 3: opening a FIFO blocked a worker thread until a writer came; 50 of them took the
+    thread pool, and liveness with it."""
+    import os
+    import threading
+
+    with make_client(registry_copy) as client:
+        path = registry_copy / "digits-vae" / "1" / "loss.png"
+        path.unlink()
+        os.mkfifo(path)
+        answers: list[int] = []
+        getter = threading.Thread(target=lambda: answers.append(client.get(f"{VAE}/loss.png").status_code))
+        getter.start()
+        getter.join(10)
+        blocked = getter.is_alive()
+        if blocked:  # blocked in open(): a writer that closes at once frees it
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            getter.join(10)
+        assert not blocked, "a FIFO in place of a listed file blocked its reader"
+        assert answers == [409]

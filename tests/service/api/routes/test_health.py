@@ -35,3 +35,27 @@ def test_not_ready_while_draining(make_client):
         err = error_of(c.get("/health/ready"), 503)
         assert "shutting down" in err["message"]
         assert c.get("/health/live").status_code == 200
+
+
+def test_liveness_answers_while_every_worker_thread_is_taken(client: TestClient) -> None:
+    """Break 3: /health/live shared anyio's thread pool with file reads, reloads, /metrics and /ui;
+    a pool taken by blocked reads took liveness down with it."""
+    import threading
+
+    import anyio.to_thread
+
+    limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)  # type: ignore[union-attr]
+    holders = [object() for _ in range(int(limiter.total_tokens))]
+    for holder in holders:
+        client.portal.call(limiter.acquire_on_behalf_of, holder)  # type: ignore[union-attr]
+    answers: list[int] = []
+    try:
+        for path in ("/health/live", "/v2/health/live"):
+            getter = threading.Thread(target=lambda p=path: answers.append(client.get(p).status_code))
+            getter.start()
+            getter.join(10)
+            assert not getter.is_alive(), f"{path} waited for a worker thread"
+    finally:
+        for holder in holders:
+            client.portal.call(limiter.release_on_behalf_of, holder)  # type: ignore[union-attr]
+    assert answers == [200, 200]

@@ -588,3 +588,76 @@ def test_v2_booleans_and_repeated_keys_follow_our_rules_at_every_size(client, n)
     r = client.post(INFER, content=raw, headers={"content-type": "application/json"})
     last = client.post(INFER, content=f'{{"inputs": {inputs(0.25)}}}'.encode())
     assert r.status_code == 200 and r.json()["outputs"] == last.json()["outputs"], r.text[:200]
+
+
+# ---- red-team breaks (issue 22): bad input is a 4xx, never a 500 ----------------------------------
+def test_bad_shapes_versions_header_lengths_and_sample_counts_are_4xx_never_500(client, digits):
+    """Break 4: a 0-d shape, non-ASCII digits ('²' passes str.isdigit, not int) and a huge sample
+    count answered 500."""
+    X = digits[:2].reshape(2, -1).astype(np.float32)
+    zero_d = {"inputs": [{"name": "input", "shape": [], "datatype": "FP32", "data": [1.0]}]}
+    assert "shape" in v2_error(client.post(INFER, json=zero_d), 400)
+    negative = {"inputs": [{"name": "input", "shape": [-2, -64], "datatype": "FP32", "data": [1.0]}]}
+    assert "shape" in v2_error(client.post(INFER, json=negative), 400)
+    doc = {"inputs": [tensor("input", X)]}
+    assert "version" in v2_error(client.post("/v2/models/digits-pca/versions/²/infer", json=doc), 400).lower()
+    header = orjson.dumps(
+        {"inputs": [{**tensor("input", X), "data": None, "parameters": {"binary_data_size": X.nbytes}}]}
+    )
+    header = orjson.dumps(orjson.loads(header) | {})
+    body = header + X.tobytes()
+    r = client.post(
+        INFER,
+        content=body,
+        headers={
+            "Inference-Header-Content-Length": "²".encode("latin-1"),
+            "content-type": "application/octet-stream",
+        },
+    )
+    assert r.status_code in (400, 422), r.text
+    for n in (10**12, 10**30):
+        r = client.post(
+            "/v2/models/digits-vae.sample/infer",
+            json={"inputs": [{"name": "n", "shape": [1], "datatype": "INT64", "data": [n]}]},
+        )
+        assert r.status_code in (400, 413), r.text
+
+
+def test_a_binary_body_whose_json_header_is_the_whole_body_is_refused_before_parsing(client, digits):
+    """Break 5: Inference-Header-Content-Length equal to the body admitted a 60 MiB JSON header
+    at the binary price; a header past MAX_V2_HEADER_BYTES is refused unparsed."""
+    from service.oip import MAX_V2_HEADER_BYTES
+
+    X = digits[:2].reshape(2, -1).astype(np.float32)
+    doc = orjson.dumps({"inputs": [tensor("input", X)], "pad": "x" * MAX_V2_HEADER_BYTES})
+    r = client.post(
+        INFER,
+        content=doc,
+        headers={
+            "Inference-Header-Content-Length": str(len(doc)),
+            "content-type": "application/octet-stream",
+        },
+    )
+    message = v2_error(r, 413)
+    assert "Inference-Header-Content-Length" in message and "application/json" in message
+
+
+def test_the_answer_size_is_predicted_from_the_outputs_asked_for(client, digits):
+    """Break 6: 6,000 rows asking only `score` were a 413 ("JSON answer 9.1 MB") that
+    /anomaly-score answers with 200: every output was priced, and binary ones as JSON."""
+    X = np.resize(digits.reshape(len(digits), -1), (9000, 64)).astype(np.float32)
+    doc = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(X.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": X.nbytes},
+            }
+        ],
+        "outputs": [{"name": "score"}],
+    }
+    body, headers = binary_request(doc, X)
+    r = client.post(INFER, content=body, headers={**headers, "content-type": "application/octet-stream"})
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()["outputs"][0]["data"]) == 9000
