@@ -359,7 +359,7 @@ def _read_csv(
                 if record and any(c.strip() for c in record):
                     records.append((reader.line_num, record))
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file: {exc}") from None
+        raise DataError(f"{path}: not a text CSV file (UTF-8, comma-separated): {exc}") from None
     if not records:
         raise DataError(f"{path}: no rows")
     first = records[0][1]
@@ -428,7 +428,7 @@ def _read_parquet(
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+        raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
     if not table.column_names:
         raise DataError(f"{path}: no columns")
     features = choose_columns(path, table.column_names, columns, drop_columns, label_column)
@@ -531,15 +531,7 @@ def _user_file(path: Path, layout: Layout | None, mmap: bool = False, **pick: An
         else:
             X = check_matrix(raw, path)
     elif suffix in (".csv", ".parquet"):
-        try:
-            table = (_read_csv if suffix == ".csv" else _read_parquet)(path, **pick)
-        except (DataError, UsageError):  # a cell or a column choice, already named
-            raise
-        except (UnicodeDecodeError, csv.Error) as exc:  # binary bytes, a NUL
-            raise DataError(f"{path}: not a text CSV file (UTF-8, comma-separated): {exc}") from None
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            kind = "CSV" if suffix == ".csv" else "Parquet"
-            raise DataError(f"{path}: not a readable {kind} file: {exc}") from None
+        table = (_read_csv if suffix == ".csv" else _read_parquet)(path, **pick)  # bad files: DataError
         X, names, y = table.X, table.names, table.y
     else:
         raise DataError(
