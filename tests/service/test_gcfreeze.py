@@ -30,7 +30,8 @@ def test_freeze_moves_what_exists_out_of_the_passes_and_thaw_brings_it_back() ->
     before: list[object] = [object()]
     frozen = freeze_heap()
     try:
-        assert frozen == gc.get_freeze_count() > 0
+        # frozen objects may be freed since (by any thread, e.g. the Spark session's): never more
+        assert 0 < gc.get_freeze_count() <= frozen
         assert not _tracked(before)
         after: list[object] = [object()]  # allocated since: walked as usual
         assert _tracked(after)
