@@ -873,3 +873,30 @@ def test_a_multipart_body_over_the_limit_is_413_and_read_before_the_close(run: A
         await _closed(conn)
 
     run(test, max_body_bytes=100_000)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/ui/models/digits-pca/versions/1/try", 413), ("/v2/repository/models/digits-pca/load", 401)],
+)
+def test_an_asgi_refusal_that_closes_reads_the_body_first(run: Any, path: str, status: int) -> None:
+    """Break 7: an ASGI answer that closes the connection (Try-it's refusal of an upload over
+    MAX_BODY_BYTES, /v2/repository's 401, each asked to close) closed it with the body unread, and
+    the client saw a reset; the rest of the body is now read and dropped first, then the close."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        size = 300_000
+        conn.send(
+            _head(path, size, "Connection: close\r\n").replace(
+                b"application/json", b"multipart/form-data; boundary=x"
+            )
+        )
+        conn.send(b"x" * 70_000)
+        [(got_status, headers, got)] = await conn.responses(1)
+        assert got_status == status and headers["connection"] == "close", got
+        assert not conn.transport.closed, "closed with the body unread: the client gets a reset"
+        conn.send(b"x" * (size - 70_000))  # the rest arrives and is dropped: then the close
+        await _closed(conn)
+
+    run(test, max_body_bytes=100_000, **({"api_key": "k"} if status == 401 else {}))
