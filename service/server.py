@@ -5,11 +5,22 @@ still served, for SHUTDOWN_DRAIN_S, so a load balancer stops sending new ones; t
 shutdown runs: new connections are refused, idle ones close (`service.fastpath.protocol` gives an idle
 connection a moment to deliver a request already on its way), and every received request is
 answered within SHUTDOWN_TIMEOUT_S. A second signal, or SIGINT, exits without the drain.
+
+Closing a listener resets what it accepted but has not attached yet (asyncio drops a connection
+accepted once its server is closed) and the connections in its backlog (handshaken by the kernel,
+not yet accepted), requests already sent included. So the shutdown first stops the loop's
+accepting and lets it attach what it took; then a copy of each listener accepts until its backlog
+is empty and closes it in the same step; each connection taken is served like any other (its
+request answered with `Connection: close`), and a connection that arrives after is refused at
+connect().
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -36,3 +47,34 @@ class DrainingServer(uvicorn.Server):
         if self.exit_at is not None and time.monotonic() >= self.exit_at:
             self.should_exit = True
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        servers = list(getattr(self, "servers", []))
+        if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's own loop (uvloop attaches at once)
+            for server in servers:  # stop accepting, and attach what was accepted
+                for listener in server.sockets:
+                    loop.remove_reader(listener.fileno())
+            for _ in range(3):
+                await asyncio.sleep(0)
+        taken: list[socket.socket] = []
+        for server in servers:
+            copies = [socket.socket(fileno=socket.dup(s.fileno())) for s in server.sockets]
+            server.close()  # the loop stops accepting; the copies keep the listeners open
+            for copy in copies:
+                copy.setblocking(False)
+                with contextlib.suppress(OSError):  # BlockingIOError: the backlog is empty
+                    while True:
+                        taken.append(copy.accept()[0])
+                copy.close()  # the last copy: the listener is closed, a new connect is refused
+        for conn in taken:  # served as uvicorn's own listener would (it is shutting down: closes after)
+            with contextlib.suppress(OSError):
+                await loop.connect_accepted_socket(self._protocol, conn)
+        await super().shutdown(sockets)
+
+    def _protocol(self) -> asyncio.Protocol:
+        config = self.config
+        protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol

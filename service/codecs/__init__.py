@@ -15,6 +15,7 @@ from service.codecs.body import (
     check_content_type,
     media_type,
     read_body,
+    read_body_chunks,
     validate_options,
 )
 from service.codecs.images import ImageFile, images_to_array, png_image, read_images
@@ -69,6 +70,7 @@ __all__ = [
     "npz_bytes",
     "png_image",
     "read_body",
+    "read_body_chunks",
     "read_images",
     "read_json",
     "records_to_rows",

@@ -26,6 +26,17 @@ async def read_body(
     """Return the whole body, or raise PayloadTooLarge (413, `too_large(declared)` when given) once
     it passes `limit` bytes; a body longer than the admission `ticket` reserved (no Content-Length)
     grows it, or is shed (503)."""
+    return b"".join(await read_body_chunks(request, limit, ticket, too_large))
+
+
+async def read_body_chunks(
+    request: Request,
+    limit: int,
+    ticket: Ticket | None = None,
+    too_large: Callable[[int | None], PayloadTooLarge] | None = None,
+) -> list[bytes]:
+    """`read_body`, as the chunks received: for a reader that takes them one at a time (and can
+    drop each once read) without the whole body's joined copy."""
     refuse = too_large if too_large is not None else functools.partial(body_too_large, limit)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -39,7 +50,7 @@ async def read_body(
         if ticket is not None and size * ticket.weight > ticket.held:
             ticket.grow(size - ticket.held // ticket.weight)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks
 
 
 def body_too_large(limit: int, declared: int | None = None) -> PayloadTooLarge:

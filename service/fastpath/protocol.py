@@ -29,8 +29,10 @@ What holds under floods and slow clients, on every connection (fast path or not)
     idle longest, or is answered 503 and closed when none is idle, so idle sockets cannot take
     every descriptor from the health probes and the registry poller;
   - a refused body (413, 503, a header check's error) is read and dropped after its answer, so the
-    client gets the answer instead of a reset; at most DRAINS_AT_ONCE such bodies at once per
-    process, the other connections are not read until their turn;
+    client gets the answer instead of a reset; so is the rest of a body when an ASGI answer closes
+    the connection before reading it (Try-it's 413, a 401 or 503 asked to close); at most
+    DRAINS_AT_ONCE such bodies at once per process, the other connections are not read until
+    their turn;
   - at most READ_TURN_BYTES of request bodies are read in one turn of the event loop
     (`service.readturns`): past it the connections reading bodies wait for the next turn;
   - headers over MAX_HEADER_BYTES or MAX_HEADERS fields are a 431, then the connection closes;
@@ -74,6 +76,28 @@ class _Pending:
     (it replaces this placeholder with the new request's cycle at once)."""
 
     response_complete = False
+
+
+class _LingeringClose:
+    """The transport as an ASGI request cycle sees it: its `close` goes through the protocol, which
+    first drops the rest of a body still arriving (`LatentServeProtocol._close_after_body`)."""
+
+    def __init__(self, protocol: LatentServeProtocol, cycle: Any) -> None:
+        self.protocol = protocol
+        self.cycle = cycle
+        self.transport = protocol.transport
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.protocol._close_after_body(self.cycle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 def find_service(app: Any) -> tuple[InferenceService | None, bool, ProxyHeadersMiddleware | None]:
@@ -198,6 +222,9 @@ class LatentServeProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._touch()
+        if self.lingering and self.fast_verb is None and not self.fast_pending:
+            self.server_state.total_requests += 1  # an ASGI answer's body being dropped: then the close
+            return
         super().on_response_complete()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
@@ -340,8 +367,10 @@ class LatentServeProtocol(HttpToolsProtocol):
             if self.fast_pending:  # queue it behind the pending response (uvicorn's pipeline)
                 self.cycle = _Pending()  # type: ignore[assignment]
             super().on_headers_complete()
-            if self.draining and self.cycle is not None:
-                self.cycle.keep_alive = False
+            if self.cycle is not None and not isinstance(self.cycle.transport, _LingeringClose):
+                self.cycle.transport = _LingeringClose(self, self.cycle)  # type: ignore[assignment]
+                if self.draining:
+                    self.cycle.keep_alive = False
             return
         self.fast_verb = verb
         self.fast_chunks = []
@@ -519,6 +548,21 @@ class LatentServeProtocol(HttpToolsProtocol):
         self.fast_pending += 1
         _Reply(self, keep_alive=keep_alive, linger=True)(response)
         self._start_drain()
+
+    def _close_after_body(self, cycle: Any) -> None:
+        """An ASGI answer closes the connection: if its request's body is still arriving (a refusal
+        that did not read it: Try-it's 413, a shed call's 503), read and drop the rest first, as a
+        refused body on the fast path, so the client reads the answer instead of a reset."""
+        if cycle is not self.cycle or not cycle.more_body or self.lingering or self.transport.is_closing():
+            self.transport.close()
+            return
+        self.fast_chunks = _DISCARD
+        self.fast_size = 0
+        self.lingering = True
+        self.linger_keep_alive = False
+        self._start_drain()
+        if self.drain_slot:
+            self.flow.resume_reading()  # uvicorn paused it when the unread body passed its buffer
 
     def _start_drain(self) -> None:
         """Read and drop a refused body now if fewer than DRAINS_AT_ONCE others are, else stop

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from service.api.deps import MetricsDep, RegistryDep
 from service.artifacts import artifact_response, read_artifact, read_evaluation
 from service.drift import Drift
-from service.errors import LatentServeError, Unauthorized
+from service.errors import ClientClosed, LatentServeError, Unauthorized
 from service.registry import Registry
 from service.security import check_api_key
 from service.ui import tryit
@@ -109,6 +109,8 @@ async def try_it(
         tried = await tryit.from_request(
             request, runtime, request.app.state.settings, request.app.state.service.admission
         )
+    except ClientClosed as exc:  # nobody to show a page to: rendering it per abort took the loop
+        return HTMLResponse(status_code=exc.status_code)
     except LatentServeError as exc:  # shown on the page, with the API's message and status
         return _version(registry, metrics.drift, name, version, error=exc)
     return _version(

@@ -272,7 +272,8 @@ def test_an_aborted_upload_is_dropped_quietly_and_a_shed_one_says_when_to_retry(
     make_client: MakeClient, caplog: Any
 ) -> None:
     """Breaks 8 and 9: an upload aborted mid-body raised ClientDisconnect out of the app (a
-    traceback per abort, on the event loop); Try-it's 503 had no Retry-After."""
+    traceback per abort, on the event loop), then rendered the version page for nobody; Try-it's
+    503 had no Retry-After."""
     with make_client(max_inflight_bytes=10_000) as client:
         sent: list[dict[str, Any]] = []
         chunks = [
@@ -295,6 +296,9 @@ def test_an_aborted_upload_is_dropped_quietly_and_a_shed_one_says_when_to_retry(
         caplog.clear()
         client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
         assert not [r for r in caplog.records if r.exc_info], "an aborted upload logged a traceback"
+        # nobody reads the answer: no page is rendered for it (on the event loop, per abort)
+        assert [m.get("body", b"") for m in sent if m["type"] == "http.response.body"] == [b""]
+        assert sent[0]["status"] == 499
         held = client.app.state.service.admission.enter(9_000, 1)  # type: ignore[attr-defined]
         try:  # the memory budget is taken: the upload is shed
             r = client.post(f"{VAE_PAGE}/try", files={"file": ("big.png", b"x" * 20_000, "image/png")})
