@@ -45,6 +45,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
                 "on_response_complete",
                 "shutdown",
                 "_should_upgrade",
+                "_start_asgi_task",
                 # called or read
                 "_unset_keepalive_if_required",
                 "app",
@@ -71,8 +72,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "FlowControl.resume_reading",
         "FlowControl.read_paused",
     ),
-    "uvicorn.server": ("ServerState.default_headers", "ServerState.connections"),
-    "uvicorn.config": ("Config",),
+    "uvicorn.server": (
+        "ServerState.default_headers",
+        "ServerState.connections",
+        # service.server's shutdown serves the listener's backlog with a protocol it builds itself
+        "Server.server_state",
+        "Server.lifespan",
+        "Server.shutdown",
+    ),
+    "uvicorn.config": ("Config", "Config.http_protocol_class"),
     "uvicorn.middleware.proxy_headers": (
         "ProxyHeadersMiddleware.trusted_hosts",
         "_TrustedHosts.get_trusted_client_address",
