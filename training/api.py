@@ -67,8 +67,15 @@ def fit(
     """
     models_dir = Path(models_dir)
     if is_spark_dataframe(data):  # fitted where the rows live: one distributed pass (training.spark_fit)
+        if y is not None or classes is not None:
+            raise UsageError(
+                "y / classes: a Spark DataFrame is fitted on all its rows; filter it first "
+                "(df.where(...)) and select the feature columns (df.select(...))"
+            )
         spark_config = default_config("features") if config is None else config  # Spark rows are tables
-        return fit_spark(_settled(spark_config, settings), data, models_dir, name)
+        cfg = _settled(spark_config, settings)
+        _fitter(cfg, DataConfig("spark"), name)  # every setting that needs no rows, as below
+        return fit_spark(cfg, data, models_dir, name)
     dataset: Dataset | None = None  # rows already loaded (in memory, or to learn their layout)
     if isinstance(data, DataConfig):
         rows = data
@@ -82,10 +89,11 @@ def fit(
     if classes is not None:
         rows = replace(rows, classes=tuple(classes))
     if config is None:  # the layout's default: known once the rows are loaded
-        _fitter(replace(FitConfig("pca"), **settings), rows, name)  # the name and shared settings
+        probe = _settled(FitConfig("pca"), settings)  # the name and the settings every kind shares
+        _fitter(probe, rows, name)
         check_writable(models_dir)
         if dataset is None:
-            dataset = _load(FitConfig("pca", **settings).seed, rows)
+            dataset = _load(probe.seed, rows)
         config = default_config(dataset.layout)
     cfg = _settled(config, settings)
     fitter = _fitter(cfg, rows, name)
@@ -147,6 +155,8 @@ def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
         )
     if not 1 <= rows <= MAX_REFERENCE_ROWS:
         raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {rows}")
+    if cfg.pca.min_components < 1:
+        raise UsageError(f"--min-components must be >= 1, got {cfg.pca.min_components}")
     if cfg.score.balance and not k:
         raise UsageError("--score-balance weighs the neighbors term: give --score-neighbors K too")
     floor = cfg.pca.scale_floor
@@ -188,8 +198,6 @@ def _fit_pca(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -> P
     d = int(np.prod(ds.row_shape))
     if float(k) >= 1 and k > d:
         raise UsageError(f"--n-components {k} is larger than the input size {d}")
-    if cfg.pca.min_components < 1:
-        raise UsageError(f"--min-components must be >= 1, got {cfg.pca.min_components}")
     std = cfg.standardize if cfg.standardize is not None else ds.layout == "features"
     est = pca_estimator(
         cfg.kind, replace(cfg.pca, n_components=k), standardize=std, seed=cfg.seed, device=cfg.device

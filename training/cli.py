@@ -22,9 +22,9 @@ from latentserve_core.layout import model_names, read_manifest, versions_of
 from latentserve_core.manifest import MAX_REFERENCE_ROWS
 from training.api import bootstrap, fit
 from training.config import KINDS, MODELS_DIR, DataConfig, FitConfig, PCAConfig, ScoreConfig
-from training.errors import TrainingError
+from training.errors import TrainingError, UsageError
 from training.nn.config import NetConfig, TrainConfig
-from training.presets import PRESETS, preset
+from training.presets import PRESETS, default_config, preset
 from training.publish import PublishError, RegistryNotWritable
 
 log = logging.getLogger("latentserve.training")
@@ -129,8 +129,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
 
     add("--model", "kind", f"model kind: {', '.join(KINDS)}", "the preset's, else the data's default")
     datasets = (
-        "digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path to a .npy / .csv / .parquet "
-        "file or a folder of images"
+        "digits, breast-cancer, gaussian-2d, mnist, fashion-mnist, or a path to a .npy / .npz / .csv / "
+        ".parquet file or a folder of images (with --spark: a Parquet path or glob)"
     )
     p.add_argument(
         "--dataset", dest="data.dataset", metavar="DATA", required=True, help=f"{datasets} (required)"
@@ -244,7 +244,9 @@ def configs(args: argparse.Namespace) -> tuple[FitConfig, DataConfig]:
         s: {k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(f"{s}.")} for s in SECTIONS if s
     }
     data = DataConfig(**parts.pop("data"))
-    if name is None and "kind" not in given:  # the default of the data's layout
+    if name is None and "kind" not in given and args.spark is not None:  # Spark rows are a table
+        base = default_config("features")
+    elif name is None and "kind" not in given:  # the default of the data's layout
         from training.api import default_for
 
         base = default_for(data, given.get("seed", FitConfig.seed))
@@ -301,6 +303,22 @@ def run_fit(args: argparse.Namespace) -> Path:
     config, data = configs(args)
     if args.spark is not None:
         from training.spark_fit import read_parquet
+
+        chosen = [
+            f
+            for f, v in (
+                ("--classes", data.classes),
+                ("--columns", data.columns),
+                ("--drop-columns", data.drop_columns),
+                ("--label-column", data.label_column),
+            )
+            if v
+        ]
+        if chosen:
+            raise UsageError(
+                f"{', '.join(chosen)}: --spark fits every numeric column of every row of the Parquet "
+                "files; select and filter them in Spark first (or fit the file in memory without --spark)"
+            )
 
         return fit(config, read_parquet(args.spark, data.dataset), name=args.name, models_dir=args.models_dir)
     return fit(config, data, name=args.name, models_dir=args.models_dir)

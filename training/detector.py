@@ -151,7 +151,8 @@ class Detector(BaseEstimator):  # type: ignore[misc]
         self._check_fitted()
         names = getattr(self, "feature_names_in_", None)
         if names is not None and hasattr(X, "columns"):
-            missing = [c for c in names if c not in set(map(str, X.columns))]
+            present = set(map(str, X.columns))
+            missing = [c for c in names if c not in present]
             if missing:
                 raise DataError(f"X: the DataFrame has no column {missing[0]!r}; fitted on {list(names)}")
             X = X.rename(columns=str)[list(names)]

@@ -46,12 +46,12 @@ def _deterministic_signs(components: F64) -> F64:
     return out
 
 
-def _refuse_constant(X: F32) -> None:
+def _refuse_constant(constant: bool, columns: int, rows: int) -> None:
     """Every column constant: no direction of variance, so every row would score 0 and no
     threshold could ever flag one; refused rather than published."""
-    if len(X) >= 2 and bool(np.all(X[:1] == X)):
+    if constant:
         raise DataError(
-            f"every one of the {X.shape[1]} columns is constant over the {len(X)} rows: nothing to learn, "
+            f"every one of the {columns} columns is constant over the {rows} rows: nothing to learn, "
             "and a model of it could never flag a row; train on data that varies"
         )
 
@@ -164,7 +164,7 @@ class PCA(LinearCodec):
         X2 = self._remember_shape(X)
         if len(X2) < 2:
             raise DataError("PCA needs at least 2 rows")
-        _refuse_constant(X2)
+        _refuse_constant(bool(np.all(X2[:1] == X2)), X2.shape[1], len(X2))
         mean, scale = self._standardisation(X2)
         Xs = (X2 - mean) / scale
         eigvals, eigvecs = self._eigh(Xs)
@@ -176,6 +176,7 @@ class PCA(LinearCodec):
         (`training.spark_fit`); then the same standardisation and eigen-decomposition as `fit`."""
         if n < 2:
             raise DataError("PCA needs at least 2 rows")
+        _refuse_constant(not bool((np.diag(m2) > 0).any()), len(mean), n)
         self.input_shape_ = input_shape
         self.n_features_in_ = int(np.prod(input_shape))
         std = np.sqrt(np.maximum(np.diag(m2), 0.0) / n)  # numpy's std (ddof=0), as _standardisation

@@ -79,6 +79,7 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
     split = F.when(u < shares.calibration, 2).when(u < hold, 1).otherwise(0)
     rows = df.select(*[F.col(c).cast("float") for c in features]).withColumn(SPLIT_COLUMN, split)
 
+    score = score_spec((d,), "features", cfg.score)  # a bad score setting fails before the pass
     n, mean, m2, counts = moments(rows, features)
     std = cfg.standardize if cfg.standardize is not None else True  # feature rows: standardised
     pca = cfg.pca
@@ -89,9 +90,7 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
         raise DataError(
             f"{n + counts[1] + counts[2]} rows are too few to hold out validation and calibration rows"
         )
-    est.score_spec_ = score_spec((d,), "features", cfg.score).model_copy(
-        update={"scale": est.score_spec_.scale}
-    )
+    est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
     if cfg.score.neighbors:
         est.fit_neighbors(samples[0], cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed)
     if cfg.score.balance:  # as training.api does: the weight from the validation rows

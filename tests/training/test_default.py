@@ -179,3 +179,13 @@ def test_a_manifest_written_before_the_weight_still_loads() -> None:
     Z, R = X[:, :2], table(10, seed=1)[:, :2]
     weighted = spec.model_copy(update={"neighbors": spec.neighbors.model_copy(update={"weight": 1.0})})
     np.testing.assert_array_equal(row_scores(X, X * 0.9, spec, Z, R), row_scores(X, X * 0.9, weighted, Z, R))
+
+
+def test_settings_given_with_no_config_replace_the_layouts_default(tmp_path: Path) -> None:
+    """`fit(None, data, kind=...)`: the settings replace fields of the default (kind included),
+    as they replace a given config's."""
+    X = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+    folder = fit(None, X, name="k", models_dir=tmp_path, kind="sklearn-pca", seed=2)
+    manifest = Manifest.read(folder)
+    assert manifest.kind == "sklearn-pca" and manifest.data.seed == 2
+    assert manifest.hyperparameters["preset"] == "features"

@@ -128,3 +128,40 @@ def test_the_cli_fits_a_parquet_glob_on_spark(spark: Any, rows: Any, tmp_path: P
         )
         == 2
     )
+
+
+def test_the_cli_without_a_model_fits_the_feature_row_default_and_refuses_table_flags(
+    spark: Any, rows: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --model / --preset with --spark: the feature-row default, without reading the rows on
+    the driver (a glob is no file to load); column and class flags cannot apply there: exit 2."""
+    from training.cli import main
+
+    spark.createDataFrame(rows).repartition(2).write.parquet(str(tmp_path / "table"))
+    base = ["fit", "--name", "dflt", "--models-dir", str(tmp_path / "models"), "--spark", "local[2]"]
+    glob = ["--dataset", str(tmp_path / "table" / "*.parquet")]
+    assert main([*base, *glob]) == 0
+    m = Manifest.read(tmp_path / "models" / "dflt" / "1")
+    assert m.hyperparameters["preset"] == "features"
+    assert m.score.neighbors is not None and m.score.neighbors.weight is not None  # balanced, as in memory
+    capsys.readouterr()
+    assert main([*base, *glob, "--classes", "1"]) == 2
+    assert "--classes: --spark fits every numeric column" in capsys.readouterr().err
+
+
+def test_the_api_refuses_what_a_spark_fit_cannot_apply_before_any_job(
+    spark: Any, rows: Any, tmp_path: Path
+) -> None:
+    df = spark.createDataFrame(rows)
+    with pytest.raises(UsageError, match="y / classes: a Spark DataFrame is fitted on all its rows"):
+        fit(None, df, name="x", models_dir=tmp_path, classes=(1,))
+    with pytest.raises(UsageError, match="--quantile must be in"):
+        fit("pca", df, name="x", models_dir=tmp_path, score=ScoreConfig(quantile=1.5))
+    assert not (tmp_path / "x").exists()
+
+
+def test_constant_moments_are_refused_as_constant_rows_are() -> None:
+    with pytest.raises(DataError, match="constant"):
+        PCA(0.99, standardize=True).fit(np.ones((10, 3), dtype=np.float32))
+    with pytest.raises(DataError, match="constant"):
+        PCA(0.99, standardize=True).fit_moments(10, np.ones(3), np.zeros((3, 3)), (3,))
