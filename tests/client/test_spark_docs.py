@@ -11,21 +11,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _blocks(section: str) -> list[tuple[str, str]]:
-    text = (ROOT / "docs" / "spark.md").read_text()
+def _blocks(page: str, section: str) -> list[tuple[str, str]]:
+    text = (ROOT / page).read_text()
     body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```(\w+)\n(.*?)```", body, flags=re.S)
 
 
-def test_the_scoring_example_runs_as_written(spark: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("page", "section"), [("docs/spark.md", "Score a DataFrame"), ("README.md", "At scale: Apache Spark")]
+)
+def test_the_scoring_example_runs_as_written(spark: Any, tmp_path: Path, page: str, section: str) -> None:
     """`spark` only for its skip (java, pyspark) and PYSPARK_PYTHON; the example starts its own."""
-    bash, python = _blocks("Score a DataFrame")[:2]
+    bash, python = _blocks(page, section)[:2]
     assert bash[0] == "bash" and python[0] == "python"
     argv = shlex.split(bash[1].strip())
-    assert argv[0] == "python"
+    assert argv[0].endswith("python")  # `python`, or the README's `.venv/bin/python`
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, check=True, capture_output=True)
     shutil.rmtree(tmp_path / "models" / ".staging", ignore_errors=True)
