@@ -35,7 +35,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.base import score_spec  # noqa: E402
 from training.config import ScoreConfig  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.pca import PCA  # noqa: E402
@@ -121,10 +120,8 @@ def one_class(images: Images, c: int, pool: int | None, relative: bool, neighbor
     X, y, Xt, yt = images
     Xc = X[y == c]
     Xc = Xc[np.random.default_rng(0).permutation(len(Xc))[: int(TRAIN_SHARE * len(Xc))]]
-    est = PCA(K, device="cpu").fit(Xc)
-    est.score_spec_ = score_spec(Xc.shape[1:], "image", ScoreConfig(pool=pool, relative=relative))
-    if neighbors:
-        est.fit_neighbors(Xc, neighbors, max_rows=4096)
+    score = ScoreConfig(pool=pool, relative=relative, neighbors=neighbors, reference_rows=4096)
+    est = PCA(K, device="cpu", score=score, layout="image").fit(Xc)
     return 100.0 * float(roc_auc_score(yt != c, est.score_samples(Xt)))
 
 

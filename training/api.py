@@ -22,8 +22,7 @@ import numpy as np
 
 from latentserve_core.layout import model_names
 from latentserve_core.manifest import MAX_REFERENCE_ROWS, is_valid_name
-from training.base import ReconstructionEstimator, score_spec
-from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig
+from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig, ScoreConfig
 from training.data import (
     Dataset,
     Splits,
@@ -35,6 +34,8 @@ from training.data import (
 )
 from training.errors import UsageError
 from training.export import TrainingRun, export_pca_family
+from training.nn.config import NN_KINDS
+from training.pca import PCA, IncrementalPCA, KernelPCA, PCAFamily, SklearnPCA
 from training.presets import default_config
 from training.publish import check_writable
 from training.spark_fit import fit_spark, is_spark_dataframe
@@ -200,31 +201,35 @@ def _fit_pca(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -> P
         raise UsageError(f"--n-components {k} is larger than the input size {d}")
     std = cfg.standardize if cfg.standardize is not None else ds.layout == "features"
     est = pca_estimator(
-        cfg.kind, replace(cfg.pca, n_components=k), standardize=std, seed=cfg.seed, device=cfg.device
+        cfg.kind,
+        replace(cfg.pca, n_components=k),
+        standardize=std,
+        seed=cfg.seed,
+        device=cfg.device,
+        score=cfg.score,
+        layout=ds.layout,
     )
-    score = score_spec(ds.row_shape, ds.layout, cfg.score)  # a bad score setting fails before the fit
-    est.fit(run.splits.X_train)
-    est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
-    if cfg.score.neighbors:
-        est.fit_neighbors(
-            run.splits.X_train, cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed
-        )
-    if cfg.score.balance:
-        est.balance_neighbors(run.splits.X_val)
+    est.fit(run.splits.X_train, run.splits.X_val)  # checks the score settings before it trains
     return export_pca_family(est, run, models_dir, name)
 
 
 def pca_estimator(
-    kind: str, pca: PCAConfig, *, standardize: bool, seed: int, device: str
-) -> ReconstructionEstimator:
-    """The unfitted PCA-family estimator of `kind` (pca.n_components set)."""
-    from training.pca import PCA, IncrementalPCA, KernelPCA, SklearnPCA
-
+    kind: str, pca: PCAConfig, *, standardize: bool, seed: int, device: str, score: ScoreConfig, layout: str
+) -> PCAFamily:
+    """The unfitted PCA-family estimator of `kind` (pca.n_components set), scored as `score` says
+    on rows of `layout`."""
     k = pca.components(kind, None)
     floor = pca.scale_floor
     if kind == "pca":
         return PCA(
-            k, min_components=pca.min_components, standardize=standardize, scale_floor=floor, device=device
+            k,
+            min_components=pca.min_components,
+            standardize=standardize,
+            scale_floor=floor,
+            device=device,
+            seed=seed,
+            score=score,
+            layout=layout,
         )
     if kind != "incremental-pca" and pca.min_components != 1:
         raise UsageError(
@@ -232,7 +237,15 @@ def pca_estimator(
             "--n-components only"
         )
     if kind == "sklearn-pca":
-        return SklearnPCA(k, solver=pca.solver, standardize=standardize, scale_floor=floor, seed=seed)
+        return SklearnPCA(
+            k,
+            solver=pca.solver,
+            standardize=standardize,
+            scale_floor=floor,
+            seed=seed,
+            score=score,
+            layout=layout,
+        )
     if kind == "incremental-pca":
         return IncrementalPCA(
             k,
@@ -240,6 +253,9 @@ def pca_estimator(
             min_components=pca.min_components,
             standardize=standardize,
             scale_floor=floor,
+            seed=seed,
+            score=score,
+            layout=layout,
         )
     return KernelPCA(
         int(k),
@@ -249,6 +265,8 @@ def pca_estimator(
         standardize=standardize,
         max_rows=pca.max_rows,
         seed=seed,
+        score=score,
+        layout=layout,
     )
 
 
@@ -259,13 +277,12 @@ LINEAR_KINDS = ("pca", "sklearn-pca", "incremental-pca")  # those --scale-floor 
 def fitters() -> dict[str, Fitter]:
     """Every kind `fit` trains: the PCA family, plus the networks when torch is importable."""
     try:
-        from training.nn.fit import register
+        from training.nn.fit import fit_network
     except ImportError as exc:
         if "torch" not in str(exc) and "training.nn" not in str(exc):
             raise
-        return FITTERS
-    register(FITTERS)
-    return FITTERS
+        return dict(FITTERS)
+    return {**FITTERS, **dict.fromkeys(NN_KINDS, fit_network)}
 
 
 DEFAULT_MODELS: list[Default] = [

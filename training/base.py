@@ -8,8 +8,9 @@ computed exactly as the service computes it.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,7 @@ from training.errors import UsageError
 F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
 REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
-# balance_neighbors: share of the two parts' total added to each before their ratio; when the kept
+# _balance_neighbors: share of the two parts' total added to each before their ratio; when the kept
 # components explain every feature, the residual is float32 rounding (up to ~1e-7 of the total for
 # features far from zero) and the neighbors term must stay well above it
 BALANCE_EPS = 1e-3
@@ -75,6 +76,25 @@ def score_spec(
     )
 
 
+def check_neighbors(score: ScoreConfig, n_rows: int, validation: bool) -> None:
+    """Refuse a neighbors setting of `score` that a fit on n_rows training rows (and validation
+    rows, when `validation`) cannot apply; the message names the flag."""
+    k, max_rows = score.neighbors, score.reference_rows
+    if k < 0:
+        raise UsageError(f"--score-neighbors must be >= 0 (0: off), got {k}")
+    if score.balance and not k:
+        raise UsageError("--score-balance weighs the neighbors term: give --score-neighbors K too")
+    if not k:
+        return
+    if not 1 <= max_rows <= MAX_REFERENCE_ROWS:
+        raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {max_rows}")
+    rows = min(n_rows, max_rows)
+    if not 1 <= k <= rows:
+        raise UsageError(f"--score-neighbors must be in [1, {rows}] (the reference rows), got {k}")
+    if score.balance and not validation:
+        raise UsageError("--score-balance weighs the neighbors term on validation rows: give fit(X, X_val)")
+
+
 class NotFittedError(RuntimeError):
     pass
 
@@ -83,6 +103,7 @@ class ReconstructionEstimator(ABC):
     """Base for every model: PCA family and autoencoders."""
 
     kind: str = ""
+    score_params: ClassVar[tuple[str, ...]] = ()  # the __init__ arguments that shape the score only
 
     input_shape_: tuple[int, ...]
     n_features_in_: int
@@ -102,9 +123,34 @@ class ReconstructionEstimator(ABC):
     def _decode(self, Z: F32) -> F32:
         """Codes (n, k) -> flat rows (n, d)."""
 
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to __init__ (recorded in the manifest)."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+    # ---- parameters (scikit-learn's get_params / set_params: `sklearn.base.clone` works) -------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The arguments of __init__, which stores each as an attribute of the same name."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [
+            p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The arguments given to __init__, by name (no nested estimators: `deep` changes nothing)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> ReconstructionEstimator:
+        """Replace arguments given to __init__ (checked by the next `fit`); return self."""
+        names = self._param_names()
+        for key, value in params.items():
+            if key not in names:
+                raise ValueError(
+                    f"invalid parameter {key!r} for {type(self).__name__}; expected one of {names}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyper-parameters the manifest records: get_params but the score settings, which the
+        manifest's `score` section records as the fitted `score_spec_`."""
+        return {k: v for k, v in self.get_params().items() if k not in self.score_params}
 
     # ---- public API -------------------------------------------------------------------------
     def encode(self, X: F32) -> F32:
@@ -136,16 +182,12 @@ class ReconstructionEstimator(ABC):
             parts.append(row_scores(rows, self._decode(Z), self.score_spec_, Z, reference))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
-    def fit_neighbors(self, X: F32, k: int, *, max_rows: int, seed: int = 0) -> ReconstructionEstimator:
+    def _fit_neighbors(self, X: F32, k: int, *, max_rows: int, seed: int) -> None:
         """Add the neighbors term to the score: keep the codes of at most `max_rows` rows of X (the
         training rows; a seeded subset when there are more) as `reference_codes_` (R, latent_dim),
-        and average the squared distances to the k nearest of them. Returns self."""
+        and average the squared distances to the k nearest of them (1 <= k <= R, checked before)."""
         X2 = self._flat(X)
-        if not 1 <= max_rows <= MAX_REFERENCE_ROWS:
-            raise UsageError(f"--score-reference-rows must be in [1, {MAX_REFERENCE_ROWS}], got {max_rows}")
         rows = min(len(X2), max_rows)
-        if not 1 <= k <= rows:
-            raise UsageError(f"--score-neighbors must be in [1, {rows}] (the reference rows), got {k}")
         if len(X2) > max_rows:
             idx = np.sort(np.random.default_rng(seed).choice(len(X2), max_rows, replace=False))
         else:
@@ -157,12 +199,11 @@ class ReconstructionEstimator(ABC):
         self.reference_codes_ = np.ascontiguousarray(np.concatenate(codes), dtype=np.float32)
         neighbors = NeighborsSpec(k=k, reference_rows=rows, file=REFERENCE_FILE)
         self.score_spec_ = self.score_spec_.model_copy(update={"neighbors": neighbors})
-        return self
 
-    def balance_neighbors(self, X: F32) -> ReconstructionEstimator:
-        """Weight the neighbors term so that, on rows X (held-out training rows), its mean equals
-        the reconstruction error's: neither part of the score drowns the other, whatever the data's
-        units, dimension or spectrum. Returns self."""
+    def _balance_neighbors(self, X: F32) -> None:
+        """Weight the neighbors term (added by `_fit_neighbors`) so that, on rows X (held-out
+        training rows), its mean equals the reconstruction error's: neither part of the score drowns
+        the other, whatever the data's units, dimension or spectrum."""
         nb = self.score_spec_.neighbors
         if nb is None:
             raise UsageError("--score-balance needs a neighbors term (--score-neighbors K)")
@@ -179,7 +220,6 @@ class ReconstructionEstimator(ABC):
         eps = BALANCE_EPS * (residual + near) + np.finfo(np.float32).tiny
         weighted = nb.model_copy(update={"weight": (residual + eps) / (near + eps)})
         self.score_spec_ = self.score_spec_.model_copy(update={"neighbors": weighted})
-        return self
 
     # ---- helpers ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:

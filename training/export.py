@@ -142,21 +142,9 @@ def build_manifest(
     """Describe the staged version (version 1 is a placeholder; publishing assigns the real one)."""
     sp = run.splits
     cal_scores = run.scores(est, "cal")
-    train_err = float(run.scores(est, "train").mean())
-    val_err = float(run.scores(est, "val").mean())
     ds = run.dataset
     standardized = est.score_spec_.scale is not None
-    ratios = getattr(est, "explained_variance_ratio_", None)
     k = est.latent_dim_
-    metrics: dict[str, Any] = {
-        "train_error": train_err,
-        "validation_error": val_err,
-        "history": run.history,
-    }
-    if ratios is not None:
-        metrics["explained_variance"] = _tabulate(est.explained_variance_[:k])  # type: ignore[attr-defined]
-        metrics["explained_variance_ratio"] = _tabulate(ratios[:k])
-        metrics["explained_variance_ratio_total"] = float(np.sum(ratios[:k]))
     lo = float(min(sp.X_train.min(), sp.X_val.min(), sp.X_cal.min()))
     hi = float(max(sp.X_train.max(), sp.X_val.max(), sp.X_cal.max()))
     return Manifest.model_validate(
@@ -192,15 +180,32 @@ def build_manifest(
                 seed=run.seed,
                 label_column=ds.label_column,
             ),
-            "metrics": Metrics.model_validate(metrics),
+            "metrics": _metrics(est, run),
             "score": est.score_spec_,
             "threshold": calibrate(cal_scores, run.quantile),
-            "hyperparameters": _clean_params({**est.get_params(), **run.hyperparameters}),
+            "hyperparameters": _clean_params({**est.hyperparameters(), **run.hyperparameters}),
             "frameworks": framework_versions("torch"),
             "created_at": datetime.now(timezone.utc),
             **fields,
         }
     )
+
+
+def _metrics(est: ReconstructionEstimator, run: TrainingRun) -> Metrics:
+    """The mean scores of the training and validation rows, the training history, and for the
+    PCA family the variance the kept components explain."""
+    metrics: dict[str, Any] = {
+        "train_error": float(run.scores(est, "train").mean()),
+        "validation_error": float(run.scores(est, "val").mean()),
+        "history": run.history,
+    }
+    ratios = getattr(est, "explained_variance_ratio_", None)
+    k = est.latent_dim_
+    if ratios is not None:
+        metrics["explained_variance"] = _tabulate(est.explained_variance_[:k])  # type: ignore[attr-defined]
+        metrics["explained_variance_ratio"] = _tabulate(ratios[:k])
+        metrics["explained_variance_ratio_total"] = float(np.sum(ratios[:k]))
+    return Metrics.model_validate(metrics)
 
 
 def _feature_names(ds: Dataset) -> list[str] | None:

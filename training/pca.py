@@ -8,19 +8,20 @@ with any standardisation folded in; `training.onnx_linear` turns these into ONNX
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from latentserve_core.manifest import ScoreSpec
-from training.base import F32, ReconstructionEstimator, floored_scale
-from training.config import PCAConfig
+from training.base import F32, ReconstructionEstimator, check_neighbors, floored_scale, score_spec
+from training.config import PCAConfig, ScoreConfig
 from training.device import resolve_device
 from training.errors import DataError, UsageError
 
 F64 = npt.NDArray[np.float64]
 _DEFAULT = PCAConfig()  # the estimators' defaults are the config's
+_SCORE = ScoreConfig()
 
 
 def resolve_n_components(n_components: float, ratios: F64, min_components: int = 1) -> int:
@@ -70,7 +71,43 @@ def _gram_eigh(Xs: F64) -> tuple[F64, F64]:
     return vals, vecs
 
 
-class LinearCodec(ReconstructionEstimator):
+class PCAFamily(ReconstructionEstimator):
+    """What the PCA family shares: its score settings, given to __init__ and applied by `fit`.
+
+    `score` (ScoreConfig) shapes score_spec_; `layout` names the rows' layout for it (None: features
+    for rows (n, F), image otherwise); with `score.neighbors` K, fit keeps the codes of at most
+    `score.reference_rows` training rows (chosen with `seed`) as reference_codes_ (R, k), and with
+    `score.balance` weighs that term on the validation rows X_val.
+    """
+
+    score_params: ClassVar[tuple[str, ...]] = ("score", "layout")  # the manifest's `score` records them
+
+    score: ScoreConfig
+    layout: str | None
+    seed: int
+
+    def _check_score(self, n_rows: int, X_val: F32 | None) -> None:
+        """Refuse a score setting that cannot apply to n_rows training rows of shape input_shape_
+        (and X_val), before any training."""
+        self._score_spec(self.input_shape_)
+        check_neighbors(self.score, n_rows, X_val is not None and len(X_val) > 0)
+
+    def _score_spec(self, row_shape: tuple[int, ...], scale: F64 | None = None) -> ScoreSpec:
+        layout = self.layout or ("features" if len(row_shape) == 1 else "image")
+        return score_spec(row_shape, layout, self.score, None if scale is None else scale.tolist())
+
+    def _fit_score(self, X: F32, X_val: F32 | None, scale: F64 | None) -> None:
+        """The fitted model's score_spec_ (errors divided by `scale`, when standardised), with its
+        neighbors term from the training rows X and the term's weight from X_val."""
+        self.score_spec_ = self._score_spec(self.input_shape_, scale)
+        score = self.score
+        if score.neighbors:
+            self._fit_neighbors(X, score.neighbors, max_rows=score.reference_rows, seed=self.seed)
+        if score.balance and X_val is not None:  # X_val was checked by _check_score
+            self._balance_neighbors(X_val)
+
+
+class LinearCodec(PCAFamily):
     """Shared maths of the linear models (ours and scikit-learn's PCA / IncrementalPCA)."""
 
     center_: F64
@@ -95,7 +132,6 @@ class LinearCodec(ReconstructionEstimator):
         self.center_ = mean_std + scale * pca_mean
         self.components_ = components
         self.latent_dim_ = len(components)
-        self.score_spec_ = ScoreSpec(scale=scale.tolist() if self.standardize else None)
 
     def _encode(self, X2: F32) -> F32:
         Z = ((X2.astype(np.float64) - self.center_) / self.scale_) @ self.components_.T
@@ -143,6 +179,7 @@ class PCA(LinearCodec):
     """
 
     kind = "pca"
+    score_params = ("score", "layout", "seed")  # seed: picks a neighbors term's reference rows only
 
     def __init__(
         self,
@@ -152,40 +189,55 @@ class PCA(LinearCodec):
         standardize: bool = False,
         scale_floor: float = _DEFAULT.scale_floor,
         device: str = "auto",
+        score: ScoreConfig = _SCORE,
+        layout: str | None = None,
+        seed: int = 0,
     ) -> None:
         self.n_components = n_components
         self.min_components = min_components
         self.standardize = standardize
         self.scale_floor = scale_floor
         self.device = device
+        self.score = score
+        self.layout = layout
+        self.seed = seed
 
     def fit(self, X: F32, X_val: F32 | None = None) -> PCA:
-        """X: (n, *shape). Learns center_, scale_, components_ (k, d), explained variance."""
+        """X: (n, *shape), X_val: validation rows (m, *shape) (read by score.balance only). Learns
+        center_, scale_, components_ (k, d), explained variance, score_spec_ (and reference_codes_)."""
         X2 = self._remember_shape(X)
+        self._check_score(len(X2), X_val)
         if len(X2) < 2:
             raise DataError("PCA needs at least 2 rows")
         _refuse_constant(bool(np.all(X2[:1] == X2)), X2.shape[1], len(X2))
         mean, scale = self._standardisation(X2)
         Xs = (X2 - mean) / scale
         eigvals, eigvecs = self._eigh(Xs)
-        return self._keep(eigvals, eigvecs, mean, Xs.mean(axis=0), scale)
+        self._keep(eigvals, eigvecs, mean, Xs.mean(axis=0), scale)
+        self._fit_score(X, X_val, scale if self.standardize else None)
+        return self
 
-    def fit_moments(self, n: int, mean: F64, m2: F64, input_shape: tuple[int, ...]) -> PCA:
+    def fit_moments(self, n: int, mean: F64, m2: F64, X: F32, X_val: F32 | None = None) -> PCA:
         """Fit from the moments of n rows instead of the rows: their mean (d,) and the sum of the
         outer products of their centred values m2 (d, d), as a distributed pass computes them
-        (`training.spark_fit`); then the same standardisation and eigen-decomposition as `fit`."""
+        (`training.spark_fit`); then the same standardisation and eigen-decomposition as `fit`.
+        X (m, *shape): a sample of those rows, for their shape and a neighbors term's reference
+        codes; X_val: validation rows, as `fit`'s."""
         if n < 2:
             raise DataError("PCA needs at least 2 rows")
         _refuse_constant(not bool((np.diag(m2) > 0).any()), len(mean), n)
-        self.input_shape_ = input_shape
-        self.n_features_in_ = int(np.prod(input_shape))
+        self.input_shape_ = tuple(int(d) for d in np.shape(X)[1:])
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        self._check_score(len(X), X_val)
         std = np.sqrt(np.maximum(np.diag(m2), 0.0) / n)  # numpy's std (ddof=0), as _standardisation
         scale = floored_scale(std, self.scale_floor) if self.standardize else np.ones(len(mean))
         cov = m2 / (n - 1) / np.outer(scale, scale)
         eigvals, eigvecs = np.linalg.eigh(cov)
-        return self._keep(eigvals, eigvecs, mean, np.zeros(len(mean)), scale)
+        self._keep(eigvals, eigvecs, mean, np.zeros(len(mean)), scale)
+        self._fit_score(X, X_val, scale if self.standardize else None)
+        return self
 
-    def _keep(self, eigvals: F64, eigvecs: F64, mean: F64, pca_mean: F64, scale: F64) -> PCA:
+    def _keep(self, eigvals: F64, eigvecs: F64, mean: F64, pca_mean: F64, scale: F64) -> None:
         """Sort the eigenpairs, keep n_components of them, fold the centring and scale in."""
         order = np.argsort(eigvals)[::-1]
         eigvals = np.clip(eigvals[order], 0.0, None)
@@ -197,7 +249,6 @@ class PCA(LinearCodec):
         self.explained_variance_ratio_ = ratios
         self.mean_std_ = mean
         self._finish(mean, pca_mean, scale, _deterministic_signs(eigvecs[:, :k].T))
-        return self
 
     def _eigh(self, Xs: F64) -> tuple[F64, F64]:
         if len(Xs) < Xs.shape[1]:  # more columns than rows: the n x n Gram matrix, not d x d
@@ -230,17 +281,22 @@ class SklearnPCA(LinearCodec):
         standardize: bool = False,
         scale_floor: float = _DEFAULT.scale_floor,
         seed: int = 0,
+        score: ScoreConfig = _SCORE,
+        layout: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.solver = solver
         self.standardize = standardize
         self.scale_floor = scale_floor
         self.seed = seed
+        self.score = score
+        self.layout = layout
 
     def fit(self, X: F32, X_val: F32 | None = None) -> SklearnPCA:
         from sklearn.decomposition import PCA as SkPCA
 
         X2 = self._remember_shape(X)
+        self._check_score(len(X2), X_val)
         mean, scale = self._standardisation(X2)
         Xs = (X2 - mean) / scale
         n_comp: Any = self.n_components
@@ -255,6 +311,7 @@ class SklearnPCA(LinearCodec):
         self.explained_variance_ratio_ = est.explained_variance_ratio_
         self.mean_std_ = mean
         self._finish(mean, est.mean_, scale, est.components_.astype(np.float64))
+        self._fit_score(X, X_val, scale if self.standardize else None)
         return self
 
 
@@ -263,21 +320,28 @@ class IncrementalPCA(LinearCodec):
     streams through it, `batch_size` rows at a time (two passes when standardising)."""
 
     kind = "incremental-pca"
+    score_params = ("score", "layout", "seed")  # seed: picks a neighbors term's reference rows only
 
     def __init__(
         self,
         n_components: float = PCAConfig.DEFAULT_SHARE,
         *,
-        batch_size: int = _DEFAULT.batch_size,
         min_components: int = _DEFAULT.min_components,
+        batch_size: int = _DEFAULT.batch_size,
         standardize: bool = False,
         scale_floor: float = _DEFAULT.scale_floor,
+        score: ScoreConfig = _SCORE,
+        layout: str | None = None,
+        seed: int = 0,
     ) -> None:
         self.n_components = n_components
         self.min_components = min_components
         self.batch_size = batch_size
         self.standardize = standardize
         self.scale_floor = scale_floor
+        self.score = score
+        self.layout = layout
+        self.seed = seed
 
     def fit(self, X: F32, X_val: F32 | None = None) -> IncrementalPCA:
         from sklearn.decomposition import IncrementalPCA as SkIPCA
@@ -285,6 +349,7 @@ class IncrementalPCA(LinearCodec):
         n = len(X)
         self.input_shape_ = tuple(int(d) for d in X.shape[1:])
         self.n_features_in_ = d = int(np.prod(self.input_shape_))
+        self._check_score(n, X_val)
         frac = float(self.n_components) < 1
         # IncrementalPCA carries only its components from batch to batch; tracking more than k
         # (then truncating) keeps the top-k subspace close to the exact one.
@@ -324,10 +389,11 @@ class IncrementalPCA(LinearCodec):
         self.explained_variance_ratio_ = ratios
         self.mean_std_ = mean
         self._finish(mean, est.mean_, scale, est.components_[:k].astype(np.float64))
+        self._fit_score(X, X_val, scale if self.standardize else None)
         return self
 
 
-class KernelPCA(ReconstructionEstimator):
+class KernelPCA(PCAFamily):
     """scikit-learn's KernelPCA (rbf by default) with a learned inverse transform so decode works.
 
     The kernel matrix is n x n: at most `max_rows` training rows are used (a seeded subset).
@@ -345,6 +411,8 @@ class KernelPCA(ReconstructionEstimator):
         standardize: bool = False,
         max_rows: int = _DEFAULT.max_rows,
         seed: int = 0,
+        score: ScoreConfig = _SCORE,
+        layout: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.kernel = kernel
@@ -353,6 +421,8 @@ class KernelPCA(ReconstructionEstimator):
         self.standardize = standardize
         self.max_rows = max_rows
         self.seed = seed
+        self.score = score
+        self.layout = layout
 
     def fit(self, X: F32, X_val: F32 | None = None) -> KernelPCA:
         from sklearn.decomposition import KernelPCA as SkKPCA
@@ -362,6 +432,7 @@ class KernelPCA(ReconstructionEstimator):
         if not float(self.n_components).is_integer() or self.n_components < 1:
             raise UsageError("kernel-pca needs an integer n_components >= 1")
         X2 = self._remember_shape(X)
+        self._check_score(len(X2), X_val)
         if len(X2) > self.max_rows:
             X2 = X2[np.random.default_rng(self.seed).choice(len(X2), self.max_rows, replace=False)]
         kpca = SkKPCA(
@@ -376,8 +447,7 @@ class KernelPCA(ReconstructionEstimator):
         self.estimator_ = make_pipeline(*steps).fit(X2.astype(np.float64))
         self.latent_dim_ = int(self.n_components)
         # errors are measured in the units the fitted scaler standardises to
-        scaler_scale = self.estimator_[0].scale_ if self.standardize else None
-        self.score_spec_ = ScoreSpec(scale=scaler_scale.tolist() if scaler_scale is not None else None)
+        self._fit_score(X, X_val, self.estimator_[0].scale_ if self.standardize else None)
         return self
 
     def _encode(self, X2: F32) -> F32:

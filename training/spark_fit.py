@@ -79,22 +79,15 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
     split = F.when(u < shares.calibration, 2).when(u < hold, 1).otherwise(0)
     rows = df.select(*[F.col(c).cast("float") for c in features]).withColumn(SPLIT_COLUMN, split)
 
-    score = score_spec((d,), "features", cfg.score)  # a bad score setting fails before the pass
+    score_spec((d,), "features", cfg.score)  # a bad score setting fails before the pass
     n, mean, m2, counts = moments(rows, features)
-    std = cfg.standardize if cfg.standardize is not None else True  # feature rows: standardised
-    pca = cfg.pca
-    est = PCA(k, min_components=pca.min_components, standardize=std, scale_floor=pca.scale_floor)
-    est.fit_moments(n, mean, m2, (d,))
     samples = [_sample(rows, part, counts[part], features, cfg.seed) for part in (0, 1, 2)]
     if len(samples[1]) == 0 or len(samples[2]) == 0:
         raise DataError(
             f"{n + counts[1] + counts[2]} rows are too few to hold out validation and calibration rows"
         )
-    est.score_spec_ = score.model_copy(update={"scale": est.score_spec_.scale})
-    if cfg.score.neighbors:
-        est.fit_neighbors(samples[0], cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed)
-    if cfg.score.balance:  # as training.api does: the weight from the validation rows
-        est.balance_neighbors(samples[1])
+    # the neighbors term's reference codes from the training sample, its weight from the validation's
+    est = _estimator(cfg, k).fit_moments(n, mean, m2, samples[0], samples[1])
     dataset = Dataset("spark", samples[0], None, "features", source="spark", feature_names=tuple(features))
     run = TrainingRun(
         dataset=dataset,
@@ -109,6 +102,21 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
         },
     )
     return export_pca_family(est, run, models_dir, name)
+
+
+def _estimator(cfg: FitConfig, k: float) -> PCA:
+    """The unfitted PCA of cfg, with k components, for feature rows (standardised by default)."""
+    std = cfg.standardize if cfg.standardize is not None else True
+    pca = cfg.pca
+    return PCA(
+        k,
+        min_components=pca.min_components,
+        standardize=std,
+        scale_floor=pca.scale_floor,
+        score=cfg.score,
+        layout="features",
+        seed=cfg.seed,
+    )
 
 
 def uniform(features: list[str], seed: int) -> Any:

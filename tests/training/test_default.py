@@ -92,9 +92,8 @@ def test_served_scores_are_the_numpy_score(published: Path) -> None:
 
 def test_the_balance_gives_both_parts_one_mean() -> None:
     X = table(600)
-    est = PCA(0.99, standardize=True).fit(X[:400])
-    est.fit_neighbors(X[:400], 5, max_rows=4096)
-    est.balance_neighbors(X[400:])
+    score = ScoreConfig(neighbors=5, reference_rows=4096, balance=True)
+    est = PCA(0.99, standardize=True, score=score).fit(X[:400], X[400:])
     spec = est.score_spec_
     assert spec.neighbors is not None and spec.neighbors.weight is not None
     rows = X[400:]

@@ -15,6 +15,7 @@ from latentserve_core.runtime import JoblibRuntime, OnnxRuntime
 from latentserve_core.runtime.base import neighbor_distances, row_scores
 from service.errors import IntegrityError
 from training.cli import main
+from training.config import ScoreConfig
 from training.data import Dataset, split
 from training.export import TrainingRun, export_pca_family
 from training.pca import PCA, IncrementalPCA, SklearnPCA
@@ -36,8 +37,8 @@ def _run(X: np.ndarray) -> TrainingRun:
 def _published(tmp_path: Path, rows: int, k: int, max_rows: int) -> tuple[Path, Manifest]:
     """A standardised PCA (99% of the variance) with a k-nearest-codes score, published."""
     run = _run(_features(rows))
-    est = PCA(0.99, standardize=True, device="cpu").fit(run.splits.X_train)
-    est.fit_neighbors(run.splits.X_train, k, max_rows=max_rows)
+    score = ScoreConfig(neighbors=k, reference_rows=max_rows)
+    est = PCA(0.99, standardize=True, device="cpu", score=score).fit(run.splits.X_train)
     folder = export_pca_family(est, run, tmp_path, "nb")
     return folder, Manifest.read(folder)
 
@@ -73,7 +74,7 @@ def test_every_implementation_agrees(tmp_path: Path, est: PCA) -> None:
     the residual plus the code's mean squared distance to its k nearest reference codes, / d."""
     X = _features(1500)
     run = _run(X)
-    est.fit(run.splits.X_train).fit_neighbors(run.splits.X_train, 5, max_rows=300, seed=0)
+    est.set_params(score=ScoreConfig(neighbors=5, reference_rows=300), seed=0).fit(run.splits.X_train)
     folder = export_pca_family(est, run, tmp_path, "nb")
     manifest = Manifest.read(folder)
     assert manifest.score.neighbors == NeighborsSpec(k=5, reference_rows=300, file="neighbors.npy")
@@ -91,15 +92,12 @@ def test_every_implementation_agrees(tmp_path: Path, est: PCA) -> None:
 
 def test_images_with_pooled_relative_score_agree(tmp_path: Path) -> None:
     """On images the term joins the pooled error before the division by the row's contrast."""
-    from training.base import score_spec
-    from training.config import ScoreConfig
     from training.data import load_dataset
 
     ds = load_dataset("digits")
     run = TrainingRun(dataset=ds, splits=split(ds.X, ds.y, seed=0), seed=0)
-    est = PCA(16, device="cpu").fit(run.splits.X_train)
-    est.score_spec_ = score_spec((8, 8), "image", ScoreConfig(pool=3, relative=True))
-    est.fit_neighbors(run.splits.X_train, 5, max_rows=500)
+    score = ScoreConfig(pool=3, relative=True, neighbors=5, reference_rows=500)
+    est = PCA(16, device="cpu", score=score, layout="image").fit(run.splits.X_train)
     folder = export_pca_family(est, run, tmp_path, "img")
     manifest = Manifest.read(folder)
     X = run.splits.X_val
@@ -122,19 +120,19 @@ def test_networks_refuse_the_neighbors_term(tmp_path: Path, capsys: pytest.Captu
 
 def test_reference_is_a_capped_seeded_subset_of_training_codes() -> None:
     X = _features(900)
-    est = PCA(3, standardize=True, device="cpu").fit(X)
-    est.fit_neighbors(X, 2, max_rows=100, seed=0)
+    score = ScoreConfig(neighbors=2, reference_rows=100)
+    est = PCA(3, standardize=True, device="cpu", score=score, seed=0).fit(X)
     R = est.reference_codes_
     assert R.shape == (100, 3) and R.dtype == np.float32
     codes = est.encode(X)
     # every reference code is the code of one training row
     assert np.abs(codes[None, :, :] - R[:, None, :]).max(axis=2).min(axis=1).max() < 1e-5
-    again = PCA(3, standardize=True, device="cpu").fit(X).fit_neighbors(X, 2, max_rows=100, seed=0)
+    again = PCA(3, standardize=True, device="cpu", score=score, seed=0).fit(X)
     np.testing.assert_array_equal(again.reference_codes_, R)
     with pytest.raises(ValueError, match="reference-rows"):
-        est.fit_neighbors(X, 2, max_rows=10**6)
+        PCA(3, score=ScoreConfig(neighbors=2, reference_rows=10**6)).fit(X)
     with pytest.raises(ValueError, match="score-neighbors"):
-        est.fit_neighbors(X[:5], 6, max_rows=100)
+        PCA(3, score=ScoreConfig(neighbors=6, reference_rows=100)).fit(X[:5])
 
 
 def test_manifest_round_trips_and_requires_its_reference_file(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from training.nn.models import build_network, image_dims
 from training.nn.trainer import Objective, train
 
 SCORE_PARAMS = ("reduction", "topk", "pool", "relative")  # the score settings a network applies
+_NET, _TRAIN, _SCORE = NetConfig(), TrainConfig(), ScoreConfig()  # the defaults (frozen: shared safely)
 
 
 def validate(
@@ -84,14 +85,20 @@ class AutoencoderEstimator(ReconstructionEstimator):
     parity_: dict[str, float]  # max |ONNX - PyTorch| on random inputs, set by the ONNX writer
 
     def __init__(
-        self, net: NetConfig | None = None, train: TrainConfig | None = None, score: ScoreConfig | None = None
+        self, net: NetConfig = _NET, train: TrainConfig = _TRAIN, score: ScoreConfig = _SCORE
     ) -> None:
-        self.net = net or NetConfig()
-        self.train = train or TrainConfig()
-        self.score = score or ScoreConfig()
-        self.kind = self.net.kind
+        self.net = net
+        self.train = train
+        self.score = score
 
-    def get_params(self) -> dict[str, Any]:
+    @property
+    def kind(self) -> str:  # type: ignore[override]  # derived from net: not an argument of its own
+        """The network kind (dense, conv, ...): net.kind."""
+        return self.net.kind
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The manifest's record: the fields of net, the score settings a network applies
+        (score_*) and the fields of train (train_*)."""
         scored = {f"score_{k}": getattr(self.score, k) for k in SCORE_PARAMS}
         params = {**asdict(self.net), **scored, **{f"train_{k}": v for k, v in asdict(self.train).items()}}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}

@@ -38,7 +38,7 @@ def test_fit_returns_self_and_checks_shapes(digits: Splits) -> None:
     scores = est.score_samples(digits.X_val)
     expected = row_scores(digits.X_val, est.reconstruct(digits.X_val), est.score_spec_)
     np.testing.assert_allclose(scores, expected)
-    params = est.get_params()
+    params = est.hyperparameters()  # what the manifest records
     assert params["kind"] == "dense" and params["hidden"] == [16] and params["train_epochs"] == 2
 
 
@@ -87,3 +87,31 @@ def test_conv_on_mnist_rows_with_the_lecture_layout(mnist_dir: Path, tmp_path: P
     assert manifest.input.shape == [28, 28]
     rec = OnnxRuntime.load(manifest, folder).reconstruct(splits.X_cal[:5])
     assert rec.X_hat.shape == (5, 28, 28)
+
+
+def test_params_clone_and_score_settings_follow_sklearn(digits: Splits) -> None:
+    """The network's score settings are an __init__ argument like its net and train configs:
+    stored as given, checked by fit; clone rebuilds an unfitted twin that fits to the same model."""
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import check_get_params_invariance, check_set_params
+
+    from training.config import ScoreConfig
+    from training.errors import UsageError
+
+    net, score = NetConfig(hidden=(8,), latent_dim=3), ScoreConfig(reduction="topk", topk=5)
+    est = AutoencoderEstimator(net, QUICK, score)
+    assert est.get_params() == {"net": net, "train": QUICK, "score": score}
+    assert est.get_params()["net"] is net and est.kind == "dense"
+    check_get_params_invariance("AutoencoderEstimator", est)
+    check_set_params("AutoencoderEstimator", est)
+    est.fit(digits.X_train[:300])
+    twin = clone(est)
+    assert twin.get_params() == est.get_params() and not hasattr(twin, "score_spec_")
+    twin.fit(digits.X_train[:300])
+    assert twin.score_spec_ == est.score_spec_ and est.score_spec_.topk == 5
+    np.testing.assert_allclose(twin.score_samples(digits.X_val), est.score_samples(digits.X_val))
+    bad = clone(est).set_params(score=ScoreConfig(pool=4))  # stored as given, refused by fit
+    with pytest.raises(UsageError, match="--score-pool must be an odd"):
+        bad.fit(digits.X_train[:300])
+    with pytest.raises(ValueError, match="invalid parameter 'kind'"):
+        est.set_params(kind="conv")
