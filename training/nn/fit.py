@@ -1,23 +1,24 @@
-"""The network kinds of `training.fit`: build the estimator from the configs, train, export (rank 0 only)."""
+"""The network kinds of `training.fit`: build the estimator from the configs, train, export (rank 0 only).
+
+`training.api` calls `fit_network` for every kind of `training.nn.config.NN_KINDS`; this module
+does not import `training.api` (imports in `training` run one way: tests/training/test_imports.py).
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from training.config import DataConfig, Default, FitConfig
 from training.data import Dataset
 from training.export import TrainingRun, export
-from training.nn.config import NN_KINDS, NetConfig, TrainConfig
+from training.nn.config import NetConfig, TrainConfig
 from training.nn.estimator import AutoencoderEstimator
 from training.nn.export import ATOL, RTOL, picture_writer, write_onnx
-
-if TYPE_CHECKING:
-    from training.api import Fitter
 
 log = logging.getLogger("latentserve.training")
 
@@ -98,9 +99,3 @@ def fit_network(cfg: FitConfig, run: TrainingRun, models_dir: Path, name: str) -
     if folder[0] is None:
         raise RuntimeError(f"rank 0 failed to export {name!r}; see its error")
     return folder[0]
-
-
-def register(fitters: dict[str, Fitter]) -> None:
-    """Add every autoencoder kind to `training.api`'s fitters."""
-    for kind in NN_KINDS:
-        fitters[kind] = fit_network
