@@ -229,3 +229,24 @@ def test_the_python_api_doc_example_runs(tmp_path: Path, monkeypatch: pytest.Mon
     det, X = scope["det"], scope["X"]
     assert scope["scores"].shape == (len(X) - 400,) and set(scope["labels"].tolist()) <= {0, 1}
     np.testing.assert_array_equal(scope["labels"], (scope["scores"] > det.threshold_).astype(np.int64))
+
+
+def test_params_and_clone_carry_the_score_settings(table: tuple[pd.DataFrame, np.ndarray]) -> None:
+    """Detector's score settings travel in its config: get_params / set_params / clone keep them,
+    and a clone fitted on the same rows gives the same scores."""
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import check_get_params_invariance, check_set_params
+
+    from training import ScoreConfig
+
+    X, _ = table
+    config = FitConfig("pca", pca=PCAConfig(n_components=5), score=ScoreConfig(neighbors=3))
+    det = Detector(PCA8, seed=1)
+    assert det.set_params(config=config) is det and det.get_params()["config"] is config
+    check_get_params_invariance("Detector", det)
+    check_set_params("Detector", det)
+    det.fit(X)
+    assert det.manifest_.score.neighbors is not None and det.manifest_.score.neighbors.k == 3
+    twin = clone(det)
+    assert twin.get_params() == det.get_params() and not hasattr(twin, "threshold_")
+    np.testing.assert_array_equal(twin.fit(X).decision_function(X), det.decision_function(X))
