@@ -154,7 +154,7 @@ class BodyShortcut:
         found = self.door.route(url.path.decode("latin-1"))
         if found is None:
             return None
-        ctype = media_type(head.header("content-type")) or JSON
+        ctype = media_type(head.header(b"content-type")) or JSON
         if ctype not in (JSON, NPY, OCTET) and not ctype.endswith("+json"):
             return None  # multipart (read by starlette's parser) or an unsupported type: ASGI answers
         self.query = (url.query or b"").decode("latin-1")

@@ -120,6 +120,8 @@ async def answers_like_asgi(
     conn.send(post(path, body, ctype, extra))
     if ctype != "text/plain":
         assert not conn.state.tasks, f"{path} started an ASGI task"
+    else:
+        assert conn.state.tasks, f"{path} as {ctype} did not take the ASGI path"
     [(status, headers, got)] = await conn.responses(1)
     headers_in = {k: v for k, v in (line.split(": ", 1) for line in extra.splitlines() if line)}
     ref = await asgi.post(path, content=body, headers={"content-type": ctype, **headers_in})
@@ -548,9 +550,7 @@ def test_header_caps_are_431_and_close(run: Any) -> None:
             big.send(b"a" * 1024)
         [(status, _, _)] = await big.responses(1)
         assert status == 431 and big.transport.closed
-        assert 'latentserve_connections_closed_total{reason="header_too_large"} 2.0' in _metrics(
-            many.service
-        )
+        assert 'latentserve_connections_closed_total{reason="header_too_large"} 2.0' in _metrics(many.service)
         assert await _status(config, state, get("/health/live")) == 200
 
     run(test, max_headers=10, max_header_bytes=4096)
