@@ -59,7 +59,7 @@ class _LingeringClose:
     """The transport as an ASGI request cycle sees it: its `close` goes through the protocol, which
     first drops the rest of a body still arriving (`LatentServeProtocol.close_after_body`)."""
 
-    def __init__(self, protocol: LatentServeProtocol, cycle: Any) -> None:
+    def __init__(self, protocol: UvicornWire, cycle: Any) -> None:
         self.protocol = protocol
         self.cycle = cycle
         self.transport = protocol.transport
@@ -103,7 +103,106 @@ def table_of(state: ServerState, settings: Settings, service: InferenceService |
     return table
 
 
-class LatentServeProtocol(HttpToolsProtocol):
+class UvicornWire(HttpToolsProtocol):
+    """The connection as the HTTP layer sees it (`Wire`, the table's `Member`, the guard's `Guarded`,
+    the read turns' `Reader`), in uvicorn's terms: its transport, flow control, cycle and log.
+    It overrides nothing of uvicorn's; `LatentServeProtocol` below holds the hooks."""
+
+    table: ConnectionTable
+    guard: Guard
+    body: BodyShortcut
+    proxy: ProxyHeadersMiddleware | None
+
+    def is_idle(self) -> bool:
+        """No request in progress on this connection and no byte of the next one received."""
+        return self.guard.idle() and self.body.idle() and self._cycle_done() and not self.closing()
+
+    def evict(self) -> None:
+        self.guard.disarm()
+        self.transport.close()
+
+    def drains(self) -> bool:
+        return self.body.lingering and not self.closing()
+
+    def timed_out(self) -> None:
+        self.body.abandon()
+        self.transport.close()
+
+    def closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()  # close() would wait to flush what the client does not read
+
+    def pause_reading(self) -> None:
+        self.flow.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.flow.resume_reading()
+
+    def read_paused(self) -> bool:
+        return self.flow.read_paused
+
+    def write_paused(self) -> bool:
+        return self.flow.write_paused
+
+    def pause_turn(self) -> None:
+        self.flow.pause_reading()
+
+    def resume_turn(self) -> None:
+        if self.body.reading():  # otherwise the answer, the drain queue or uvicorn resumes it
+            self.flow.resume_reading()
+
+    def carry_on(self) -> None:
+        self.on_response_complete()
+
+    def write_response(self, response: Response, close: bool) -> None:
+        parts: list[bytes | memoryview] = [STATUS_LINE[response.status_code]]
+        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
+            parts += [name, b": ", value, b"\r\n"]
+        if close:
+            parts.append(b"connection: close\r\n")
+        parts += [b"\r\n", response.body]
+        self.transport.write(b"".join(parts))
+
+    def log_access(self, target: str, version: str, status: int) -> None:
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d', self.client_for_log(), "POST", target, version, status
+            )
+
+    def client_for_log(self) -> str:
+        """host:port of the client as uvicorn's access log shows it: with proxy headers on and the
+        peer trusted, the address X-Forwarded-For names (uvicorn's ProxyHeadersMiddleware rule)."""
+        client = self.client
+        proxy = self.proxy
+        if proxy is not None and client is not None and client[0] in proxy.trusted_hosts:
+            forwarded = [value for name, value in self.headers if name == b"x-forwarded-for"]
+            if forwarded:
+                host, port = proxy.trusted_hosts.get_trusted_client_address(
+                    b", ".join(forwarded).decode("latin-1")
+                )
+                if host:
+                    client = (host, port)
+        return "%s:%d" % client if client else ""  # noqa: UP031 (uvicorn's format)
+
+    def close_after_body(self, cycle: Any) -> None:
+        """An ASGI answer closes the connection: if its request's body is still arriving (a refusal
+        that did not read it: Try-it's 413, a shed call's 503), drop the rest first, as a refused
+        body on the shortcut, so the client reads the answer instead of a reset."""
+        if cycle is not self.cycle or not cycle.more_body or self.body.lingering or self.closing():
+            self.transport.close()
+        else:
+            self.body.drop_rest()
+
+    def _cycle_done(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+
+class LatentServeProtocol(UvicornWire):
     """One HTTP/1.1 connection; each uvicorn hook delegates to the HTTP layer (see the module doc)."""
 
     def __init__(
@@ -214,96 +313,7 @@ class LatentServeProtocol(HttpToolsProtocol):
         else:
             super().shutdown()
 
-    # ---- the Wire, the table's Member and the read turns' Reader, in uvicorn's terms ---------------
-    def is_idle(self) -> bool:
-        """No request in progress on this connection and no byte of the next one received."""
-        return self.guard.idle() and self.body.idle() and self._cycle_done() and not self.closing()
-
-    def evict(self) -> None:
-        self.guard.disarm()
-        self.transport.close()
-
-    def drains(self) -> bool:
-        return self.body.lingering and not self.closing()
-
-    def timed_out(self) -> None:
-        self.body.abandon()
-        self.transport.close()
-
-    def closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def abort(self) -> None:
-        self.transport.abort()  # close() would wait to flush what the client does not read
-
-    def pause_reading(self) -> None:
-        self.flow.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.flow.resume_reading()
-
-    def read_paused(self) -> bool:
-        return self.flow.read_paused
-
-    def write_paused(self) -> bool:
-        return self.flow.write_paused
-
-    def pause_turn(self) -> None:
-        self.flow.pause_reading()
-
-    def resume_turn(self) -> None:
-        if self.body.reading():  # otherwise the answer, the drain queue or uvicorn resumes it
-            self.flow.resume_reading()
-
-    def carry_on(self) -> None:
-        self.on_response_complete()
-
-    def write_response(self, response: Response, close: bool) -> None:
-        parts: list[bytes | memoryview] = [STATUS_LINE[response.status_code]]
-        for name, value in [*self.server_state.default_headers, *response.raw_headers]:
-            parts += [name, b": ", value, b"\r\n"]
-        if close:
-            parts.append(b"connection: close\r\n")
-        parts += [b"\r\n", response.body]
-        self.transport.write(b"".join(parts))
-
-    def log_access(self, target: str, version: str, status: int) -> None:
-        if self.access_log:
-            self.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d', self.client_for_log(), "POST", target, version, status
-            )
-
-    def client_for_log(self) -> str:
-        """host:port of the client as uvicorn's access log shows it: with proxy headers on and the
-        peer trusted, the address X-Forwarded-For names (uvicorn's ProxyHeadersMiddleware rule)."""
-        client = self.client
-        proxy = self.proxy
-        if proxy is not None and client is not None and client[0] in proxy.trusted_hosts:
-            forwarded = [value for name, value in self.headers if name == b"x-forwarded-for"]
-            if forwarded:
-                host, port = proxy.trusted_hosts.get_trusted_client_address(
-                    b", ".join(forwarded).decode("latin-1")
-                )
-                if host:
-                    client = (host, port)
-        return "%s:%d" % client if client else ""  # noqa: UP031 (uvicorn's format)
-
-    def close_after_body(self, cycle: Any) -> None:
-        """An ASGI answer closes the connection: if its request's body is still arriving (a refusal
-        that did not read it: Try-it's 413, a shed call's 503), drop the rest first, as a refused
-        body on the shortcut, so the client reads the answer instead of a reset."""
-        if cycle is not self.cycle or not cycle.more_body or self.body.lingering or self.closing():
-            self.transport.close()
-        else:
-            self.body.drop_rest()
-
     # ---- helpers -----------------------------------------------------------------------------------
-    def _cycle_done(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
-
     def _head(self) -> Head:
         parser = self.parser
         plain = self._cycle_done() and not self.expect_100_continue and not parser.should_upgrade()

@@ -85,9 +85,10 @@ def _overrides(ours: type, base: type) -> set[str]:
 def test_every_override_of_our_subclasses_is_checked() -> None:
     import uvicorn
 
-    from service.fastpath.protocol import LatentServeProtocol
+    from service.fastpath.protocol import LatentServeProtocol, UvicornWire
     from service.server import DrainingServer
 
+    assert _overrides(UvicornWire, HttpToolsProtocol) == set()  # the wire adds, it overrides nothing
     assert _overrides(LatentServeProtocol, HttpToolsProtocol) == set(compat.PROTOCOL_OVERRIDES)
     assert _overrides(DrainingServer, uvicorn.Server) == set(compat.SERVER_OVERRIDES)
 
