@@ -352,7 +352,7 @@ class LatentServeProtocol(UvicornWire):
 
     def _start_cycle(self) -> None:
         """uvicorn's path: its ASGI cycle, queued behind a pending shortcut answer, closing through us."""
-        if self.body.pending:  # queue it behind the pending answer (uvicorn's pipeline)
+        if self.body.busy():  # queue it behind the pending or parked answer (uvicorn's pipeline)
             self.cycle = _Pending()  # type: ignore[assignment]
         super().on_headers_complete()
         if self.cycle is not None and not isinstance(self.cycle.transport, _LingeringClose):

@@ -116,6 +116,10 @@ class BodyShortcut:
     def idle(self) -> bool:
         return not self.pending and self.verb is None and not self.lingering
 
+    def busy(self) -> bool:
+        """An answer is pending, or parked unread: the next request waits behind it (uvicorn's pipeline)."""
+        return bool(self.pending) or self.parked_answer
+
     def reading(self) -> bool:
         """Reading a body here, or dropping a refused one in its drain slot (its bytes count in the turn)."""
         return (self.verb is not None or (self.lingering and self.table.holds_drain(self.wire))) and not (
@@ -148,8 +152,8 @@ class BodyShortcut:
         return True
 
     def _route(self, head: Head) -> tuple[Verb, dict[str, str]] | None:
-        if self.door is None or self.pending or not head.plain or head.method != b"POST":
-            return None  # (a pending answer: keep the answers in order, behind it in uvicorn's pipeline)
+        if self.door is None or self.busy() or not head.plain or head.method != b"POST":
+            return None  # (busy: keep the answers in order, and unread ones bounded, behind it)
         url = httptools.parse_url(head.url)
         found = self.door.route(url.path.decode("latin-1"))
         if found is None:
@@ -164,7 +168,7 @@ class BodyShortcut:
         """A POST to an inference route that the ASGI path reads (multipart), declaring a body over
         MAX_BODY_BYTES: answered here and its body dropped before the close, as on the shortcut (the
         ASGI answer closed with the body unread, and the client saw a reset instead of the 413)."""
-        if self.door is None or self.pending or head.method != b"POST":
+        if self.door is None or self.busy() or head.method != b"POST":
             return False
         declared = head.declared()
         if declared is None or declared <= self.max_body:

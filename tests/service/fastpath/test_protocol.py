@@ -862,6 +862,39 @@ def test_pipelined_answers_never_read_stop_the_connection_and_keep_their_admissi
     run(test)
 
 
+def test_requests_parsed_behind_a_parked_answer_wait_and_a_client_that_leaves_frees_every_admission(
+    run: Any, digits: np.ndarray
+) -> None:
+    """Break 1 again (soak): requests pipelined in one segment were each taken by the shortcut while
+    the answer before them was parked unread; each new parked answer overwrote the one before, whose
+    admission then stayed held for good once the client left (tickets leaked at every soak run)."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        full = FullTransport(high=1024)
+        full.protocol = conn.protocol
+        conn.transport = full
+        conn.protocol.connection_made(full)
+        X = np.resize(digits.reshape(len(digits), -1), (50, 64))
+        request = post(
+            "/reconstruct?model=digits-pca", npy(X), "application/x-npy", "Accept: application/x-npy\r\n"
+        )
+        admission = conn.service.admission
+        conn.send(request * 4)  # four requests in one segment, no answer read
+        for _ in range(100):
+            if conn.protocol.body.parked_answer:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.protocol.body.parked_answer and len(parse_responses(bytes(full.data))) == 1
+        assert admission.requests == 1, "requests behind a parked answer were admitted meanwhile"
+        full.close()
+        conn.protocol.connection_lost(None)  # the client leaves: whatever it held is freed
+        await asyncio.sleep(0.1)
+        assert admission.bytes == 0 and admission.requests == 0
+
+    run(test, batching=False)  # answered in the parse that read the request: the next is parsed after
+
+
 def test_a_multipart_body_over_the_limit_is_413_and_read_before_the_close(run: Any) -> None:
     """Break 7: multipart bodies take the ASGI path, whose 413 closed the connection with the body
     unread (the client saw a reset); the refusal is now answered and the body dropped first."""
