@@ -16,7 +16,6 @@ from starlette.responses import Response
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Ticket
 from service.codecs import JSON
 from service.inference import InferenceService, Verb
-from service.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +31,6 @@ class Door:
 
     def __init__(self, service: InferenceService) -> None:
         self.service = service
-        self.settings: Settings = service.settings
 
     def route(self, path: str) -> tuple[Verb, dict[str, str]] | None:
         """The verb serving POST `path` and the path's parameters, or None (not an inference POST)."""
