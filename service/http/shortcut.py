@@ -88,6 +88,22 @@ class Head:
         return int(header) if header is not None and header.isascii() and header.isdigit() else None
 
 
+def _shortcut_route(door: Door, head: Head) -> tuple[Verb, dict[str, str], str] | None:
+    """The verb, path parameters and query of an inference POST with a body the shortcut reads
+    (JSON, .npy, binary tensors), or None: uvicorn's path (multipart is read by starlette's parser;
+    an unsupported type is answered by the ASGI path)."""
+    if not head.plain or head.method != b"POST":
+        return None
+    url = httptools.parse_url(head.url)
+    found = door.route(url.path.decode("latin-1"))
+    if found is None:
+        return None
+    ctype = media_type(head.header(b"content-type")) or JSON
+    if ctype not in (JSON, NPY, OCTET) and not ctype.endswith("+json"):
+        return None
+    return found[0], found[1], (url.query or b"").decode("latin-1")
+
+
 class BodyShortcut:
     """One connection's inference request read on the shortcut, and its refused bodies dropped."""
 
@@ -130,11 +146,12 @@ class BodyShortcut:
     def begin(self, head: Head) -> bool:
         """Take `head`'s request here (True: read here, or refused and its body dropped), or leave it
         to uvicorn (False)."""
-        found = self._route(head)
+        # busy: keep the answers in order, and unread ones bounded, behind it in uvicorn's pipeline
+        found = None if self.door is None or self.busy() else _shortcut_route(self.door, head)
         if found is None:
             return self._refuses_large_asgi_body(head)
         assert self.door is not None
-        self.head, (self.verb, self.params) = head, found
+        self.head, (self.verb, self.params, self.query) = head, found
         self.chunks, self.size, self.limit, self.discarding = [], 0, self.max_body, False
         self.keep_alive = head.version != "1.0" and head.keep_alive
         declared = head.declared()
@@ -150,19 +167,6 @@ class BodyShortcut:
             return True
         self.ticket, self.limit = admitted.ticket, admitted.limit
         return True
-
-    def _route(self, head: Head) -> tuple[Verb, dict[str, str]] | None:
-        if self.door is None or self.busy() or not head.plain or head.method != b"POST":
-            return None  # (busy: keep the answers in order, and unread ones bounded, behind it)
-        url = httptools.parse_url(head.url)
-        found = self.door.route(url.path.decode("latin-1"))
-        if found is None:
-            return None
-        ctype = media_type(head.header(b"content-type")) or JSON
-        if ctype not in (JSON, NPY, OCTET) and not ctype.endswith("+json"):
-            return None  # multipart (read by starlette's parser) or an unsupported type: ASGI answers
-        self.query = (url.query or b"").decode("latin-1")
-        return found
 
     def _refuses_large_asgi_body(self, head: Head) -> bool:
         """A POST to an inference route that the ASGI path reads (multipart), declaring a body over
