@@ -10,13 +10,13 @@ MAX_BODY_BYTES can be served even when the budget is smaller. Of the admitted re
 MAX_CONCURRENCY compute in worker threads at once (`slot`); the others wait in the queue. Both
 fast paths and the ASGI path take the same tickets; `/metrics` reads the counters. Once its rows
 are parsed a request's ticket also reserves its predicted answer (`Ticket.reserve`), from a worker
-thread as often as from the event loop: the counters change under a lock.
+thread as often as from the event loop: the counters change under a lock. What connections hold
+(their count, drain slots, read turns) is the HTTP layer's (`service.http.connections`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,7 +25,6 @@ import anyio
 import anyio.to_thread
 
 from service.errors import Overloaded
-from service.readturns import ReadTurns
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -42,18 +41,9 @@ class Admission:
         self.max_bytes = settings.max_inflight_bytes
         self.max_requests = settings.max_concurrency + settings.max_queue
         self.concurrency = settings.max_concurrency
-        self.max_connections = settings.connection_cap()  # read by the HTTP fast path per connection
-        self.drains_at_once = settings.drains_at_once  # ... of refused bodies, read by the HTTP fast path
-        self.reads = ReadTurns(settings.read_turn_bytes)  # body bytes read per loop turn (the HTTP fast path)
-        self.draining = 0  # refused bodies being read and dropped (the HTTP fast path, on the loop)
-        self.drain_queue: collections.deque[Any] = collections.deque()  # connections waiting to drain
-        # open connections, the least recently active first (the HTTP fast path, on the loop): past
-        # MAX_CONNECTIONS the first idle one is closed without a scan of every connection
-        self.by_activity: collections.OrderedDict[Any, None] = collections.OrderedDict()
         self.bytes = 0  # weighted bytes reserved by the tickets out
         self.requests = 0  # tickets out
         self.shed: dict[str, int] = {"bytes": 0, "requests": 0}  # 503s by the limit that shed them
-        self.closed: dict[str, int] = {}  # connections closed by a timeout or a cap, by reason
         self._slots: asyncio.Semaphore | None = None
         self.lock = threading.Lock()
 
@@ -70,10 +60,6 @@ class Admission:
         if declared:
             ticket.grow(declared)
         return ticket
-
-    def close(self, reason: str) -> None:
-        """Count a connection closed by a timeout or a cap."""
-        self.closed[reason] = self.closed.get(reason, 0) + 1
 
     async def run_in_thread(self, timeout: float, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` in a worker thread once one of MAX_CONCURRENCY compute slots is free; the

@@ -48,7 +48,8 @@ class _RegistryCollector(Collector):
 
 
 class _AdmissionCollector(Collector):
-    """Read at scrape time: requests shed with 503 by limit, what is in flight, closed connections."""
+    """Read at scrape time: requests shed with 503 by limit, and what is in flight (the connections
+    closed by a timeout or a cap are the HTTP layer's: `service.http.connections`)."""
 
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
@@ -61,14 +62,6 @@ class _AdmissionCollector(Collector):
         for limit, count in sorted(a.shed.items()):
             shed.add_metric([limit], float(count))
         yield shed
-        closed = CounterMetricFamily(
-            "latentserve_connections_closed",
-            "Connections closed by a timeout or a header cap",
-            labels=["reason"],
-        )
-        for reason, count in sorted(a.closed.items()):
-            closed.add_metric([reason], float(count))
-        yield closed
         yield GaugeMetricFamily("latentserve_inflight_requests", "Admitted requests", value=a.requests)
         yield GaugeMetricFamily(
             "latentserve_inflight_bytes", "Weighted request-body bytes reserved", value=a.bytes

@@ -5,9 +5,10 @@ each byte of a body is then copied in the loop's thread (into a bytes object, in
 chunk, into the joined body). When many clients send large bodies at once, one turn reads from
 every one of them: 17 concurrent 4 MiB JSON bodies made one turn of about 200 ms (the loop thread
 was on a CPU, not waiting for the GIL), and a /health/live probe that arrived meanwhile waited for
-it. So the HTTP fast path (`service.fastpath.protocol`) charges what it reads of a body, or of a refused body
-it drains, to `ReadTurns`: past READ_TURN_BYTES in one turn, the connection that passed it, and
-any other that reads in the same turn, stop reading. At the start of each next turn, as many of
+it. So the HTTP layer charges what its body shortcut reads of a body, or of a refused body it
+drains, to `ReadTurns` (one per server, in `service.http.connections.ConnectionTable`): past
+READ_TURN_BYTES in one turn, the connection that passed it, and any other that reads in the same
+turn, stop reading. At the start of each next turn, as many of
 them resume, the longest paused first, as one turn's reads (256 KiB each) fit in READ_TURN_BYTES;
 the others wait their turn. A turn then reads about READ_TURN_BYTES, however many clients send at
 once, and the sockets of other requests (probes) are looked at in between. The data waits in the

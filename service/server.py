@@ -2,9 +2,11 @@
 
 On SIGTERM the app's readiness answers 503 at once (`app.state.draining`) while every request is
 still served, for SHUTDOWN_DRAIN_S, so a load balancer stops sending new ones; then uvicorn's own
-shutdown runs: new connections are refused, idle ones close (`service.fastpath.protocol` gives an idle
-connection a moment to deliver a request already on its way), and every received request is
+shutdown runs: new connections are refused, idle ones close (`service.fastpath.protocol` gives an
+idle connection a moment to deliver a request already on its way), and every received request is
 answered within SHUTDOWN_TIMEOUT_S. A second signal, or SIGINT, exits without the drain.
+`service.fastpath.compat` checks at start-up that the uvicorn methods overridden here, and the
+attributes used, are still there.
 
 Closing a listener resets what it accepted but has not attached yet (asyncio drops a connection
 accepted once its server is closed) and the connections in its backlog (handshaken by the kernel,

@@ -1,4 +1,4 @@
-"""The uvicorn internals the HTTP fast path's protocol subclass uses are there (`service.fastpath.compat`).
+"""The uvicorn internals our protocol and server subclasses use are there (`service.fastpath.compat`).
 
 When uvicorn moves them, these tests fail naming the fallback (LATENTSERVE_FAST_PATH=false) and the
 server refuses to start with the fast path on, instead of failing on the first request.
@@ -75,3 +75,47 @@ def test_with_the_fast_path_off_it_falls_back_to_uvicorns_protocol(
     assert "LATENTSERVE_FAST_PATH=false" in caplog.text
     with pytest.raises(compat.UvicornInternalsError, match="LATENTSERVE_FAST_PATH=false"):
         compat.http_protocol(fast_path=True)
+
+
+def _overrides(ours: type, base: type) -> set[str]:
+    """The methods `ours` defines that `base` (or a class above it) defines too."""
+    return {name for name, value in vars(ours).items() if callable(value) and hasattr(base, name)}
+
+
+def test_every_override_of_our_subclasses_is_checked() -> None:
+    import uvicorn
+
+    from service.fastpath.protocol import LatentServeProtocol, UvicornWire
+    from service.server import DrainingServer
+
+    assert _overrides(UvicornWire, HttpToolsProtocol) == set()  # the wire adds, it overrides nothing
+    assert _overrides(LatentServeProtocol, HttpToolsProtocol) == set(compat.PROTOCOL_OVERRIDES)
+    assert _overrides(DrainingServer, uvicorn.Server) == set(compat.SERVER_OVERRIDES)
+
+
+@pytest.mark.parametrize("name", ["on_tick", "handle_exit", "shutdown"])
+def test_a_server_override_that_moved_stops_the_start_whatever_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    import uvicorn
+
+    monkeypatch.delattr(uvicorn.Server, name)
+    assert compat.missing() == [f"uvicorn.server.Server.{name}"]
+    assert compat.problem() is None  # the protocol's own internals are all there
+    for fast_path in (True, False):
+        with pytest.raises(compat.UvicornInternalsError, match=f"DrainingServer.*Server.{name}"):
+            compat.http_protocol(fast_path)
+    monkeypatch.setenv("LATENTSERVE_FAST_PATH", "false")
+    assert main(["--port", "0"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and f"uvicorn.server.Server.{name}" in line
+    assert "service.server.DrainingServer" in line and "uvicorn 0." in line
+
+
+def test_the_server_check_sees_an_attribute_no_longer_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "__init__", lambda self, config: None)  # no self.server_state
+    lacking = compat.missing()
+    assert "uvicorn.server.Server.server_state" in lacking and "uvicorn.server.Server.config" in lacking
+    assert compat.server_problem() is not None
