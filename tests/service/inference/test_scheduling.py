@@ -9,25 +9,24 @@ from typing import Any
 import numpy as np
 from starlette.responses import Response
 
-from service.inference import VERBS, InferenceService
-from service.metrics import ServiceMetrics
-from service.registry import Registry
-from service.settings import Settings
+from service.assembly import assemble, load_settings
+from service.inference import VERBS, Dataplane, Refused
 from tests.service.conftest import from_npy, npy
 
 
-def _service(models_dir: Path, **overrides: Any) -> InferenceService:
-    settings = Settings(models_dir=models_dir, reload_interval_s=0, **overrides)
-    registry = Registry(models_dir)
-    registry.reload()
-    return InferenceService(registry, settings, ServiceMetrics(registry))
+def _service(models_dir: Path, **overrides: Any) -> Dataplane:
+    parts = assemble(load_settings({"models_dir": models_dir, "reload_interval_s": 0, **overrides}))
+    parts.registry.reload()
+    return parts.dataplane
 
 
-async def _score(service: InferenceService, X: np.ndarray) -> tuple[bool, Response]:
-    """Submit one .npy request; return whether it was answered before handle_raw returned."""
+async def _score(service: Dataplane, X: np.ndarray) -> tuple[bool, Response]:
+    """Admit and infer one .npy request; return whether it was answered before infer returned."""
     replies: list[Response] = []
     headers = {"content-type": "application/x-npy", "accept": "application/x-npy"}
-    service.handle_raw(VERBS["anomaly-score"], headers, "model=digits-pca", npy(X), replies.append)
+    ticket = service.ticket(VERBS["anomaly-score"], headers, {"model": "digits-pca"})
+    assert not isinstance(ticket, Refused)
+    service.infer(ticket, npy(X), replies.append)
     inline = bool(replies)
     while not replies:
         await asyncio.sleep(0.001)
