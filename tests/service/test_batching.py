@@ -14,15 +14,14 @@ from latentserve_core.runtime.base import Op
 from service.app import create_app
 from service.batching import Batcher, Outputs
 from service.inference.dataplane import compute
-from service.registry import Registry
 from service.settings import Settings
+from tests.service.fakes import LinearRuntime, fake_manifest
 
 
 @pytest.fixture(scope="module")
-def runtime(models_dir: Path) -> ModelRuntime:
-    registry = Registry(models_dir, allow_pickle=True)
-    registry.reload()
-    return registry.get("digits-pca", None)
+def runtime() -> ModelRuntime:
+    """A fake model of the digits' shape: no trained model needed to test the batcher."""
+    return LinearRuntime(fake_manifest(shape=(8, 8), latent=4))
 
 
 def _run(batcher: Batcher, calls: list[tuple[ModelRuntime, Op, np.ndarray]]) -> list[Outputs | BaseException]:
