@@ -434,30 +434,7 @@ def _tensor(
     count = math.prod(shape)
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:
-        need = count * dtype.itemsize
-        if not binary:
-            raise InvalidInput(
-                f"{name}: parameters.binary_data_size is set but the request has no binary section; "
-                "send the Inference-Header-Content-Length header with the JSON header's length",
-                field=name,
-            )
-        if data is not None:
-            raise InvalidInput(f"{name}: has both data and binary_data_size; send one", field=name)
-        if not isinstance(size, int) or isinstance(size, bool) or size != need:
-            raise InvalidInput(
-                f"{name}: binary_data_size is {size!r} bytes, but shape {list(shape)} of "
-                f"{tensor.datatype} needs {need}",
-                field=name,
-                details={"expected": need, "got": size},
-            )
-        if offset + need > len(body):
-            raise InvalidInput(
-                f"{name}: binary_data_size {need} runs past the end of the body "
-                f"({len(body) - offset} bytes left)",
-                field=name,
-                details={"expected": need, "got": len(body) - offset},
-            )
-        return np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape), offset + need
+        return _binary_tensor(tensor, data, size, dtype, body, offset, binary)
     if data is None:
         raise InvalidInput(f"{name}: data is missing (and no binary_data_size)", field=name)
     A = data if isinstance(data, np.ndarray) else _json_data(name, data)
@@ -470,6 +447,38 @@ def _tensor(
     if target == "sample" and A.dtype.kind == "f" and bool(np.any(np.mod(A, 1.0))):
         raise InvalidInput(f"{name}: {tensor.datatype} holds integers; data has fractions", field=name)
     return A.reshape(shape), offset
+
+
+def _binary_tensor(
+    tensor: Any, data: object, size: object, dtype: np.dtype[Any], body: bytes, offset: int, binary: bool
+) -> tuple[Array, int]:
+    """An input of `binary_data_size` bytes at `offset` of the body's binary section."""
+    name, shape = tensor.name, tuple(tensor.shape)
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    if not binary:
+        raise InvalidInput(
+            f"{name}: parameters.binary_data_size is set but the request has no binary section; "
+            "send the Inference-Header-Content-Length header with the JSON header's length",
+            field=name,
+        )
+    if data is not None:
+        raise InvalidInput(f"{name}: has both data and binary_data_size; send one", field=name)
+    if not isinstance(size, int) or isinstance(size, bool) or size != need:
+        raise InvalidInput(
+            f"{name}: binary_data_size is {size!r} bytes, but shape {list(shape)} of "
+            f"{tensor.datatype} needs {need}",
+            field=name,
+            details={"expected": need, "got": size},
+        )
+    if offset + need > len(body):
+        raise InvalidInput(
+            f"{name}: binary_data_size {need} runs past the end of the body "
+            f"({len(body) - offset} bytes left)",
+            field=name,
+            details={"expected": need, "got": len(body) - offset},
+        )
+    return np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape), offset + need
 
 
 def _json_data(name: str, data: object) -> Array:
