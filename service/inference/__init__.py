@@ -3,8 +3,8 @@
   - `dataplane`: `Dataplane.ticket` (headers -> a `Ticket` or a counted `Refused`) and
     `Dataplane.infer` (ticket + body -> answer); `Runner` runs an admitted request; `compute` is
     the service's one model call;
-  - `verbs`: the records a request becomes (`Verb`, `Parsed`, `Job`), data only; the verbs'
-    behaviour is their protocol's (`service.protocols`);
+  - the records a request becomes (`Verb`, `Parsed`, `Job`) are data only, in
+    `service.protocols.records`; a verb's behaviour is its protocol's (`service.protocols`);
   - `intake`: the header checks, then the protocol's parse and the validated rows (every 4xx);
   - `limits`: the body, row and answer size limits (413);
   - `scheduling`: event loop and micro-batcher, or a worker thread, within REQUEST_TIMEOUT_S;

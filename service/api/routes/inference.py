@@ -1,4 +1,4 @@
-"""Encode, decode, reconstruct, score, sample: each route hands its request to the one core.
+"""Encode, decode, reconstruct, score, sample: each route hands its request to the dataplane's door.
 
 The JSON body is read raw and parsed with orjson (see `service.codecs`), so the request schema is
 declared through `openapi_extra`; `.npy` and image bodies take model and version as query parameters.
