@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
@@ -330,3 +331,19 @@ def test_a_try_it_call_is_an_anomaly_score_call_counted_in_metrics_and_drift(cli
     assert client.post(f"{CANCER_PAGE}/try", data={"row": "1,2,3"}).status_code == 422
     assert _requests_counted(client, "breast-cancer-pca", "422") == refused + 1
     assert drift.of(manifest).snapshot().n == after[1]  # nothing scored, nothing observed
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_try_it_answers_alike_through_the_shortcut_and_the_route(
+    make_client: MakeClient, fast_path: bool
+) -> None:
+    """With LATENTSERVE_FAST_PATH=false the POST goes through FastAPI's route, else the ASGI
+    shortcut serves it first: the same page, the same count."""
+    with make_client(fast_path=fast_path) as client:
+        before = _requests_counted(client, "breast-cancer-pca", "200")
+        r = client.post(f"{CANCER_PAGE}/try", data={"row": ",".join(["1"] * 30)})
+        assert r.status_code == 200 and 'id="try-score"' in r.text
+        assert _requests_counted(client, "breast-cancer-pca", "200") == before + 1
+        assert (
+            client.post("/ui/models/breast-cancer-pca/versions/0/try", data={"row": "1"}).status_code == 422
+        )
