@@ -12,9 +12,9 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
+from service.assembly import load_settings
 from service.fastpath import compat
 from service.server import DrainingServer
-from service.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     try:
-        settings = Settings(**overrides)
+        settings = load_settings(overrides)
     except ValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,12 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from service import oip
-from service.admission import Admission
 from service.allocator import tune_allocator
 from service.api.deps import APIKey
 from service.api.main import api_router
-from service.codecs import error_response, internal_error_response
+from service.assembly import assemble, load_settings
+from service.codecs import internal_error_response
 from service.errors import (
     LatentServeError,
     MethodNotAllowed,
@@ -35,9 +34,9 @@ from service.errors import (
 )
 from service.fastpath.asgi import InferenceFastPath, LatentServeApp
 from service.gcfreeze import freeze_heap, thaw_heap
-from service.inference import InferenceService
 from service.jsonpool import JsonPool
-from service.metrics import ServiceMetrics
+from service.protocols.native import NATIVE
+from service.protocols.v2 import V2
 from service.registry import Registry
 from service.settings import Settings
 from service.ui import router as ui_router
@@ -57,7 +56,7 @@ answers name the model in the `X-Model` and `X-Model-Version` headers. Every err
 
 async def _on_error(request: Request, exc: Exception) -> Response:
     path = request.url.path
-    render = oip.error_response if path == "/v2" or path.startswith("/v2/") else error_response
+    render = V2.error if path == "/v2" or path.startswith("/v2/") else NATIVE.error
     if isinstance(exc, LatentServeError):
         return render(exc)
     if isinstance(exc, RequestValidationError):
@@ -122,18 +121,10 @@ def _docs_behind_key(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; with no settings, read them from the environment (uvicorn --factory)."""
-    settings = settings if settings is not None else Settings()
+    parts = assemble(settings if settings is not None else load_settings())
+    settings, registry = parts.settings, parts.registry
     if settings.tune_malloc:
         tune_allocator()
-    registry = Registry(
-        settings.models_dir,
-        allow_pickle=settings.allow_pickle,
-        trusted_models=frozenset(settings.trusted_models),
-        threads=settings.threads,
-        allow_symlinks=settings.allow_symlinks,
-    )
-    admission = Admission(settings)
-    metrics = ServiceMetrics(registry, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,8 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.metrics = metrics
-    app.state.service = InferenceService(registry, settings, metrics, admission)
+    app.state.metrics = parts.metrics
+    app.state.service = parts.dataplane
     app.state.draining = False  # set on SIGTERM by service.server: readiness answers 503
     for exc_type in (LatentServeError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, _on_error)

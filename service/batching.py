@@ -26,6 +26,7 @@ from latentserve_core.runtime.base import FloatArray, Op
 
 Outputs = tuple[FloatArray, ...]
 Done = Callable[[Outputs | BaseException], None]
+Compute = Callable[[ModelRuntime, Op, FloatArray], Outputs]  # one model call on stacked rows
 
 log = logging.getLogger("latentserve.batching")
 
@@ -41,7 +42,10 @@ class _Call:
 class Batcher:
     """Collects `submit`ted calls; `flush` (scheduled on the running loop) runs them stacked."""
 
-    def __init__(self, max_rows: int, on_batch: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self, max_rows: int, compute: Compute, on_batch: Callable[[int, int], None] | None = None
+    ) -> None:
+        self.compute = compute  # the model call (`service.inference.dataplane.compute`)
         self.max_rows = max_rows  # rows per stacked model call; more are split into several calls
         self.on_batch = on_batch  # (requests, rows) of every model call, for the metrics
         self._pending: list[_Call] = []
@@ -76,7 +80,7 @@ class Batcher:
             return
         first = calls[0]
         try:
-            outputs = first.runtime.compute(first.op, np.concatenate([c.X for c in calls]))
+            outputs = self.compute(first.runtime, first.op, np.concatenate([c.X for c in calls]))
         except Exception:  # let each caller's rows fail (or pass) on their own
             for call in calls:
                 self._alone(call)
@@ -87,11 +91,10 @@ class Batcher:
             _deliver(call, tuple(out[start:stop] for out in outputs))
             start = stop
 
-    @staticmethod
-    def _alone(call: _Call) -> None:
+    def _alone(self, call: _Call) -> None:
         result: Outputs | BaseException
         try:
-            result = call.runtime.compute(call.op, call.X)
+            result = self.compute(call.runtime, call.op, call.X)
         except Exception as exc:
             result = exc
         _deliver(call, result)

@@ -29,10 +29,9 @@ LatentServeError, InvalidInput, RegistryError and IntegrityError come from the s
     ├── MethodNotAllowed             405  the route exists, the method does not
     └── InternalError                500  anything unexpected (no stack trace in the body)
 
-The JSON body is always `{"error": {"type": ..., "message": ..., "field": ..., "details": ...}}`;
-under /v2 (the Open Inference Protocol, `service.oip`) it is `{"error": message}` with
-`OIP_STATUS`: 400 for bad input (not 422) and for a version that failed to load (not 503),
-the error's own status otherwise.
+An error carries no wire shape: each protocol renders it (`service.protocols`): the native API
+as `{"error": {"type": ..., "message": ..., "field": ..., "details": ...}}` (`error_body`), the
+Open Inference Protocol as `{"error": message}` with its own statuses (`V2Protocol.error`).
 """
 
 from __future__ import annotations
@@ -76,19 +75,6 @@ def error_body(exc: LatentServeError) -> dict[str, Any]:
     if exc.details is not None:
         body["details"] = exc.details
     return {"error": body}
-
-
-def oip_error_body(exc: LatentServeError) -> dict[str, Any]:
-    """The Open Inference Protocol's error body: the message alone."""
-    return {"error": exc.message}
-
-
-def oip_status(exc: LatentServeError) -> int:
-    """The status under /v2: OIP_STATUS where it differs from the error's own."""
-    for cls in type(exc).__mro__:
-        if cls in OIP_STATUS:
-            return OIP_STATUS[cls]
-    return exc.status_code
 
 
 def response_headers(exc: LatentServeError) -> dict[str, str] | None:
@@ -295,8 +281,3 @@ class MethodNotAllowed(LatentServeError):
 
 class InternalError(LatentServeError):
     """Anything unexpected; the message never carries a stack trace."""
-
-
-# the statuses the Open Inference Protocol's clients expect where they differ from ours: 400 for a
-# bad request (not 422) and for a version that failed to load ("model not ready", not 503)
-OIP_STATUS: dict[type[LatentServeError], int] = {InvalidInput: 400, ModelUnavailable: 400}

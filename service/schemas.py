@@ -343,9 +343,9 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-# ---- the Open Inference Protocol (/v2, `service.oip`) --------------------------------------------
+# ---- the Open Inference Protocol (/v2, `service.protocols.v2`) --------------------------------------------
 # Field names and required fields follow the protocol's open_inference_rest.yaml. Tensor `data` is
-# read by numpy (`service.oip`), not by pydantic; it is described here for the OpenAPI schema.
+# read by numpy (`service.protocols.v2.wire`), not by pydantic; it is described here for the OpenAPI schema.
 # Unlike our own requests these ignore unknown fields: the protocol's clients send more than it
 # names (KServe's InferenceRESTClient adds `model_name` to the body).
 TensorData = list[Any]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.inference import InferenceService
+from service.inference import Dataplane
 from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.security import check_api_key
@@ -21,8 +21,8 @@ async def get_registry(request: Request) -> Registry:
     return registry
 
 
-async def get_service(request: Request) -> InferenceService:
-    service: InferenceService = request.app.state.service
+async def get_service(request: Request) -> Dataplane:
+    service: Dataplane = request.app.state.service
     return service
 
 
@@ -37,6 +37,6 @@ async def require_api_key(request: Request) -> None:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-ServiceDep = Annotated[InferenceService, Depends(get_service)]
+ServiceDep = Annotated[Dataplane, Depends(get_service)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 APIKey = Depends(require_api_key)

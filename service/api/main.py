@@ -1,7 +1,7 @@
 """Gathers the routers: health (ours and /v2's) is open, everything else sits behind the API key
 (when one is set).
 
-The inference routes check the key in the core (`InferenceService.admit`, shared with both fast
+The inference routes check the key in the dataplane (`Dataplane.ticket`, shared with both fast
 paths, which also counts the 401 in the metrics), so they take no dependency for it here."""
 
 from fastapi import APIRouter

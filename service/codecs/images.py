@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,18 +68,7 @@ def images_to_array(
     from PIL import Image
 
     if max_pixels is not None:
-        total = 0
-        for f in files:
-            with contextlib.suppress(Exception), Image.open(io.BytesIO(f.data)) as img:  # corrupt: below
-                total += img.width * img.height
-        if total > max_pixels:
-            raise PayloadTooLarge(
-                f"files: {total} pixels to decode is over the limit of {max_pixels} per request "
-                "(LATENTSERVE_MAX_REQUEST_PIXELS); send fewer or smaller images",
-                field="files",
-                details={"limit": max_pixels, "got": total},
-            )
-
+        _check_pixels(files, max_pixels)
     if spec.layout != "image":
         raise InvalidInput(
             f"files: this model takes {spec.layout} rows of shape {spec.shape}, not images; "
@@ -93,25 +83,7 @@ def images_to_array(
         if deadline is not None and time.monotonic() > deadline:
             raise Timeout(f"files: decoding stopped at files[{i}]: the request ran past its deadline")
         where = f"files[{i}] ({f.name})"
-        try:
-            with Image.open(io.BytesIO(f.data)) as img:
-                if img.format not in ("PNG", "JPEG"):
-                    raise InvalidInput(
-                        f"{where}: expected a PNG or JPEG image, got {img.format}", field="files"
-                    )
-                if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise InvalidInput(
-                        f"{where}: image of {img.width}x{img.height} is too large", field="files"
-                    )
-                img.load()
-                pic = img.convert(mode)
-        except InvalidInput:
-            raise
-        except Exception as exc:  # PIL raises many types on corrupt data
-            reason = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
-            raise InvalidInput(
-                f"{where}: not a readable image ({reason}); expected a PNG or JPEG file", field="files"
-            ) from None
+        pic = _decoded(f, where, mode)
         if pic.size != (width, height):
             if not resize:
                 raise InvalidInput(
@@ -146,3 +118,41 @@ def png_image(images: npt.NDArray[np.float32] | None, spec: InputSpec | None) ->
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _check_pixels(files: list[ImageFile], max_pixels: int) -> None:
+    """More than `max_pixels` decoded pixels in all: a 413, read from the files' headers."""
+    from PIL import Image
+
+    total = 0
+    for f in files:
+        with contextlib.suppress(Exception), Image.open(io.BytesIO(f.data)) as img:  # corrupt: below
+            total += img.width * img.height
+    if total > max_pixels:
+        raise PayloadTooLarge(
+            f"files: {total} pixels to decode is over the limit of {max_pixels} per request "
+            "(LATENTSERVE_MAX_REQUEST_PIXELS); send fewer or smaller images",
+            field="files",
+            details={"limit": max_pixels, "got": total},
+        )
+
+
+def _decoded(f: ImageFile, where: str, mode: str) -> Any:
+    """One PNG or JPEG file, decoded and converted to `mode`; a 422 naming `where` otherwise."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(f.data)) as img:
+            if img.format not in ("PNG", "JPEG"):
+                raise InvalidInput(f"{where}: expected a PNG or JPEG image, got {img.format}", field="files")
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise InvalidInput(f"{where}: image of {img.width}x{img.height} is too large", field="files")
+            img.load()
+            return img.convert(mode)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # PIL raises many types on corrupt data
+        reason = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
+        raise InvalidInput(
+            f"{where}: not a readable image ({reason}); expected a PNG or JPEG file", field="files"
+        ) from None

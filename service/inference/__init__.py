@@ -1,13 +1,15 @@
-"""The one core every inference request goes through: body -> model runtime -> response, with metrics.
+"""The dataplane: the one door every inference request goes through, in two steps.
 
-The routes (`service.api.routes`) and the fast paths (`service.fastpath`) only translate; this
-package alone checks the API key, validates, scores and builds errors:
-  - `core`: `InferenceService`, its entries and a request's path through the modules below;
-  - `verbs`: what each endpoint reads, runs and answers (`VERBS`, `V2_VERBS`);
-  - `intake`: the header checks, the body, the options and the validated rows (every 4xx);
+  - `dataplane`: `Dataplane.ticket` (headers -> a `Ticket` or a counted `Refused`) and
+    `Dataplane.infer` (ticket + body -> answer); `Runner` runs an admitted request; `compute` is
+    the service's one model call;
+  - the records a request becomes (`Verb`, `Parsed`, `Job`) are data only, in
+    `service.protocols.records`; a verb's behaviour is its protocol's (`service.protocols`);
+  - `intake`: the header checks, then the protocol's parse and the validated rows (every 4xx);
   - `limits`: the body, row and answer size limits (413);
   - `scheduling`: event loop and micro-batcher, or a worker thread, within REQUEST_TIMEOUT_S;
-  - `metering`: each answer counted in the metrics.
+  - `metering`: each answer counted in the metrics;
+  - `adapters`: the uvicorn protocol's entries over the door (protocol adapter: rewired at merge).
 
 Where the work runs:
   - bodies up to INLINE_BYTES are parsed and validated on the event loop and their rows go to the
@@ -16,15 +18,11 @@ Where the work runs:
   - `.npy` bodies up to INLINE_NPY_BYTES are validated on the loop (they are read without a copy)
     and run there too when the model version's own timings predict a call of at most
     INLINE_COMPUTE_MS (`ModelRuntime.predicted_seconds`); otherwise in a worker thread;
-  - everything else (large JSON, images, /sample) in a worker thread under REQUEST_TIMEOUT_S; that
-    thread has a JSON body over JSON_OFFLOAD_BYTES parsed, and a JSON answer predicted over it
-    encoded, by a worker process (`service.jsonpool`), off the GIL.
+  - everything else (large JSON, images, /sample, Try-it forms) in a worker thread under
+    REQUEST_TIMEOUT_S; that thread has a JSON body over JSON_OFFLOAD_BYTES parsed, and a JSON
+    answer predicted over it encoded, by a worker process (`service.jsonpool`), off the GIL.
 An in-flight request keeps the runtime it got even if a reload swaps the registry meanwhile.
-
-The Open Inference Protocol's infer (`POST /v2/models/{m}[/versions/{v}]/infer`) is three more
-verbs (`V2_VERBS`: a model, its `.decoder`, its `.sample`) with their own wire format: the verb's
-`parse`, `encode` and `error` come from `service.oip`; everything between is this same core. A
-request may need more than one model op (`code` with `score`): each goes to the batcher alone.
+A request may need more than one model op (`code` with `score`): each goes to the batcher alone.
 
 Every request is admitted (`service.admission`) once its headers are checked, before its body is
 read: past the memory budget or the queue it is a 503 with Retry-After. At most MAX_CONCURRENCY
@@ -33,7 +31,10 @@ runs its rows in chunks and stops at the deadline (504), and an answer predicted
 MAX_RESPONSE_BYTES is a 413 before any model call.
 """
 
-from service.inference.core import InferenceService
-from service.inference.verbs import V2_VERBS, VERBS, Verb
+from service.inference.adapters import InferenceService
+from service.inference.dataplane import Dataplane, Refused, Ticket
+from service.protocols.native import VERBS
+from service.protocols.records import ModelRef, Verb
+from service.protocols.v2 import V2_VERBS
 
-__all__ = ["V2_VERBS", "VERBS", "InferenceService", "Verb"]
+__all__ = ["V2_VERBS", "VERBS", "Dataplane", "InferenceService", "ModelRef", "Refused", "Ticket", "Verb"]

@@ -6,7 +6,7 @@ from service import codecs
 from service.admission import Ticket
 from service.codecs import CSV, JSON
 from service.errors import JsonAnswerTooLarge, JsonBodyTooLarge, PayloadTooLarge
-from service.inference.verbs import Job
+from service.protocols.records import Job
 from service.settings import Settings
 
 JSON_VALUE_BYTES = 16  # a float32 in a JSON answer: up to 9 significant digits, sign, exponent, comma

@@ -8,18 +8,8 @@ from starlette.responses import Response
 
 from service import codecs
 from service.errors import LatentServeError
-from service.inference.verbs import Verb
-from service.metrics import UNKNOWN_MODEL, ServiceMetrics
-
-
-class Labels:
-    """What the metrics learn as a request goes: the model (once it exists) and the rows."""
-
-    __slots__ = ("model", "rows")
-
-    def __init__(self) -> None:
-        self.model = UNKNOWN_MODEL
-        self.rows = 0
+from service.metrics import ServiceMetrics
+from service.protocols.records import Labels, Verb
 
 
 class Meter:
@@ -37,9 +27,9 @@ class Meter:
         """The response to `exc` in the verb's error shape (a 500 for anything but our errors), counted."""
         elapsed = time.perf_counter() - start
         if isinstance(exc, LatentServeError):
-            response = verb.error(exc)
+            response = verb.protocol.error(exc)
             status = response.status_code
             self.metrics.observe(verb.name, labels.model, status, elapsed, 0, type(exc).__name__)
             return response
         self.metrics.observe(verb.name, labels.model, 500, elapsed, 0, "InternalError")
-        return codecs.internal_error_response("POST", f"/{verb.name}", exc, verb.error)
+        return codecs.internal_error_response("POST", f"/{verb.name}", exc, verb.protocol.error)

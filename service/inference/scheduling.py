@@ -16,22 +16,24 @@ from service.admission import Admission
 from service.batching import Batcher, Outputs
 from service.codecs import MULTIPART, NPY
 from service.errors import Timeout
-from service.inference.verbs import Job, Parsed, Verb
-from service.oip import BINARY
+from service.protocols.records import Job, Parsed, Verb
+from service.protocols.v2.wire import BINARY
 from service.settings import Settings
 
 COMPUTE_CHUNK_ROWS = 4096  # a worker-thread call checks its deadline between chunks of this many rows
 _ZERO_COPY = (NPY, BINARY)  # bodies whose arrays are read without a copy
 Done = Callable[[Outputs | BaseException], None]
+Run = Callable[[Job], Outputs]  # a job's model calls: `service.inference.dataplane.run`
 
 
 class Scheduler:
     """The event loop's batcher, and MAX_CONCURRENCY worker threads under REQUEST_TIMEOUT_S."""
 
-    def __init__(self, settings: Settings, admission: Admission, batcher: Batcher) -> None:
+    def __init__(self, settings: Settings, admission: Admission, batcher: Batcher, run: Run) -> None:
         self.settings = settings
         self.admission = admission
         self.batcher = batcher
+        self.run = run
         self._tasks: set[asyncio.Task[None]] = set()  # worker-thread requests in flight
 
     # ---- the choice ------------------------------------------------------------------------------
@@ -59,7 +61,7 @@ class Scheduler:
         """Run the job on the loop: through the batcher (`done` at the end of this loop turn) when
         BATCHING, else now."""
         if not self.settings.batching:
-            done(job.compute())
+            done(self.run(job))
             return
         ops = job.ops
         if len(ops) == 1:
@@ -118,12 +120,12 @@ class Scheduler:
         """The job's model calls in chunks of COMPUTE_CHUNK_ROWS, checking the deadline between them."""
         n = len(job.X)
         if n <= 2 * COMPUTE_CHUNK_ROWS:
-            return job.compute()
+            return self.run(job)
         parts = []
         for i in range(0, n, COMPUTE_CHUNK_ROWS):
             if time.monotonic() > deadline:
                 raise self.timeout(job.verb)
-            parts.append(replace(job, X=job.X[i : i + COMPUTE_CHUNK_ROWS]).compute())
+            parts.append(self.run(replace(job, X=job.X[i : i + COMPUTE_CHUNK_ROWS])))
         return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
     def timeout(self, verb: Verb) -> Timeout:

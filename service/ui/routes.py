@@ -10,76 +10,43 @@ with those credentials.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-from pathlib import Path
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from service.api.deps import MetricsDep, RegistryDep
 from service.artifacts import artifact_response, read_artifact, read_evaluation
-from service.drift import Drift
-from service.errors import ClientClosed, LatentServeError, Unauthorized
-from service.registry import Registry
-from service.security import check_api_key
-from service.ui import tryit
-from service.ui.charts import score_histogram_svg
-from service.ui.pages import registry_views, render_card, version_view
+from service.errors import ClientClosed, LatentServeError
+from service.protocols.native import NATIVE
+from service.security import check_ui_key
+from service.ui import render, tryit
+from service.ui.pages import registry_views
 
-BASIC_CHALLENGE = 'Basic realm="latentserve", charset="UTF-8"'
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+TRY_PATH = re.compile(r"/ui/models/([^/]+)/versions/([1-9][0-9]*)/try")  # what the ASGI shortcut serves
 
 
 async def require_ui_key(request: Request) -> None:
     """The API key as X-API-Key, Bearer, or the password of HTTP Basic; a Basic challenge when missing."""
-    key = request.app.state.settings.api_key
-    if key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    try:
-        if scheme.lower() == "basic":
-            try:
-                password = base64.b64decode(token.strip(), validate=True).decode().partition(":")[2]
-            except (binascii.Error, UnicodeDecodeError):
-                raise Unauthorized("malformed Basic credentials", field="api_key") from None
-            if not hmac.compare_digest(password.encode(), key.get_secret_value().encode()):
-                raise Unauthorized("wrong API key", field="api_key")
-            return
-        check_api_key(request.headers, key)
-    except Unauthorized as exc:
-        exc.headers["WWW-Authenticate"] = BASIC_CHALLENGE
-        raise
+    check_ui_key(request.headers, request.app.state.settings.api_key)
 
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(require_ui_key)])
 Version = Annotated[int, PathParam(ge=1)]
 
 
-def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
-
-
 @router.get("", response_class=HTMLResponse)
 def registry_page(registry: RegistryDep, metrics: MetricsDep) -> HTMLResponse:
     """Every model and version: status, kind, shapes, threshold, key metrics, evaluation, drift."""
-    return _page("registry.html", models=registry_views(registry, metrics.drift))
+    return render.page("registry.html", models=registry_views(registry, metrics.drift))
 
 
 @router.get("/models/{name}/versions/{version}", response_class=HTMLResponse)
 def version_page(name: str, version: Version, registry: RegistryDep, metrics: MetricsDep) -> HTMLResponse:
     """One version: model card, pictures, score histogram (calibration and live), Try-it form."""
-    return _version(registry, metrics.drift, name, version)
+    return render.version_page(registry, metrics.drift, name, version)
 
 
 _READERS = {"files": read_artifact, "evaluations": read_evaluation}
@@ -100,36 +67,29 @@ def version_file(
 
 
 @router.post("/models/{name}/versions/{version}/try", response_class=HTMLResponse)
-async def try_it(
-    name: str, version: Version, request: Request, registry: RegistryDep, metrics: MetricsDep
-) -> HTMLResponse:
+async def try_it(name: str, version: Version, request: Request) -> Response:
     """Score one uploaded image (`file`) or pasted rows (`row`); the page shows the results or the error."""
+    return await try_page(request, name, version)
+
+
+async def try_page(request: Request, name: str, version: int) -> Response:
+    """Try-it, scored through the dataplane's door (`tryit.tried`), then the version's page with
+    the results or the error. Also served by the ASGI shortcut (`service.fastpath.asgi`), before
+    FastAPI's router: an aborted upload costs no routing or dependency solving."""
+    state = request.app.state
     try:
-        runtime = registry.get(name, version)
-        tried = await tryit.from_request(
-            request, runtime, request.app.state.settings, request.app.state.service.admission
+        check_ui_key(request.headers, state.settings.api_key)
+        tried = await tryit.tried(request, state.service, name, version)
+        return render.version_page(
+            state.registry,
+            state.metrics.drift,
+            name,
+            version,
+            error=tried.error,
+            results=tried.results,
+            row=tried.row,
         )
     except ClientClosed as exc:  # nobody to show a page to: rendering it per abort took the loop
-        return HTMLResponse(status_code=exc.status_code)
-    except LatentServeError as exc:  # shown on the page, with the API's message and status
-        return _version(registry, metrics.drift, name, version, error=exc)
-    return _version(
-        registry, metrics.drift, name, version, error=tried.error, results=tried.results, row=tried.row
-    )
-
-
-def _version(registry: Registry, drift: Drift, name: str, version: int, **extra: Any) -> HTMLResponse:
-    view = version_view(registry, drift, name, version)
-    card = render_card(registry, view)
-    chart = score_histogram_svg(view.drift) if view.drift is not None else None
-    error: LatentServeError | None = extra.get("error")
-    page = _page(
-        "version.html",
-        status_code=error.status_code if error is not None else 200,
-        v=view,
-        card=card,
-        chart=chart,
-        **extra,
-    )
-    page.headers.update(getattr(error, "headers", None) or {})  # a 503's Retry-After
-    return page
+        return Response(status_code=exc.status_code)
+    except LatentServeError as exc:  # the key, or no such version: the API's error
+        return NATIVE.error(exc)

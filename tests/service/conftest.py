@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.settings import Settings
+from service.assembly import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def wait_ready(client: TestClient, timeout: float = 20.0) -> None:
 @contextlib.contextmanager
 def serve(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
     """A TestClient over a fresh app (lifespan runs), once the registry has loaded."""
-    settings = Settings(**{"models_dir": models_dir, "reload_interval_s": 0, **overrides})
+    settings = load_settings({"models_dir": models_dir, "reload_interval_s": 0, **overrides})
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         yield client

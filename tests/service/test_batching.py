@@ -13,15 +13,15 @@ from latentserve_core.runtime import ModelRuntime
 from latentserve_core.runtime.base import Op
 from service.app import create_app
 from service.batching import Batcher, Outputs
-from service.registry import Registry
+from service.inference.dataplane import compute
 from service.settings import Settings
+from tests.service.fakes import LinearRuntime, fake_manifest
 
 
 @pytest.fixture(scope="module")
-def runtime(models_dir: Path) -> ModelRuntime:
-    registry = Registry(models_dir, allow_pickle=True)
-    registry.reload()
-    return registry.get("digits-pca", None)
+def runtime() -> ModelRuntime:
+    """A fake model of the digits' shape: no trained model needed to test the batcher."""
+    return LinearRuntime(fake_manifest(shape=(8, 8), latent=4))
 
 
 def _run(batcher: Batcher, calls: list[tuple[ModelRuntime, Op, np.ndarray]]) -> list[Outputs | BaseException]:
@@ -47,7 +47,7 @@ def _run(batcher: Batcher, calls: list[tuple[ModelRuntime, Op, np.ndarray]]) -> 
 
 def test_calls_in_one_turn_share_one_model_call(runtime: ModelRuntime, digits: np.ndarray) -> None:
     batches: list[tuple[int, int]] = []
-    batcher = Batcher(max_rows=256, on_batch=lambda requests, rows: batches.append((requests, rows)))
+    batcher = Batcher(256, compute, on_batch=lambda requests, rows: batches.append((requests, rows)))
     X = runtime.check_inputs(digits)
     parts = [X[:1], X[1:4], X[4:9]]
     ops: list[Op] = ["scores", "reconstruct", "encode"]
@@ -65,7 +65,7 @@ def test_calls_in_one_turn_share_one_model_call(runtime: ModelRuntime, digits: n
 
 def test_max_rows_splits_the_stack(runtime: ModelRuntime, digits: np.ndarray) -> None:
     batches: list[tuple[int, int]] = []
-    batcher = Batcher(max_rows=5, on_batch=lambda requests, rows: batches.append((requests, rows)))
+    batcher = Batcher(5, compute, on_batch=lambda requests, rows: batches.append((requests, rows)))
     X = runtime.check_inputs(digits)
     results = _run(batcher, [(runtime, "scores", X[i : i + 2]) for i in range(0, 8, 2)])
     assert batches == [(2, 4), (2, 4)]  # 4 calls of 2 rows under a 5-row cap
@@ -75,7 +75,7 @@ def test_max_rows_splits_the_stack(runtime: ModelRuntime, digits: np.ndarray) ->
 
 def test_a_failing_call_fails_alone(runtime: ModelRuntime, digits: np.ndarray) -> None:
     """Rows that cannot be stacked (or make the model fail) get their own error; the others, answers."""
-    batcher = Batcher(max_rows=256)
+    batcher = Batcher(256, compute)
     X = runtime.check_inputs(digits)
     bad = np.zeros((2, 3), np.float32)  # not the model's width: stacking fails, then the call alone
     good, failed, good2 = _run(

@@ -18,10 +18,11 @@ def test_an_error_about_a_model_without_a_version_names_the_model() -> None:
 
 
 def test_column_errors_build_their_messages_and_details() -> None:
-    from service.errors import BadCell, ColumnsMismatch, NoFeatureNames, RecordKeysDiffer, oip_status
+    from service.errors import BadCell, ColumnsMismatch, NoFeatureNames, RecordKeysDiffer
+    from service.protocols.v2 import V2
 
     exc = ColumnsMismatch("inputs", ["b"], ["id", "x"], "m", 2)
-    assert exc.status_code == 422 and oip_status(exc) == 400
+    assert exc.status_code == 422 and V2.status(exc) == 400
     assert exc.message == (
         "model 'm' version 2: inputs: missing feature column 'b'; unknown columns 'id', 'x' "
         "(the model has no such feature; leave it out of the request)"

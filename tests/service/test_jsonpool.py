@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from service.admission import Admission
+from service.assembly import build_admission
 from service.errors import Overloaded
 from service.jsonpool import BadRows, JsonPool
 from service.settings import Settings
@@ -117,7 +117,7 @@ def test_past_the_pools_queue_a_large_json_body_is_a_counted_503(models_dir: Pat
 
 def test_a_worker_that_dies_is_replaced_and_its_body_still_answered() -> None:
     settings = Settings(json_workers=1)
-    pool = JsonPool(settings, Admission(settings))
+    pool = JsonPool(settings, build_admission(settings))
     body = orjson.dumps({"inputs": [[1.0, 2.0], [3.0, 4.0]]})
     try:
         pool.start()
@@ -139,7 +139,7 @@ def test_a_worker_that_dies_is_replaced_and_its_body_still_answered() -> None:
 
 def test_after_close_bodies_are_parsed_in_the_server() -> None:
     settings = Settings(json_workers=1, json_offload_bytes=0)
-    pool = JsonPool(settings, Admission(settings))
+    pool = JsonPool(settings, build_admission(settings))
     body = orjson.dumps({"inputs": [[1.0, 2.0]]})
     assert pool.takes(body)
     pool.close()
@@ -151,7 +151,7 @@ def test_after_close_bodies_are_parsed_in_the_server() -> None:
 
 def test_a_full_pool_refuses_before_sending_anything() -> None:
     settings = Settings(json_workers=1, json_queue=1)
-    admission = Admission(settings)
+    admission = build_admission(settings)
     pool = JsonPool(settings, admission)
     with pool.slot(), pool.slot(), pytest.raises(Overloaded):
         pool.parse(b"{}", "inputs", deadline=_in(30))
@@ -166,7 +166,7 @@ def test_a_worker_that_does_not_answer_by_the_deadline_is_replaced_so_the_pool_n
     """Break 2: a pool whose workers hang (or died unnoticed) made every later large body wait for
     its 504; a timeout now replaces the pool, so the next body is parsed at once."""
     settings = Settings(json_workers=1)
-    pool = JsonPool(settings, Admission(settings))
+    pool = JsonPool(settings, build_admission(settings))
     pool.start()
     try:
         with pytest.raises(TimeoutError):

@@ -1,4 +1,4 @@
-"""Encode, decode, reconstruct, score, sample: each route hands its request to the one core.
+"""Encode, decode, reconstruct, score, sample: each route hands its request to the dataplane's door.
 
 The JSON body is read raw and parsed with orjson (see `service.codecs`), so the request schema is
 declared through `openapi_extra`; `.npy` and image bodies take model and version as query parameters.
@@ -100,13 +100,13 @@ _ENCODE, _DECODE, _RECON, _SCORE, _SAMPLE = (
 @router.post(**_route("/encode", _ENCODE, EncodeRequest, EncodeResponse, ("model", "version", "resize")))
 async def encode(request: Request, service: ServiceDep) -> Response:
     """Map input rows (JSON, .npy or images) to latent codes."""
-    return await service.handle(request, _ENCODE)
+    return await service.serve(request, _ENCODE)
 
 
 @router.post(**_route("/decode", _DECODE, DecodeRequest, DecodeResponse))
 async def decode(request: Request, service: ServiceDep) -> Response:
     """Map latent codes back to input space."""
-    return await service.handle(request, _DECODE)
+    return await service.serve(request, _DECODE)
 
 
 @router.post(
@@ -114,7 +114,7 @@ async def decode(request: Request, service: ServiceDep) -> Response:
 )
 async def reconstruct(request: Request, service: ServiceDep) -> Response:
     """Encode then decode rows; return reconstructions and per-row errors (one image: PNG too)."""
-    return await service.handle(request, _RECON)
+    return await service.serve(request, _RECON)
 
 
 @router.post(
@@ -128,10 +128,10 @@ async def reconstruct(request: Request, service: ServiceDep) -> Response:
 )
 async def anomaly_score(request: Request, service: ServiceDep) -> Response:
     """Score rows by reconstruction error against the calibrated threshold, with p-values."""
-    return await service.handle(request, _SCORE)
+    return await service.serve(request, _SCORE)
 
 
 @router.post(**_route("/sample", _SAMPLE, SampleRequest, SampleResponse, ()))
 async def sample(request: Request, service: ServiceDep) -> Response:
     """Decode draws from the latent prior (models with a standard-normal latent; 422 otherwise)."""
-    return await service.handle(request, _SAMPLE)
+    return await service.serve(request, _SAMPLE)

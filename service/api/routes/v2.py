@@ -1,10 +1,10 @@
 """The Open Inference Protocol (KServe V2) beside our routes: health, metadata, readiness, infer.
 
 Model `{name}` encodes, reconstructs and scores (its outputs pick the ops), `{name}.decoder`
-decodes, `{name}.sample` samples (see `service.oip`). The model repository extension maps `load`
+decodes, `{name}.sample` samples (see `service.protocols.v2`). The model repository extension maps `load`
 onto the registry's reload; `unload` is refused (the registry serves its whole folder). Infer goes
-to the same core as our routes (`InferenceService.handle`; both fast paths serve it too); errors
-under /v2 are `{"error": message}` (`service.app` maps them).
+through the dataplane's door like our routes (`Dataplane.serve`; both fast paths serve it too);
+errors under /v2 are `{"error": message}` (`V2Protocol.error`; `service.app` maps them).
 """
 
 from typing import Any
@@ -14,9 +14,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from latentserve_core.runtime import ModelRuntime
-from service import oip
 from service.api.deps import APIKey, RegistryDep, ServiceDep
 from service.errors import InvalidInput
+from service.protocols.v2 import V2, wire
 from service.registry import Registry
 from service.schemas import (
     V2Error,
@@ -52,14 +52,14 @@ def server_ready(registry: RegistryDep, request: Request) -> Response:
 @router.get("", response_model=V2ServerMetadata, dependencies=[APIKey], responses=_ERRORS)
 def server_metadata(request: Request) -> V2ServerMetadata:
     """Name, version and the protocol extensions served."""
-    return V2ServerMetadata(name="latentserve", version=request.app.version, extensions=oip.EXTENSIONS)
+    return V2ServerMetadata(name="latentserve", version=request.app.version, extensions=wire.EXTENSIONS)
 
 
-def _model(registry: Registry, name: str, version: str | None) -> tuple[str, oip.Target, ModelRuntime]:
+def _model(registry: Registry, name: str, version: str | None) -> tuple[str, wire.Target, ModelRuntime]:
     """The model behind `name` (`{model}`, `.decoder`, `.sample`) at `version` (default: newest)."""
-    model, target = oip.split_name(name, registry.records())
-    runtime = registry.get(model, oip.parse_version(version))
-    oip.check_target(runtime, target)
+    model, target = wire.split_name(name, registry.records())
+    runtime = registry.get(model, wire.parse_version(version))
+    wire.check_target(runtime, target)
     return model, target, runtime
 
 
@@ -68,9 +68,9 @@ def _metadata(registry: Registry, name: str, version: str | None) -> V2ModelMeta
     versions = sorted(
         v
         for v, r in registry.versions(model).items()
-        if r.runtime is not None and (target != "sample" or oip.can_sample(r.runtime.manifest))
+        if r.runtime is not None and (target != "sample" or wire.can_sample(r.runtime.manifest))
     )
-    doc = oip.model_metadata(name, versions, runtime.manifest, runtime.format, target)
+    doc = wire.model_metadata(name, versions, runtime.manifest, runtime.format, target)
     return V2ModelMetadata.model_validate(doc)
 
 
@@ -132,7 +132,7 @@ _INFER: dict[str, Any] = {
     "response_model": V2InferenceResponse,
     "response_class": Response,
     "responses": {
-        200: {"content": {oip.OCTET: {"schema": {"type": "string", "format": "binary"}}}},
+        200: {"content": {wire.OCTET: {"schema": {"type": "string", "format": "binary"}}}},
         **{code: {"model": V2Error} for code in (400, 401, 404, 406, 413, 415, 503, 504)},
     },
     "openapi_extra": {
@@ -152,15 +152,15 @@ _INFER: dict[str, Any] = {
 @router.post("/models/{name}/infer", **_INFER)
 async def infer(name: str, request: Request, service: ServiceDep) -> Response:
     """Run the model on the input tensor; the requested outputs pick what is computed."""
-    verb, path = service.v2_verb(name, None)
-    return await service.handle(request, verb, path)
+    verb, ref = V2.verb(name, None, service.registry.records())
+    return await service.serve(request, verb, ref)
 
 
 @router.post("/models/{name}/versions/{version}/infer", **_INFER)
 async def infer_version(name: str, version: str, request: Request, service: ServiceDep) -> Response:
     """Run one version of the model on the input tensor."""
-    verb, path = service.v2_verb(name, version)
-    return await service.handle(request, verb, path)
+    verb, ref = V2.verb(name, version, service.registry.records())
+    return await service.serve(request, verb, ref)
 
 
 # ---- the model repository extension, mapped onto the registry's reload ------------------------------

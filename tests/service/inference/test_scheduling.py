@@ -1,36 +1,45 @@
-"""Where the core runs a request (`service.inference.scheduling`): on the event loop or in a worker thread."""
+"""Where the dataplane runs a request (`service.inference.scheduling`): on the event loop or in a
+worker thread. The tests on `LinearRuntime` (a fake runtime) need no trained model."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from starlette.responses import Response
 
-from service.inference import VERBS, InferenceService
-from service.metrics import ServiceMetrics
-from service.registry import Registry
-from service.settings import Settings
+from service.assembly import assemble, build_admission, load_settings
+from service.batching import Batcher, Outputs
+from service.errors import Timeout
+from service.inference import VERBS, Dataplane, Refused
+from service.inference.dataplane import compute, run
+from service.inference.scheduling import COMPUTE_CHUNK_ROWS, Scheduler
+from service.protocols.records import Job
 from tests.service.conftest import from_npy, npy
+from tests.service.fakes import LinearRuntime
 
 
-def _service(models_dir: Path, **overrides: Any) -> InferenceService:
-    settings = Settings(models_dir=models_dir, reload_interval_s=0, **overrides)
-    registry = Registry(models_dir)
-    registry.reload()
-    return InferenceService(registry, settings, ServiceMetrics(registry))
+def _service(models_dir: Path, **overrides: Any) -> Dataplane:
+    parts = assemble(load_settings({"models_dir": models_dir, "reload_interval_s": 0, **overrides}))
+    parts.registry.reload()
+    return parts.dataplane
 
 
-async def _score(service: InferenceService, X: np.ndarray) -> tuple[bool, Response]:
-    """Submit one .npy request; return whether it was answered before handle_raw returned."""
+async def _score(service: Dataplane, X: np.ndarray) -> tuple[bool, Response]:
+    """Admit and infer one .npy request; return whether it was answered before infer returned."""
     replies: list[Response] = []
     headers = {"content-type": "application/x-npy", "accept": "application/x-npy"}
-    service.handle_raw(VERBS["anomaly-score"], headers, "model=digits-pca", npy(X), replies.append)
+    ticket = service.ticket(VERBS["anomaly-score"], headers, {"model": "digits-pca"})
+    assert not isinstance(ticket, Refused)
+    service.infer(ticket, npy(X), replies.append)
     inline = bool(replies)
     while not replies:
         await asyncio.sleep(0.001)
+    ticket.release()
     return inline, replies[0]
 
 
@@ -68,3 +77,60 @@ def test_small_bodies_wait_for_the_batch(models_dir: Path, digits: np.ndarray) -
     inline, response = asyncio.run(main())
     assert not inline  # answered at the end of the loop turn, with the batch
     assert response.status_code == 200 and from_npy(response.body).shape == (2,)
+
+
+# ---- on a fake runtime ---------------------------------------------------------------------------
+def _scheduler(**overrides: object) -> Scheduler:
+    settings = load_settings({"reload_interval_s": 0, **overrides})
+    batcher = Batcher(settings.batch_max_rows, compute)
+    return Scheduler(settings, build_admission(settings), batcher, run)
+
+
+def _job(runtime: LinearRuntime, n: int, seed: int = 0) -> Job:
+    X = runtime.check_inputs(np.random.default_rng(seed).random((n, 8), dtype=np.float32))
+    return Job(VERBS["encode"], runtime, None, X, X.shape, "application/json")
+
+
+def _on_loop(scheduler: Scheduler, jobs: list[Job]) -> list[Outputs | BaseException]:
+    got: list[Outputs | BaseException] = []
+
+    async def main() -> None:
+        for job in jobs:
+            scheduler.on_loop(job, got.append)
+        while len(got) < len(jobs):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    return got
+
+
+def test_jobs_of_one_loop_turn_share_one_model_call_with_batching() -> None:
+    runtime = LinearRuntime()
+    jobs = [_job(runtime, 2, 0), _job(runtime, 3, 1)]
+    got = _on_loop(_scheduler(), jobs)
+    assert runtime.calls == [("encode", 5)]
+    for job, outputs in zip(jobs, got, strict=True):
+        assert not isinstance(outputs, BaseException)
+        np.testing.assert_array_equal(outputs[0], job.X[:, :2])
+
+
+def test_without_batching_each_job_is_its_own_call() -> None:
+    runtime = LinearRuntime()
+    _on_loop(_scheduler(batching=False), [_job(runtime, 2, 0), _job(runtime, 3, 1)])
+    assert runtime.calls == [("encode", 2), ("encode", 3)]
+
+
+def test_a_large_job_runs_in_chunks_and_stops_at_its_deadline() -> None:
+    runtime = LinearRuntime()
+    scheduler = _scheduler()
+    n = 2 * COMPUTE_CHUNK_ROWS + 5
+    job = _job(runtime, n)
+    (codes,) = scheduler.compute_by(job, deadline=time.monotonic() + 60)
+    assert runtime.calls == [("encode", COMPUTE_CHUNK_ROWS)] * 2 + [("encode", 5)]
+    np.testing.assert_array_equal(codes, job.X[:, :2])
+    runtime.calls.clear()
+    with pytest.raises(Timeout, match="REQUEST_TIMEOUT_S"):
+        scheduler.compute_by(job, deadline=0.0)
+    assert runtime.calls == []
+    small = _job(runtime, 10)
+    assert scheduler.compute_by(small, deadline=0.0)[0].shape == (10, 2)  # one call: no deadline check

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
@@ -305,3 +306,44 @@ def test_an_aborted_upload_is_dropped_quietly_and_a_shed_one_says_when_to_retry(
         finally:
             held.release()
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
+
+
+def _requests_counted(client: TestClient, model: str, status: str) -> float:
+    counter = client.app.state.metrics.requests  # type: ignore[attr-defined]
+    return float(counter.labels("anomaly-score", model, status)._value.get())
+
+
+def test_a_try_it_call_is_an_anomaly_score_call_counted_in_metrics_and_drift(client: TestClient) -> None:
+    """Try-it goes through the dataplane's door: each scored row moves the /anomaly-score counter and
+    the version's live drift, as the same rows sent to the API do; a refused form is counted too."""
+    from sklearn.datasets import load_breast_cancer
+
+    state = client.app.state  # type: ignore[attr-defined]
+    manifest = state.registry.get("breast-cancer-pca", 1).manifest
+    drift = state.metrics.drift
+    rows = load_breast_cancer().data[:3]
+    before = (_requests_counted(client, "breast-cancer-pca", "200"), drift.of(manifest).snapshot().n)
+    text = "\n".join(",".join(f"{x:.6g}" for x in row) for row in rows)
+    assert client.post(f"{CANCER_PAGE}/try", data={"row": text}).status_code == 200
+    after = (_requests_counted(client, "breast-cancer-pca", "200"), drift.of(manifest).snapshot().n)
+    assert after == (before[0] + 1, before[1] + 3)
+    refused = _requests_counted(client, "breast-cancer-pca", "422")
+    assert client.post(f"{CANCER_PAGE}/try", data={"row": "1,2,3"}).status_code == 422
+    assert _requests_counted(client, "breast-cancer-pca", "422") == refused + 1
+    assert drift.of(manifest).snapshot().n == after[1]  # nothing scored, nothing observed
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_try_it_answers_alike_through_the_shortcut_and_the_route(
+    make_client: MakeClient, fast_path: bool
+) -> None:
+    """With LATENTSERVE_FAST_PATH=false the POST goes through FastAPI's route, else the ASGI
+    shortcut serves it first: the same page, the same count."""
+    with make_client(fast_path=fast_path) as client:
+        before = _requests_counted(client, "breast-cancer-pca", "200")
+        r = client.post(f"{CANCER_PAGE}/try", data={"row": ",".join(["1"] * 30)})
+        assert r.status_code == 200 and 'id="try-score"' in r.text
+        assert _requests_counted(client, "breast-cancer-pca", "200") == before + 1
+        assert (
+            client.post("/ui/models/breast-cancer-pca/versions/0/try", data={"row": "1"}).status_code == 422
+        )

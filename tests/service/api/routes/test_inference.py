@@ -523,16 +523,15 @@ def test_decoded_pixels_over_the_limit_are_413_before_decoding(make_client, digi
 def test_a_worker_thread_call_stops_at_its_deadline(client):
     from service.errors import Timeout
     from service.inference import VERBS
-    from service.inference.metering import Labels
-    from service.inference.verbs import Parsed
+    from service.protocols.records import Labels, Parsed
 
     service = client.app.state.service
     X = np.zeros((3 * 4096, 64), dtype=np.float32)
-    job = service.prepare(
+    job = service.intake.prepare(
         VERBS["encode"],
         Parsed("application/x-npy", npy(X), {"model": "digits-pca"}),
         "application/json",
         Labels(),
     )
     with pytest.raises(Timeout, match="REQUEST_TIMEOUT_S"):
-        service.scheduler.compute_by(job, deadline=0.0)
+        service.runner.scheduler.compute_by(job, deadline=0.0)

@@ -626,7 +626,7 @@ def test_bad_shapes_versions_header_lengths_and_sample_counts_are_4xx_never_500(
 def test_a_binary_body_whose_json_header_is_the_whole_body_is_refused_before_parsing(client, digits):
     """Break 5: Inference-Header-Content-Length equal to the body admitted a 60 MiB JSON header
     at the binary price; a header past MAX_V2_HEADER_BYTES is refused unparsed."""
-    from service.oip import MAX_V2_HEADER_BYTES
+    from service.protocols.v2.wire import MAX_V2_HEADER_BYTES
 
     X = digits[:2].reshape(2, -1).astype(np.float32)
     doc = orjson.dumps({"inputs": [tensor("input", X)], "pad": "x" * MAX_V2_HEADER_BYTES})

@@ -17,28 +17,28 @@ import httpx
 import numpy as np
 import pytest
 
-from service import oip
+from service.protocols.v2 import wire
 from tests.deploy.live import service
 
 
 def test_ops_for_computes_only_what_is_asked():
-    assert oip.ops_for(["score"]) == ("scores",)
-    assert oip.ops_for(["is_anomaly", "p_value"]) == ("scores",)
-    assert oip.ops_for(["code"]) == ("encode",)
-    assert oip.ops_for(["reconstruction", "score"]) == ("reconstruct",)
-    assert oip.ops_for(["code", "score"]) == ("encode", "scores")
-    assert oip.ops_for(["code", "reconstruction", "score", "is_anomaly", "p_value"]) == (
+    assert wire.ops_for(["score"]) == ("scores",)
+    assert wire.ops_for(["is_anomaly", "p_value"]) == ("scores",)
+    assert wire.ops_for(["code"]) == ("encode",)
+    assert wire.ops_for(["reconstruction", "score"]) == ("reconstruct",)
+    assert wire.ops_for(["code", "score"]) == ("encode", "scores")
+    assert wire.ops_for(["code", "reconstruction", "score", "is_anomaly", "p_value"]) == (
         "encode",
         "reconstruct",
     )
 
 
 def test_split_name_prefers_a_model_of_the_full_name():
-    assert oip.split_name("a", {"a"}) == ("a", "model")
-    assert oip.split_name("a.decoder", {"a"}) == ("a", "decoder")
-    assert oip.split_name("a.sample", {"a"}) == ("a", "sample")
-    assert oip.split_name("a.decoder", {"a", "a.decoder"}) == ("a.decoder", "model")
-    assert oip.split_name(".decoder", set()) == (".decoder", "model")
+    assert wire.split_name("a", {"a"}) == ("a", "model")
+    assert wire.split_name("a.decoder", {"a"}) == ("a", "decoder")
+    assert wire.split_name("a.sample", {"a"}) == ("a", "sample")
+    assert wire.split_name("a.decoder", {"a", "a.decoder"}) == ("a.decoder", "model")
+    assert wire.split_name(".decoder", set()) == (".decoder", "model")
 
 
 @pytest.fixture(scope="module")
