@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.admission import Admission
-from service.inference import InferenceService
+from service.inference import Dataplane
 from service.metrics import ServiceMetrics
 from service.registry import Registry
 from service.settings import Settings
@@ -36,7 +36,7 @@ class Assembly:
     registry: Registry
     admission: Admission
     metrics: ServiceMetrics
-    dataplane: InferenceService  # the door (with the uvicorn protocol's adapters, until merged)
+    dataplane: Dataplane  # the door
 
 
 def assemble(settings: Settings) -> Assembly:
@@ -51,5 +51,5 @@ def assemble(settings: Settings) -> Assembly:
     admission = build_admission(settings)
     metrics = ServiceMetrics(registry, admission)
     return Assembly(
-        settings, registry, admission, metrics, InferenceService(registry, settings, metrics, admission)
+        settings, registry, admission, metrics, Dataplane(registry, settings, metrics, admission)
     )

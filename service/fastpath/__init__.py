@@ -1,9 +1,10 @@
 """The two shortcuts into the inference core (`service.inference`), beside the FastAPI routes.
 
-Both serve exactly what the routes serve (`InferenceService.find`: `POST /encode`, `/decode`,
+Both serve exactly what the routes serve (`Dataplane.route`: `POST /encode`, `/decode`,
 `/reconstruct`, `/anomaly-score`, `/sample`, `/v2/models/{m}[/versions/{v}]/infer`) through the same
-core, which alone checks the API key, validates, scores and builds every error; the routes stay the
-OpenAPI definitions and the path taken with `LATENTSERVE_FAST_PATH=false`.
+dataplane (`Dataplane.ticket`, then `.infer`), which alone checks the API key, validates, scores and
+builds every error; the routes stay the OpenAPI definitions
+and the path taken with `LATENTSERVE_FAST_PATH=false`.
 
   - `asgi`: under any ASGI server (`uvicorn --factory service.app:create_app`, TestClient), the app
     hands those POSTs to the core before FastAPI's middleware, router and dependencies.

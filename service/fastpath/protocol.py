@@ -34,13 +34,14 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.admission import RETRY_AFTER_S
+from service.assembly import load_settings
 from service.codecs import error_response
 from service.errors import BadRequest, LatentServeError, Overloaded
 from service.http.connections import ConnectionTable
 from service.http.door import Door
 from service.http.guard import Guard
 from service.http.shortcut import BodyShortcut, Head
-from service.inference import InferenceService
+from service.inference import Dataplane
 from service.settings import Settings
 
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
@@ -77,15 +78,15 @@ class _LingeringClose:
         return getattr(self.transport, name)
 
 
-def find_service(app: Any) -> tuple[InferenceService | None, bool, ProxyHeadersMiddleware | None]:
-    """The app's InferenceService, whether the app runs the fast path, and uvicorn's proxy-headers
+def find_service(app: Any) -> tuple[Dataplane | None, bool, ProxyHeadersMiddleware | None]:
+    """The app's Dataplane, whether the app runs the fast path, and uvicorn's proxy-headers
     wrapper when there is one, by unwrapping uvicorn's middleware."""
     proxy = None
     for _ in range(8):
         if isinstance(app, ProxyHeadersMiddleware):
             proxy = app
         service = getattr(getattr(app, "state", None), "service", None)
-        if isinstance(service, InferenceService):
+        if isinstance(service, Dataplane):
             return service, getattr(app, "fast_path", None) is not None, proxy
         app = getattr(app, "app", None)
         if app is None:
@@ -93,7 +94,7 @@ def find_service(app: Any) -> tuple[InferenceService | None, bool, ProxyHeadersM
     return None, False, proxy
 
 
-def table_of(state: ServerState, settings: Settings, service: InferenceService | None) -> ConnectionTable:
+def table_of(state: ServerState, settings: Settings, service: Dataplane | None) -> ConnectionTable:
     """The connection table of the server whose state is `state`, made by its first connection."""
     table = _TABLES.get(state)
     if table is None:
@@ -214,7 +215,7 @@ class LatentServeProtocol(UvicornWire):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         service, fast, self.proxy = find_service(self.app)
-        settings = service.settings if service is not None else Settings()
+        settings = service.settings if service is not None else load_settings()
         self.table = table_of(server_state, settings, service)
         self.guard = Guard(settings, self.table, self.loop, self)
         door = Door(service) if service is not None and fast and config.limit_concurrency is None else None

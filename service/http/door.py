@@ -1,68 +1,58 @@
-"""The HTTP layer's one way into the inference core: route, admit, infer, refuse.
+"""The HTTP layer's one way into the inference core: the dataplane's two steps, and its refusals.
 
-Every call the connection layer makes into `service.inference` goes through `Door`, so that the
-core's entry points can change behind this one small adapter. The admission step takes the headers
-and gives an `Admitted` (the ticket and the body limit of the request's kind) or raises the refusal;
-the infer step takes the ticket and the whole body and calls `reply` with the answer.
+Every call the connection layer makes into `service.inference` goes through `Door`: `route` (is
+this POST an inference request, and which model does its path name), `admit` (the dataplane's
+admission step: headers -> a `Ticket` holding the body limit and the memory reservation, or a
+counted `Refused`), `infer` (the infer step: ticket + the whole body -> the answer, given to
+`reply`) and `too_large` (a body that outgrew its ticket's limit, answered and counted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
-from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Ticket
-from service.codecs import JSON
-from service.inference import InferenceService, Verb
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A request admitted on its headers: its reservation and the largest body of its kind."""
-
-    ticket: Ticket
-    limit: int
+from service.inference import Dataplane, ModelRef, Refused, Ticket, Verb
+from service.inference.dataplane import Reply, declared_length
 
 
 class Door:
     """The inference core as the HTTP layer sees it."""
 
-    def __init__(self, service: InferenceService) -> None:
-        self.service = service
+    def __init__(self, dataplane: Dataplane) -> None:
+        self.dataplane = dataplane
 
-    def route(self, path: str) -> tuple[Verb, dict[str, str]] | None:
-        """The verb serving POST `path` and the path's parameters, or None (not an inference POST)."""
-        return self.service.find(path)
+    def route(self, path: str) -> tuple[Verb, ModelRef | None] | None:
+        """The verb serving POST `path` and the model the path names, or None (not an inference POST)."""
+        return self.dataplane.route(path)
 
-    def admit(self, verb: Verb, headers: Mapping[str, str], declared: int | None) -> Admitted:
-        """The admission step: the header checks (API key, Accept, Content-Type), the body limit of
-        the request's kind and a ticket for `declared` bytes; raises the refusal (a LatentServeError)."""
-        _, kind = self.service.admit(verb, headers)
-        limit = self.service.body_limit(kind)
-        if declared is not None and declared > limit:
-            raise self.service.too_large(kind, declared)  # a JSON body over MAX_JSON_BODY_BYTES
-        weight = JSON_WEIGHT if kind == JSON else BINARY_WEIGHT
-        return Admitted(self.service.admission.enter(declared, weight), limit)
+    def admit(
+        self, verb: Verb, ref: ModelRef | None, headers: Mapping[str, str], query: str
+    ) -> Ticket | Refused:
+        """The admission step: the header checks (API key, Accept, Content-Type), the declared size
+        against the body limit of the request's kind, and the memory reservation."""
+        return self.dataplane.ticket(verb, headers, dict(parse_qsl(query, keep_blank_values=True)), ref)
 
-    def infer(
-        self,
-        verb: Verb,
-        headers: Mapping[str, str],
-        query: str,
-        body: bytes,
-        params: Mapping[str, str],
-        ticket: Ticket | None,
-        reply: Callable[[Response], None],
-    ) -> None:
-        """The infer step: the admitted request with its whole body; `reply` gets the answer once."""
-        self.service.handle_raw(verb, headers, query, body, reply, params, ticket=ticket)
+    def infer(self, ticket: Ticket, body: bytes, reply: Reply) -> None:
+        """The infer step: the admitted request with its whole body; `reply` gets the answer once
+        (and releases the ticket's reservation)."""
+        self.dataplane.infer(ticket, body, reply)
 
-    def refuse_too_large(self, verb: Verb, headers: Mapping[str, str], declared: int | None) -> Response:
-        """The answer to a body over MAX_BODY_BYTES: a header check's error if any, else the 413; counted."""
-        return self.service.refuse_body(verb, headers, declared)
+    def too_large(self, ticket: Ticket) -> Response:
+        """The answer to a body that outgrew `ticket.body_limit` while read (413), counted."""
+        return self.refuse(ticket.verb, self.dataplane.limits.too_large(ticket.kind))
+
+    def refuse_oversized(self, verb: Verb, ref: ModelRef | None, headers: Mapping[str, str]) -> Response:
+        """A body declared past MAX_BODY_BYTES (one the ASGI path would read): the admission step's
+        refusal, a header check's error first, else the 413; counted."""
+        outcome = self.admit(verb, ref, headers, "")
+        if isinstance(outcome, Refused):
+            return outcome.response
+        outcome.release()  # not reached: no kind's body limit is above MAX_BODY_BYTES
+        return self.refuse(verb, self.dataplane.limits.too_large(outcome.kind, declared_length(headers)))
 
     def refuse(self, verb: Verb, exc: Exception) -> Response:
-        """The answer to a request refused on its headers (`admit`'s error), counted in the metrics."""
-        return self.service.refused(verb, exc)
+        """`exc` answered in the verb's protocol, counted in the metrics."""
+        return self.dataplane.refuse(verb, exc).response

@@ -25,13 +25,14 @@ from typing import Protocol
 import httptools
 from starlette.responses import Response
 
+from service import inference
 from service.admission import Ticket
 from service.codecs import JSON, NPY, error_response, media_type
-from service.errors import LatentServeError, Overloaded, PayloadTooLarge
+from service.errors import LatentServeError
 from service.http.connections import ConnectionTable, Member
 from service.http.door import Door
-from service.inference import Verb
-from service.oip import OCTET
+from service.inference import ModelRef, Refused, Verb
+from service.protocols.v2.wire import OCTET
 
 LINGER_BYTES = 1 << 20  # of a refused body, read and dropped past the limit before closing anyway
 
@@ -88,8 +89,8 @@ class Head:
         return int(header) if header is not None and header.isascii() and header.isdigit() else None
 
 
-def _shortcut_route(door: Door, head: Head) -> tuple[Verb, dict[str, str], str] | None:
-    """The verb, path parameters and query of an inference POST with a body the shortcut reads
+def _shortcut_route(door: Door, head: Head) -> tuple[Verb, ModelRef | None, str] | None:
+    """The verb, the model the path names and the query of an inference POST with a body the shortcut reads
     (JSON, .npy, binary tensors), or None: uvicorn's path (multipart is read by starlette's parser;
     an unsupported type is answered by the ASGI path)."""
     if not head.plain or head.method != b"POST":
@@ -115,12 +116,13 @@ class BodyShortcut:
         self.head: Head | None = None
         self.verb: Verb | None = None  # the request being read here (None: uvicorn's path has it)
         self.query = ""
-        self.params: dict[str, str] = {}  # the path's parameters (/v2: model, version)
+        self.ref: ModelRef | None = None  # the model the path names (/v2)
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = max_body  # of this body: smaller for JSON (MAX_JSON_BODY_BYTES)
         self.keep_alive = True
-        self.ticket: Ticket | None = None  # the admitted request being read
+        self.admitted: inference.Ticket | None = None  # the admitted request being read
+        self.ticket: Ticket | None = None  # its memory reservation (released by its reply)
         self.pending = 0  # answers not yet written on this connection
         self.close_after = False  # close after the answer being written
         self.discarding = False  # the request was refused: what the parser hands over is dropped
@@ -151,21 +153,19 @@ class BodyShortcut:
         if found is None:
             return self._refuses_large_asgi_body(head)
         assert self.door is not None
-        self.head, (self.verb, self.params, self.query) = head, found
+        self.head, (self.verb, self.ref, self.query) = head, found
         self.chunks, self.size, self.limit, self.discarding = [], 0, self.max_body, False
         self.keep_alive = head.version != "1.0" and head.keep_alive
-        declared = head.declared()
-        if declared is not None and declared > self.max_body:
-            self.too_large(declared)
-            return True
-        try:  # the API key, Accept, Content-Type and the admission, before a byte of body is kept
-            admitted = self.door.admit(self.verb, head.fields(), declared)
-        except LatentServeError as exc:
+        # the API key, Accept, Content-Type, the declared size and the admission, before a byte of
+        # body is kept
+        admitted = self.door.admit(self.verb, self.ref, head.fields(), self.query)
+        if isinstance(admitted, Refused):
             # a header check's error keeps the connection (the body is dropped); shed or too large closes
-            shed = isinstance(exc, (Overloaded, PayloadTooLarge))
-            self._answer_and_drop(self.door.refuse(self.verb, exc), self.keep_alive and not shed)
+            declared = head.declared()
+            oversized = declared is not None and declared > self.max_body
+            self._answer_and_drop(admitted.response, self.keep_alive and not admitted.shed and not oversized)
             return True
-        self.ticket, self.limit = admitted.ticket, admitted.limit
+        self.admitted, self.ticket, self.limit = admitted, admitted.hold, admitted.body_limit
         return True
 
     def _refuses_large_asgi_body(self, head: Head) -> bool:
@@ -184,7 +184,7 @@ class BodyShortcut:
         if found is None:
             return False
         self.head, self.verb, self.size = head, found[0], 0
-        self.too_large(declared)
+        self._answer_and_drop(self.door.refuse_oversized(found[0], found[1], head.fields()))
         return True
 
     def on_body(self, body: bytes) -> bool:
@@ -199,7 +199,7 @@ class BodyShortcut:
             return True
         self.size += len(body)
         if self.size > self.limit:
-            self.too_large(None)
+            self.too_large()
             return True
         ticket = self.ticket
         if ticket is not None and self.size > ticket.held // ticket.weight:  # no Content-Length
@@ -232,18 +232,21 @@ class BodyShortcut:
         chunks, self.chunks = self.chunks, []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.pending += 1
+        admitted, self.admitted = self.admitted, None
         ticket, self.ticket = self.ticket, None  # the reply releases it
-        reply = Reply(self, head, self.keep_alive, ticket=ticket)
-        self._door().infer(verb, head.fields(), self.query, body, self.params, ticket, reply)
+        assert admitted is not None
+        self._door().infer(admitted, body, Reply(self, head, self.keep_alive, ticket=ticket))
         return True
 
     # ---- refusals ----------------------------------------------------------------------------------
-    def too_large(self, declared: int | None) -> None:
-        """Answer now (a header check's error, else 413, with `Connection: close`), then drop the rest
-        of the body before closing: closing with unread data would reset the connection."""
-        assert self.verb is not None and self.head is not None
+    def too_large(self) -> None:
+        """A body past its ticket's limit while read: answer 413 now (with `Connection: close`),
+        then drop the rest of the body before closing: closing with unread data would reset the
+        connection."""
+        admitted = self.admitted
+        assert self.verb is not None and admitted is not None
         self.release_ticket()
-        self._answer_and_drop(self._door().refuse_too_large(self.verb, self.head.fields(), declared))
+        self._answer_and_drop(self._door().too_large(admitted))
 
     def refuse_now(self, exc: LatentServeError, head: Head) -> None:
         """Answer `exc` with `Connection: close` before reading further, and close."""
@@ -277,6 +280,7 @@ class BodyShortcut:
         self.lingering = False
 
     def release_ticket(self) -> None:
+        self.admitted = None
         if self.ticket is not None:
             self.ticket.release()
             self.ticket = None

@@ -8,8 +8,7 @@
   - `intake`: the header checks, then the protocol's parse and the validated rows (every 4xx);
   - `limits`: the body, row and answer size limits (413);
   - `scheduling`: event loop and micro-batcher, or a worker thread, within REQUEST_TIMEOUT_S;
-  - `metering`: each answer counted in the metrics;
-  - `adapters`: the uvicorn protocol's entries over the door (protocol adapter: rewired at merge).
+  - `metering`: each answer counted in the metrics.
 
 Where the work runs:
   - bodies up to INLINE_BYTES are parsed and validated on the event loop and their rows go to the
@@ -31,10 +30,9 @@ runs its rows in chunks and stops at the deadline (504), and an answer predicted
 MAX_RESPONSE_BYTES is a 413 before any model call.
 """
 
-from service.inference.adapters import InferenceService
 from service.inference.dataplane import Dataplane, Refused, Ticket
 from service.protocols.native import VERBS
 from service.protocols.records import ModelRef, Verb
 from service.protocols.v2 import V2_VERBS
 
-__all__ = ["V2_VERBS", "VERBS", "Dataplane", "InferenceService", "ModelRef", "Refused", "Ticket", "Verb"]
+__all__ = ["V2_VERBS", "VERBS", "Dataplane", "ModelRef", "Refused", "Ticket", "Verb"]

@@ -72,7 +72,7 @@ class Conn:
         """The app's inference core, as the protocol's door reaches it."""
         door = self.protocol.body.door
         assert door is not None
-        return door.service
+        return door.dataplane
 
     async def responses(self, n: int, timeout: float = 10.0) -> list[tuple[int, dict[str, str], bytes]]:
         """Wait for n complete responses; return (status, headers, body) for each."""
