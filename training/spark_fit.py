@@ -95,6 +95,8 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
         est.fit_neighbors(samples[0], cfg.score.neighbors, max_rows=cfg.score.reference_rows, seed=cfg.seed)
     if cfg.score.balance:  # as training.api does: the weight from the validation rows
         est.balance_neighbors(samples[1])
+    if cfg.score.detail is not None:  # from the sampled training rows, as the neighbors term
+        est.fit_detail(samples[0], samples[1], cfg.score.detail, cfg.score.detail_weight, seed=cfg.seed)
     dataset = Dataset("spark", samples[0], None, "features", source="spark", feature_names=tuple(features))
     run = TrainingRun(
         dataset=dataset,
