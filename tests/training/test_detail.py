@@ -166,3 +166,16 @@ def test_bad_detail_settings_exit_2_before_the_fit(
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_an_offline_bundle_carries_the_detail_files_and_scores_alike(tmp_path: Path) -> None:
+    """The Spark scorer's bundle (the files an ONNX runtime loads) holds the detail term's files, so
+    a worker scores as the service does."""
+    from latentserve_client.spark._bundle import from_folder, runtime
+
+    folder, manifest = _published(tmp_path)
+    bundle = from_folder(folder)
+    assert {"detail.npy", "detail-neighbors.npy"} <= set(bundle.files)
+    X = _features(50, seed=7)
+    served = OnnxRuntime.load(manifest, folder).compute("scores", X)[0]
+    np.testing.assert_allclose(runtime(bundle).compute("scores", X)[0], served, rtol=1e-6)
