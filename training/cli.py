@@ -212,7 +212,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--score-balance", "score.balance", balance, action="store_true")
     detail = "add the detail term: the error after further principal directions up to this variance share"
     add("--score-detail", "score.detail", detail, "off", type=float, metavar="SHARE")
-    detail_weight = "with --score-detail: its weight (each part divided by its 99% validation quantile)"
+    detail_weight = "with --score-detail: its weight (each part divided by its 99%% validation quantile)"
     add("--score-detail-weight", "score.detail_weight", detail_weight, type=float, metavar="W")
     add("--preset", "preset", "named settings (see `presets`); explicit flags override them", "none")
 
