@@ -162,7 +162,8 @@ class ReconstructionEstimator(ABC):
         rows' error (X, scaled as the score scales it) that, with the model's own, reach `share` of
         their variance (at least one) as `detail_` (m, d), and with a neighbors score the codes of
         the same reference rows along them. Both parts of the score are then divided by their
-        DETAIL_QUANTILE on the validation rows X_val, the detail term times `weight`. Returns self."""
+        DETAIL_QUANTILE on the validation rows X_val, the detail term times `weight`. Call it last,
+        after fit_neighbors (same X and seed) and balance_neighbors. Returns self."""
         check_detail(share, weight)
         X2, spec = self._flat(X), self.score_spec_.model_copy(update={"detail": None})
         scale = np.asarray(spec.scale if spec.scale is not None else np.ones(X2.shape[1]), dtype=np.float64)
