@@ -35,7 +35,8 @@ from service.errors import ArtifactTampered, ModelNotFound, ModelUnavailable
 from service.registry import Registry, VersionRecord
 
 SERVED_ROLES: tuple[FileRole, ...] = ("picture", "card", "report")  # display files (read_artifact)
-SCORER_ROLES: tuple[FileRole, ...] = ("encoder", "decoder", "scorer", "reference")  # read_model_file
+# read_model_file: what an ONNX runtime loads (a detail term's directions included)
+SCORER_ROLES: tuple[FileRole, ...] = ("encoder", "decoder", "scorer", "reference", "detail")
 MEDIA_TYPES = {
     "png": "image/png",
     "md": "text/markdown; charset=utf-8",

@@ -15,14 +15,17 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from latentserve_core.manifest import MAX_REFERENCE_ROWS, NeighborsSpec, ScoreSpec
-from latentserve_core.runtime.base import neighbor_distances, row_scores
+from latentserve_core.manifest import MAX_REFERENCE_ROWS, DetailSpec, NeighborsSpec, ScoreSpec
+from latentserve_core.runtime.base import Detail, neighbor_distances, row_scores
 from training.config import ScoreConfig
 from training.errors import UsageError
 
 F32 = npt.NDArray[np.float32]
 SCORE_BATCH = 4096  # rows scored at a time
 REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
+DETAIL_FILE = "detail.npy"  # a detail term's further directions (m, d)
+DETAIL_REFERENCE_FILE = "detail-neighbors.npy"  # the reference rows' codes along them (R, m)
+DETAIL_QUANTILE = 0.99  # _fit_detail divides each part of the score by this quantile on validation rows
 # _balance_neighbors: share of the two parts' total added to each before their ratio; when the kept
 # components explain every feature, the residual is float32 rounding (up to ~1e-7 of the total for
 # features far from zero) and the neighbors term must stay well above it
@@ -46,6 +49,21 @@ def floored_scale(std: npt.NDArray[np.float64], floor: float) -> npt.NDArray[np.
     if floor <= 0.0 or not varying.any():
         return scale
     return np.where(varying, np.maximum(std, np.quantile(std[varying], floor)), 1.0)
+
+
+def check_detail(share: float, weight: float) -> None:
+    """A detail term's settings, or a UsageError naming the flag."""
+    if not 0.0 < share < 1.0:
+        raise UsageError(f"--score-detail must be a variance share in (0, 1), got {share}")
+    if not weight > 0.0:
+        raise UsageError(f"--score-detail-weight must be > 0, got {weight}")
+
+
+def reference_index(n: int, max_rows: int, seed: int) -> npt.NDArray[np.int64]:
+    """Which of n training rows a neighbors score keeps the codes of: all, or a seeded subset."""
+    if n > max_rows:
+        return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    return np.arange(n)
 
 
 def score_spec(
@@ -93,6 +111,19 @@ def check_neighbors(score: ScoreConfig, n_rows: int, validation: bool) -> None:
         raise UsageError(f"--score-neighbors must be in [1, {rows}] (the reference rows), got {k}")
     if score.balance and not validation:
         raise UsageError("--score-balance weighs the neighbors term on validation rows: give fit(X, X_val)")
+
+
+def check_score_terms(score: ScoreConfig, n_rows: int, validation: bool) -> None:
+    """Refuse a neighbors or detail setting of `score` that a fit on n_rows training rows (and
+    validation rows, when `validation`) cannot apply; the message names the flag."""
+    check_neighbors(score, n_rows, validation)
+    if score.detail is None:
+        return
+    check_detail(score.detail, score.detail_weight)
+    if not validation:
+        raise UsageError(
+            "--score-detail divides each part by its quantile on validation rows: give fit(X, X_val)"
+        )
 
 
 class NotFittedError(RuntimeError):
@@ -175,12 +206,62 @@ class ReconstructionEstimator(ABC):
         codes' distance to the reference codes) as the service computes it."""
         X2 = self._flat(X)
         reference = getattr(self, "reference_codes_", None)
+        detail = getattr(self, "detail_", None)
         parts = []
         for i in range(0, len(X2), SCORE_BATCH):  # bounded memory for large or memory-mapped X
             rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
             Z = self._encode(rows)
-            parts.append(row_scores(rows, self._decode(Z), self.score_spec_, Z, reference))
+            parts.append(row_scores(rows, self._decode(Z), self.score_spec_, Z, reference, detail))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def _fit_detail(
+        self, X: F32, X_val: F32, share: float, weight: float, *, seed: int = 0
+    ) -> ReconstructionEstimator:
+        """Add the detail term (docs/score.md, step 6): the principal directions of the training
+        rows' error (X, scaled as the score scales it) that, with the model's own, reach `share` of
+        their variance (at least one) as `detail_` (m, d), and with a neighbors score the codes of
+        the same reference rows along them. Both parts of the score are then divided by their
+        DETAIL_QUANTILE on the validation rows X_val, the detail term times `weight`. Call it last,
+        after _fit_neighbors (same X and seed) and _balance_neighbors. Returns self."""
+        check_detail(share, weight)
+        X2, spec = self._flat(X), self.score_spec_.model_copy(update={"detail": None})
+        scale = np.asarray(spec.scale if spec.scale is not None else np.ones(X2.shape[1]), dtype=np.float64)
+        moment = np.zeros((X2.shape[1], X2.shape[1]))
+        sums, squares = np.zeros(X2.shape[1]), np.zeros(X2.shape[1])
+        for i in range(0, len(X2), SCORE_BATCH):
+            rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
+            err = (rows - self._decode(self._encode(rows))).astype(np.float64) / scale
+            moment += err.T @ err
+            scaled = rows.astype(np.float64) / scale
+            sums += scaled.sum(axis=0)
+            squares += np.square(scaled).sum(axis=0)
+        w, V = np.linalg.eigh(moment / len(X2))
+        w, V = np.maximum(w[::-1], 0.0), V[:, ::-1]
+        total = float(np.sum(squares / len(X2) - np.square(sums / len(X2))))  # the rows' variance
+        explained = total - float(w.sum())
+        m = int(np.searchsorted(explained + np.cumsum(w), share * total - 1e-12 * total)) + 1
+        m = min(max(m, 1), len(w))
+        components = np.ascontiguousarray(V[:, :m].T, dtype=np.float32)
+        reference, reference_file = None, None
+        if spec.neighbors is not None:
+            idx = reference_index(len(X2), spec.neighbors.reference_rows, seed)  # fit_neighbors' rows
+            rows = np.asarray(X2[idx], dtype=np.float32)
+            err32 = ((rows - self._decode(self._encode(rows))) / scale).astype(np.float32)
+            reference, reference_file = np.ascontiguousarray(err32 @ components.T), DETAIL_REFERENCE_FILE
+        self.detail_ = Detail(components=components, reference=reference)
+        unit = DetailSpec(
+            components=m, file=DETAIL_FILE, reference_file=reference_file, primary_weight=1.0, weight=1.0
+        )
+        self.score_spec_ = spec
+        first = self.score_samples(X_val).astype(np.float64)
+        self.score_spec_ = spec.model_copy(update={"detail": unit})
+        term = self.score_samples(X_val).astype(np.float64) - first
+        tiny = float(np.finfo(np.float32).tiny)
+        q_first = float(np.quantile(first, DETAIL_QUANTILE)) + tiny
+        q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
+        weighted = unit.model_copy(update={"primary_weight": 1.0 / q_first, "weight": weight / q_term})
+        self.score_spec_ = spec.model_copy(update={"detail": weighted})
+        return self
 
     def _fit_neighbors(self, X: F32, k: int, *, max_rows: int, seed: int) -> None:
         """Add the neighbors term to the score: keep the codes of at most `max_rows` rows of X (the
@@ -188,10 +269,7 @@ class ReconstructionEstimator(ABC):
         and average the squared distances to the k nearest of them (1 <= k <= R, checked before)."""
         X2 = self._flat(X)
         rows = min(len(X2), max_rows)
-        if len(X2) > max_rows:
-            idx = np.sort(np.random.default_rng(seed).choice(len(X2), max_rows, replace=False))
-        else:
-            idx = np.arange(len(X2))
+        idx = reference_index(len(X2), max_rows, seed)
         codes = [
             self._encode(np.asarray(X2[idx[i : i + SCORE_BATCH]], dtype=np.float32))
             for i in range(0, len(idx), SCORE_BATCH)

@@ -210,6 +210,10 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--score-reference-rows", "score.reference_rows", rows, type=int, metavar="R")
     balance = "with --score-neighbors: weight that term so both parts have one mean on the validation rows"
     add("--score-balance", "score.balance", balance, action="store_true")
+    detail = "add the detail term: the error after further principal directions up to this variance share"
+    add("--score-detail", "score.detail", detail, "off", type=float, metavar="SHARE")
+    detail_weight = "with --score-detail: its weight (each part divided by its 99%% validation quantile)"
+    add("--score-detail-weight", "score.detail_weight", detail_weight, type=float, metavar="W")
     add("--preset", "preset", "named settings (see `presets`); explicit flags override them", "none")
 
 

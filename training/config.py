@@ -76,6 +76,8 @@ class ScoreConfig:
     neighbors: int = 0  # PCA family: add the code's mean squared distance to its K nearest training codes
     reference_rows: int = 4096  # with neighbors: keep the codes of at most this many training rows
     balance: bool = False  # with neighbors: weight that term so both parts have one mean on validation rows
+    detail: float | None = None  # add the detail term: further directions up to this variance share
+    detail_weight: float = 0.5  # with detail: its weight, each part divided by its 99% validation quantile
     quantile: float = 0.99  # the threshold: this quantile of the calibration rows' scores
 
 

@@ -27,7 +27,7 @@ from latentserve_core.manifest import (
     Preprocessing,
 )
 from latentserve_core.runtime import RUNTIMES
-from latentserve_core.runtime.base import row_scores
+from latentserve_core.runtime.base import Detail, row_scores
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
 from training.config import ScoreConfig
@@ -92,7 +92,13 @@ def write_linear_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
         raise ExportError(f"{type(est).__name__} is not a linear codec; it has no linear ONNX form")
     reference = getattr(est, "reference_codes_", None)
     graphs = build_linear_graphs(
-        est.center_, est.scale_, est.components_, est.input_shape_, est.score_spec_, reference
+        est.center_,
+        est.scale_,
+        est.components_,
+        est.input_shape_,
+        est.score_spec_,
+        reference,
+        getattr(est, "detail_", None),
     )
     out: Written = []
     for role, model in graphs.items():
@@ -108,6 +114,20 @@ def write_reference(est: ReconstructionEstimator, folder: Path) -> Written:
         return []
     np.save(folder / nb.file, np.ascontiguousarray(est.reference_codes_, dtype=np.float32))  # type: ignore[attr-defined]
     return [("reference", nb.file, "npy")]
+
+
+def write_detail(est: ReconstructionEstimator, folder: Path) -> Written:
+    """A detail term's directions, float32 (m, d), and with neighbors their reference codes (R, m)."""
+    spec = est.score_spec_.detail
+    if spec is None:
+        return []
+    detail: Detail = est.detail_  # type: ignore[attr-defined]
+    np.save(folder / spec.file, detail.components)
+    out: Written = [("detail", spec.file, "npy")]
+    if spec.reference_file is not None and detail.reference is not None:
+        np.save(folder / spec.reference_file, detail.reference)
+        out.append(("reference", spec.reference_file, "npy"))
+    return out
 
 
 def _tabulate(values: Any) -> list[float] | None:
@@ -243,7 +263,7 @@ def verify(
     """
     ref_hat = est.reconstruct(X)
     ref_scores = est.score_samples(X)
-    plain = est.score_spec_.model_copy(update={"neighbors": None})
+    plain = est.score_spec_.model_copy(update={"neighbors": None, "detail": None})
     input_scale = float(np.max(row_scores(X, np.zeros_like(X), plain))) if len(X) else 0.0
     diffs: dict[str, float] = {}
     for fmt in manifest.formats:
@@ -291,6 +311,7 @@ def export(
 def export_pca_family(est: ReconstructionEstimator, run: TrainingRun, models_dir: Path, name: str) -> Path:
     """Linear PCA models: ONNX graphs and the scikit-learn joblib; kernel PCA: joblib only."""
     if est.kind == "kernel-pca":
-        return export(est, run, models_dir, name, [write_joblib, write_reference], primary_format="joblib")
-    writers: list[Writer] = [write_linear_onnx, write_joblib, write_reference]
+        writers: list[Writer] = [write_joblib, write_reference, write_detail]
+        return export(est, run, models_dir, name, writers, primary_format="joblib")
+    writers = [write_linear_onnx, write_joblib, write_reference, write_detail]
     return export(est, run, models_dir, name, writers, primary_format="onnx")

@@ -13,7 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from latentserve_core.manifest import ScoreSpec
-from latentserve_core.runtime.base import RELATIVE_EPS
+from latentserve_core.runtime.base import RELATIVE_EPS, Detail
 
 OPSET = 17
 
@@ -40,6 +40,39 @@ def _decoder_nodes(prefix: str, z: str, x_hat: str) -> list[onnx.NodeProto]:
     ]
 
 
+def _pool_nodes(
+    prefix: str, src: str, spec: ScoreSpec, d: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str]:
+    """Step 2 of docs/score.md on the (N, d) error `src`; returns the nodes, their constants and the
+    pooled error's name (`src` itself without a pool)."""
+    if spec.pool is None or spec.pool <= 1 or spec.image_shape is None:
+        return [], [], src
+    # (N, d) -> (N, H, W, C) -> (N, C, H, W), mean over pool x pool windows, back to (N, d')
+    H, W, C = spec.image_shape
+    r = spec.pool // 2
+    inits = [
+        _const(f"{prefix}pool_shape", np.asarray([-1, H, W, C], dtype=np.int64)),
+        _const(f"{prefix}pool_flat", np.asarray([-1, d], dtype=np.int64)),
+    ]
+    nodes = [
+        helper.make_node("Reshape", [src, f"{prefix}pool_shape"], [f"{prefix}err_img"]),
+        helper.make_node("Transpose", [f"{prefix}err_img"], [f"{prefix}err_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node(
+            "AveragePool",
+            [f"{prefix}err_nchw"],
+            [f"{prefix}err_pooled"],
+            kernel_shape=[spec.pool, spec.pool],
+            pads=[r, r, r, r],
+            strides=[1, 1],
+            count_include_pad=1,
+        ),
+        helper.make_node(
+            "Reshape", [f"{prefix}err_pooled", f"{prefix}pool_flat"], [f"{prefix}err_pooled_flat"]
+        ),
+    ]
+    return nodes, inits, f"{prefix}err_pooled_flat"
+
+
 def score_nodes(
     x_flat: str, x_hat_flat: str, scores: str, spec: ScoreSpec, d: int, extra: str | None = None
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
@@ -52,27 +85,9 @@ def score_nodes(
         inits.append(_const("score_scale", np.asarray(spec.scale, dtype=np.float32)))
         nodes.append(helper.make_node("Div", ["err", "score_scale"], ["err_scaled"]))
         src = "err_scaled"
-    if spec.pool is not None and spec.pool > 1 and spec.image_shape is not None:
-        # (N, d) -> (N, H, W, C) -> (N, C, H, W), mean over pool x pool windows, back to (N, d')
-        H, W, C = spec.image_shape
-        r = spec.pool // 2
-        inits.append(_const("pool_shape", np.asarray([-1, H, W, C], dtype=np.int64)))
-        inits.append(_const("pool_flat", np.asarray([-1, d], dtype=np.int64)))
-        nodes += [
-            helper.make_node("Reshape", [src, "pool_shape"], ["err_img"]),
-            helper.make_node("Transpose", ["err_img"], ["err_nchw"], perm=[0, 3, 1, 2]),
-            helper.make_node(
-                "AveragePool",
-                ["err_nchw"],
-                ["err_pooled"],
-                kernel_shape=[spec.pool, spec.pool],
-                pads=[r, r, r, r],
-                strides=[1, 1],
-                count_include_pad=1,
-            ),
-            helper.make_node("Reshape", ["err_pooled", "pool_flat"], ["err_pooled_flat"]),
-        ]
-        src = "err_pooled_flat"
+    pool_nodes, pool_inits, src = _pool_nodes("", src, spec, d)
+    nodes += pool_nodes
+    inits += pool_inits
     nodes.append(helper.make_node("Mul", [src, src], ["sq"]))
     if spec.reduction == "topk" and spec.topk is not None and spec.topk < d:
         inits.append(_const("topk_k", np.asarray([spec.topk], dtype=np.int64)))
@@ -106,40 +121,111 @@ def score_nodes(
 
 
 def neighbor_nodes(
-    z: str, term: str, reference: np.ndarray, k: int, d: int, weight: float | None = None
+    z: str,
+    term: str,
+    reference: np.ndarray,
+    k: int,
+    d: int,
+    weight: float | None = None,
+    prefix: str = "",
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """term = step 4 of docs/score.md, the neighbors term (clipping is monotone, so it commutes with
-    taking the k smallest)."""
+    taking the k smallest); `prefix` starts every name it adds to the graph."""
     R = np.asarray(reference, dtype=np.float32)
     inits = [
-        _const("reference_T_m2", np.ascontiguousarray(-2.0 * R.T)),  # x2 is exact in binary floats
-        _const("reference_sq", np.square(R, dtype=np.float32).sum(axis=1, dtype=np.float32)),
-        _const("zero", np.asarray(0.0, dtype=np.float32)),
-        _const("neighbors_k", np.asarray([k], dtype=np.int64)),
-        _const("nb_axis1", np.asarray([1], dtype=np.int64)),
-        _const("row_size", np.asarray(float(d), dtype=np.float32)),
+        _const(f"{prefix}reference_T_m2", np.ascontiguousarray(-2.0 * R.T)),  # x2 is exact in binary floats
+        _const(f"{prefix}reference_sq", np.square(R, dtype=np.float32).sum(axis=1, dtype=np.float32)),
+        _const(f"{prefix}zero", np.asarray(0.0, dtype=np.float32)),
+        _const(f"{prefix}neighbors_k", np.asarray([k], dtype=np.int64)),
+        _const(f"{prefix}nb_axis1", np.asarray([1], dtype=np.int64)),
+        _const(f"{prefix}row_size", np.asarray(float(d), dtype=np.float32)),
     ]
     nodes = [
-        helper.make_node("Mul", [z, z], ["nb_z2"]),
-        helper.make_node("ReduceSum", ["nb_z2", "nb_axis1"], ["nb_z_sq"], keepdims=1),
-        helper.make_node("MatMul", [z, "reference_T_m2"], ["nb_cross"]),
-        helper.make_node("Add", ["nb_cross", "nb_z_sq"], ["nb_part"]),
-        helper.make_node("Add", ["nb_part", "reference_sq"], ["nb_dist"]),
+        helper.make_node("Mul", [z, z], [f"{prefix}nb_z2"]),
+        helper.make_node(
+            "ReduceSum", [f"{prefix}nb_z2", f"{prefix}nb_axis1"], [f"{prefix}nb_z_sq"], keepdims=1
+        ),
+        helper.make_node("MatMul", [z, f"{prefix}reference_T_m2"], [f"{prefix}nb_cross"]),
+        helper.make_node("Add", [f"{prefix}nb_cross", f"{prefix}nb_z_sq"], [f"{prefix}nb_part"]),
+        helper.make_node("Add", [f"{prefix}nb_part", f"{prefix}reference_sq"], [f"{prefix}nb_dist"]),
     ]
-    near = "nb_dist"
+    near = f"{prefix}nb_dist"
     if k < len(R):
         nodes.append(
-            helper.make_node("TopK", ["nb_dist", "neighbors_k"], ["nb_near", "nb_idx"], axis=1, largest=0)
+            helper.make_node(
+                "TopK",
+                [f"{prefix}nb_dist", f"{prefix}neighbors_k"],
+                [f"{prefix}nb_near", f"{prefix}nb_idx"],
+                axis=1,
+                largest=0,
+            )
         )
-        near = "nb_near"
+        near = f"{prefix}nb_near"
     nodes += [
-        helper.make_node("Max", [near, "zero"], ["nb_clipped"]),
-        helper.make_node("ReduceMean", ["nb_clipped"], ["nb_mean"], axes=[1], keepdims=0),
-        helper.make_node("Div", ["nb_mean", "row_size"], ["nb_per_value" if weight is not None else term]),
+        helper.make_node("Max", [near, f"{prefix}zero"], [f"{prefix}nb_clipped"]),
+        helper.make_node("ReduceMean", [f"{prefix}nb_clipped"], [f"{prefix}nb_mean"], axes=[1], keepdims=0),
+        helper.make_node(
+            "Div",
+            [f"{prefix}nb_mean", f"{prefix}row_size"],
+            [f"{prefix}nb_per_value" if weight is not None else term],
+        ),
     ]
     if weight is not None:
-        inits.append(_const("neighbors_weight", np.asarray(weight, dtype=np.float32)))
-        nodes.append(helper.make_node("Mul", ["nb_per_value", "neighbors_weight"], [term]))
+        inits.append(_const(f"{prefix}neighbors_weight", np.asarray(weight, dtype=np.float32)))
+        nodes.append(helper.make_node("Mul", [f"{prefix}nb_per_value", f"{prefix}neighbors_weight"], [term]))
+    return nodes, inits
+
+
+def detail_nodes(
+    z: str,
+    first: str,
+    scores: str,
+    spec: ScoreSpec,
+    d: int,
+    detail: Detail,
+    reference: np.ndarray | None,
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """scores = step 6 of docs/score.md: primary_weight * `first` + weight * the detail term, from
+    the error that `score_nodes` names (err, or err_scaled with a scale) and the codes `z`."""
+    assert spec.detail is not None
+    err = "err_scaled" if spec.scale is not None else "err"
+    C = np.asarray(detail.components, dtype=np.float32)
+    inits = [
+        _const("detail_T", np.ascontiguousarray(C.T)),
+        _const("detail", np.ascontiguousarray(C)),
+        _const("detail_primary_weight", np.asarray(spec.detail.primary_weight, dtype=np.float32)),
+        _const("detail_weight", np.asarray(spec.detail.weight, dtype=np.float32)),
+    ]
+    nodes = [
+        helper.make_node("MatMul", [err, "detail_T"], ["dt_z"]),
+        helper.make_node("MatMul", ["dt_z", "detail"], ["dt_along"]),
+        helper.make_node("Sub", [err, "dt_along"], ["dt_err"]),
+    ]
+    pool_nodes, pool_inits, src = _pool_nodes("dt_", "dt_err", spec, d)
+    nodes += [
+        *pool_nodes,
+        helper.make_node("Mul", [src, src], ["dt_sq"]),
+        helper.make_node(
+            "ReduceMean", ["dt_sq"], ["dt_res" if spec.neighbors else "dt_term"], axes=[1], keepdims=0
+        ),
+    ]
+    inits += pool_inits
+    if spec.neighbors is not None:
+        if reference is None or detail.reference is None:
+            raise ValueError("a detail term with neighbors needs both reference codes")
+        both = np.concatenate([np.asarray(reference, dtype=np.float32), detail.reference], axis=1)
+        n_nodes, n_inits = neighbor_nodes("dt_codes", "dt_near", both, spec.neighbors.k, d, prefix="dt_")
+        nodes += [
+            helper.make_node("Concat", [z, "dt_z"], ["dt_codes"], axis=1),
+            *n_nodes,
+            helper.make_node("Add", ["dt_res", "dt_near"], ["dt_term"]),
+        ]
+        inits += n_inits
+    nodes += [
+        helper.make_node("Mul", [first, "detail_primary_weight"], ["dt_first_w"]),
+        helper.make_node("Mul", ["dt_term", "detail_weight"], ["dt_term_w"]),
+        helper.make_node("Add", ["dt_first_w", "dt_term_w"], [scores]),
+    ]
     return nodes, inits
 
 
@@ -150,9 +236,10 @@ def build_linear_graphs(
     row_shape: tuple[int, ...],
     spec: ScoreSpec,
     reference: np.ndarray | None = None,
+    detail: Detail | None = None,
 ) -> dict[str, onnx.ModelProto]:
     """Return encoder, decoder and scorer models for a linear codec (float32); a score with
-    neighbors needs the reference codes (R, k)."""
+    neighbors needs the reference codes (R, k), one with detail its arrays."""
     k, d = components.shape
     inits = [
         _const("center", center.astype(np.float32)),
@@ -188,8 +275,14 @@ def build_linear_graphs(
             raise ValueError("a score with neighbors needs the reference codes")
         nb = spec.neighbors
         n_nodes, n_inits = neighbor_nodes("Zs", "nb_term", reference, nb.k, d, nb.weight)
-    s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", "scores", spec, d, "nb_term" if n_nodes else None)
+    first = "scores" if spec.detail is None else "score_first"
+    s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", first, spec, d, "nb_term" if n_nodes else None)
     s_nodes, s_inits = n_nodes + s_nodes, n_inits + s_inits
+    if spec.detail is not None:
+        if detail is None:
+            raise ValueError("a score with detail needs its directions")
+        t_nodes, t_inits = detail_nodes("Zs", first, "scores", spec, d, detail, reference)
+        s_nodes, s_inits = s_nodes + t_nodes, s_inits + t_inits
     scorer = helper.make_graph(
         _encoder_nodes("e_", "X", "Zs") + _decoder_nodes("d_", "Zs", "X_hat") + s_nodes,
         "scorer",

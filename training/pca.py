@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from latentserve_core.manifest import ScoreSpec
-from training.base import F32, ReconstructionEstimator, check_neighbors, floored_scale, score_spec
+from training.base import F32, ReconstructionEstimator, check_score_terms, floored_scale, score_spec
 from training.config import PCAConfig, ScoreConfig
 from training.device import resolve_device
 from training.errors import DataError, UsageError
@@ -90,7 +90,7 @@ class PCAFamily(ReconstructionEstimator):
         """Refuse a score setting that cannot apply to n_rows training rows of shape input_shape_
         (and X_val), before any training."""
         self._score_spec(self.input_shape_)
-        check_neighbors(self.score, n_rows, X_val is not None and len(X_val) > 0)
+        check_score_terms(self.score, n_rows, X_val is not None and len(X_val) > 0)
 
     def _score_spec(self, row_shape: tuple[int, ...], scale: F64 | None = None) -> ScoreSpec:
         layout = self.layout or ("features" if len(row_shape) == 1 else "image")
@@ -105,6 +105,8 @@ class PCAFamily(ReconstructionEstimator):
             self._fit_neighbors(X, score.neighbors, max_rows=score.reference_rows, seed=self.seed)
         if score.balance and X_val is not None:  # X_val was checked by _check_score
             self._balance_neighbors(X_val)
+        if score.detail is not None and X_val is not None:  # last: it weighs the parts above
+            self._fit_detail(X, X_val, score.detail, score.detail_weight, seed=self.seed)
 
 
 class LinearCodec(PCAFamily):

@@ -50,13 +50,14 @@ PRESETS: dict[str, Preset] = {
     ),
     "one-class-images": Preset(
         "the image default: PCA keeping 60% of the training images' variance (k from their spectrum, "
-        "at least 4); "
-        "score = (3x3-pooled squared error + mean squared distance of the code to its 5 nearest "
-        "training codes) / the image's variance",
+        "at least 4); score = (3x3-pooled squared error + mean squared distance of the code to its 5 "
+        "nearest training codes) / the image's variance, plus at half weight the same without the "
+        "division with the directions reaching 95% of the variance (each part divided by its 99% "
+        "quantile on the validation rows)",
         FitConfig(
             "pca",
             pca=PCAConfig(n_components=0.6, min_components=4),
-            score=ScoreConfig(pool=3, neighbors=5, relative=True),
+            score=ScoreConfig(pool=3, neighbors=5, relative=True, detail=0.95, detail_weight=0.5),
             preset="one-class-images",
         ),
     ),

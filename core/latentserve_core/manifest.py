@@ -34,8 +34,11 @@ ModelKind = Literal[
 ArtifactFormat = Literal["onnx", "joblib"]
 # encoder: X -> Z; decoder: Z -> X_hat; scorer: X -> (X_hat, scores); estimator: a pickled
 # scikit-learn object with transform / inverse_transform; reference: the codes of training rows that
-# a score with `neighbors` measures distances to (an (R, latent_dim) float32 .npy).
-FileRole = Literal["encoder", "decoder", "scorer", "estimator", "reference", "picture", "card", "report"]
+# a score with `neighbors` measures distances to (an (R, latent_dim) float32 .npy); detail: the
+# further principal directions of a score's detail term (an (m, d) float32 .npy).
+FileRole = Literal[
+    "encoder", "decoder", "scorer", "estimator", "reference", "detail", "picture", "card", "report"
+]
 MAX_REFERENCE_ROWS = 16384  # the most reference codes a score may keep: its cost never grows past it
 
 
@@ -165,6 +168,28 @@ class NeighborsSpec(_Strict):
         return self
 
 
+class DetailSpec(_Strict):
+    """A second, plain score added to the first (docs/score.md, step 6): the error left after `m`
+    further principal directions (the model keeps more of the variance for this term), pooled as
+    the first, squared and averaged, plus the neighbors term over the codes extended by those
+    directions; never divided by the row's contrast. score = primary_weight * first + weight * this.
+    """
+
+    components: int = Field(ge=1, description="m, the further principal directions this term removes")
+    file: str = Field(
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="the version's file (role detail): float32 (m, d) directions",
+    )
+    reference_file: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="with score.neighbors: the file (role reference) holding the reference rows' codes "
+        "along the m directions, float32 (reference_rows, m)",
+    )
+    primary_weight: float = Field(gt=0, description="multiplies the first score (steps 1-5)")
+    weight: float = Field(gt=0, description="multiplies this term")
+
+
 class ScoreSpec(_Strict):
     """How a row's anomaly score is computed from input X and reconstruction X_hat (raw units),
     plus, with `neighbors`, its code's distance to the nearest training codes."""
@@ -192,6 +217,9 @@ class ScoreSpec(_Strict):
     neighbors: NeighborsSpec | None = Field(
         default=None, description="add the code's mean squared distance to its k nearest training codes"
     )
+    detail: DetailSpec | None = Field(
+        default=None, description="add a second, plain score: the error after further principal directions"
+    )
 
     @model_validator(mode="after")
     def _pool_needs_shape(self) -> ScoreSpec:
@@ -200,6 +228,12 @@ class ScoreSpec(_Strict):
                 raise ValueError(f"pool must be odd (a centred window), got {self.pool}")
             if self.image_shape is None or len(self.image_shape) != 3 or min(self.image_shape) < 1:
                 raise ValueError("pool needs image_shape [H, W, C]")
+        return self
+
+    @model_validator(mode="after")
+    def _detail_codes_match(self) -> ScoreSpec:
+        if self.detail is not None and (self.detail.reference_file is None) != (self.neighbors is None):
+            raise ValueError("detail.reference_file is given exactly when score.neighbors is")
         return self
 
 
@@ -251,6 +285,15 @@ class Manifest(_Strict):
         nb = self.score.neighbors
         if nb is not None and not any(f.role == "reference" and f.path == nb.file for f in self.files):
             raise ValueError(f"score.neighbors.file {nb.file!r} is not listed in files with role reference")
+        detail = self.score.detail
+        if detail is not None:
+            listed = {(f.role, f.path) for f in self.files}
+            wanted = [("detail", detail.file)]
+            if detail.reference_file is not None:
+                wanted.append(("reference", detail.reference_file))
+            for role, path in wanted:
+                if (role, path) not in listed:
+                    raise ValueError(f"score.detail's file {path!r} is not listed in files with role {role}")
         return self
 
     def file(self, role: FileRole, format: ArtifactFormat | None = None) -> FileEntry | None:

@@ -122,11 +122,13 @@ def test_the_image_default_is_the_one_class_images_preset() -> None:
     assert default_config("features") is PRESETS["features"].config
 
 
-def _digits_class(c: int) -> np.ndarray:
-    """The training rows `fit` keeps for class c of digits (the seeded split), flattened, float64."""
+def _digits_class(c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation rows `fit` keeps for class c of digits (the seeded split),
+    flattened, float64."""
     ds = load_dataset("digits")
     X, y = filter_classes(ds, [c])
-    return split(X, y, seed=0).X_train.reshape(-1, 64).astype(np.float64)
+    splits = split(X, y, seed=0)
+    return tuple(part.reshape(-1, 64).astype(np.float64) for part in (splits.X_train, splits.X_val))  # type: ignore[return-value]
 
 
 def _box3(e: np.ndarray) -> np.ndarray:
@@ -136,32 +138,52 @@ def _box3(e: np.ndarray) -> np.ndarray:
     return np.asarray(out).reshape(len(e), 64)
 
 
+def _pooled_score(flat: np.ndarray, mean: np.ndarray, W: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Mean 3x3-pooled squared error after the directions W + mean squared distance of the code to
+    its 5 nearest codes R, / 64, in float64."""
+    Z = (flat - mean) @ W.T
+    error = _box3(flat - (Z @ W + mean))
+    near = np.sort(((Z[:, None, :] - R[None, :, :]) ** 2).sum(axis=2), axis=1)[:, :5].mean(axis=1)
+    return np.asarray((error**2).mean(axis=1) + near / 64)
+
+
+def _share(s: np.ndarray, share: float) -> int:
+    return int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), share)) + 1
+
+
 @pytest.mark.parametrize(("c", "floored"), [(1, True), (8, False)])
 def test_image_default_takes_k_from_the_spectrum_and_serves_the_numpy_score(
     tmp_path: Path, c: int, floored: bool
 ) -> None:
-    """k = the fewest components reaching 60% of the training images' variance, at least 4,
-    computed here by an SVD; the published ONNX and joblib runtimes serve the score docs/score.md
-    defines, computed here in float64 from that SVD."""
+    """k = the fewest components reaching 60% of the training images' variance, at least 4, and
+    the detail term's directions up to 95%, computed here by an SVD; the published ONNX and joblib
+    runtimes serve the score docs/score.md defines, computed here in float64 from that SVD: the
+    relative score plus half the plain one, each divided by its 99% quantile on the validation rows."""
     folder = fit(default_config("image"), DataConfig("digits", classes=(c,)), name="img", models_dir=tmp_path)
     m = Manifest.read(folder)
-    X = _digits_class(c)
+    X, X_val = _digits_class(c)
     mean = X.mean(axis=0)
     _, s, Vt = np.linalg.svd(X - mean, full_matrices=False)
-    share = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.6)) + 1
+    share = _share(s, 0.6)
     assert (share < 4) == floored  # digits 1 needs fewer than 4 components for 60%: the floor bites
     k = max(share, 4)
+    k2 = max(_share(s, 0.95), k + 1)
     assert m.latent_dim == k and m.hyperparameters["preset"] == "one-class-images"
     assert m.score.pool == 3 and m.score.relative and m.score.neighbors is not None
     assert m.score.neighbors.k == 5 and m.score.neighbors.reference_rows == len(X)
+    assert m.score.detail is not None and m.score.detail.components == k2 - k
 
+    def parts(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        relative = _pooled_score(flat, mean, Vt[:k], (X - mean) @ Vt[:k].T) / (flat.var(axis=1) + 1e-6)
+        return relative, _pooled_score(flat, mean, Vt[:k2], (X - mean) @ Vt[:k2].T)
+
+    first_val, detail_val = parts(X_val)
+    first_w, detail_w = 1 / np.quantile(first_val, 0.99), 0.5 / np.quantile(detail_val, 0.99)
+    assert m.score.detail.primary_weight == pytest.approx(first_w, rel=2e-3)
+    assert m.score.detail.weight == pytest.approx(detail_w, rel=2e-3)
     rows = load_dataset("digits").X[:50]
-    flat = rows.reshape(len(rows), 64).astype(np.float64)
-    W = Vt[:k]
-    Z, R = (flat - mean) @ W.T, (X - mean) @ W.T
-    error = _box3(flat - (Z @ W + mean))
-    near = np.sort(((Z[:, None, :] - R[None, :, :]) ** 2).sum(axis=2), axis=1)[:, :5].mean(axis=1)
-    expected = ((error**2).mean(axis=1) + near / 64) / (flat.var(axis=1) + 1e-6)
+    first, detail = parts(rows.reshape(len(rows), 64).astype(np.float64))
+    expected = first_w * first + detail_w * detail
     for rt in (OnnxRuntime.load(m, folder), JoblibRuntime.load(m, folder)):
         np.testing.assert_allclose(rt.compute("scores", rows)[0], expected, rtol=2e-3)
         np.testing.assert_allclose(rt.reconstruct(rows).scores, expected, rtol=2e-3)

@@ -18,7 +18,7 @@ from latentserve_core.manifest import MANIFEST_FILE, FileEntry, Manifest
 from latentserve_core.runtime import ModelRuntime, OnnxRuntime
 from latentserve_core.runtime.base import verify_file
 
-SCORER_ROLES = ("encoder", "decoder", "scorer", "reference")  # what an ONNX runtime loads
+SCORER_ROLES = ("encoder", "decoder", "scorer", "reference", "detail")  # what an ONNX runtime loads
 
 
 @dataclass(frozen=True)

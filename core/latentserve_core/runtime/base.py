@@ -20,6 +20,15 @@ Op = Literal["encode", "decode", "reconstruct", "scores"]
 
 
 @dataclass(frozen=True)
+class Detail:
+    """The arrays of a score's detail term (docs/score.md, step 6): the further principal
+    directions (m, d) and, with neighbors, the reference rows' codes along them (R, m)."""
+
+    components: FloatArray
+    reference: FloatArray | None
+
+
+@dataclass(frozen=True)
 class Reconstruction:
     """X_hat has the rows' shape (n, *input.shape); scores has shape (n,)."""
 
@@ -39,13 +48,13 @@ def row_scores(
     spec: ScoreSpec,
     Z: FloatArray | None = None,
     reference: FloatArray | None = None,
+    detail: Detail | None = None,
 ) -> FloatArray:
     """Per-row anomaly score (n,), as specified in docs/score.md (the numpy implementation)."""
-    diff: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
+    err: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
-        diff = np.divide(diff, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
-    if spec.pool is not None and spec.pool > 1 and spec.image_shape is not None:
-        diff = box_mean(diff, spec.pool, spec.image_shape)
+        err = np.divide(err, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
+    diff = _pooled(err, spec)
     sq: FloatArray = np.square(diff, dtype=np.float32)
     if spec.reduction == "topk" and spec.topk is not None and spec.topk < sq.shape[1]:
         k = spec.topk
@@ -65,6 +74,40 @@ def row_scores(
         centred = x - x.mean(axis=1, keepdims=True, dtype=np.float32)
         contrast = np.square(centred, dtype=np.float32).mean(axis=1, dtype=np.float32)
         out = np.divide(out, contrast + np.float32(RELATIVE_EPS), dtype=np.float32)
+    if spec.detail is not None:
+        if detail is None:
+            raise ValueError("a score with detail needs its directions (and, with neighbors, their codes)")
+        part = _detail_term(err, spec, Z, reference, detail)
+        first = np.multiply(out, np.float32(spec.detail.primary_weight), dtype=np.float32)
+        out = np.add(
+            first, np.multiply(part, np.float32(spec.detail.weight), dtype=np.float32), dtype=np.float32
+        )
+    return out
+
+
+def _pooled(err: FloatArray, spec: ScoreSpec) -> FloatArray:
+    """Step 2: the error averaged over pool x pool windows (unchanged without a pool)."""
+    if spec.pool is not None and spec.pool > 1 and spec.image_shape is not None:
+        return box_mean(err, spec.pool, spec.image_shape)
+    return err
+
+
+def _detail_term(
+    err: FloatArray, spec: ScoreSpec, Z: FloatArray | None, reference: FloatArray | None, detail: Detail
+) -> FloatArray:
+    """Step 6 before its weight: the error (n, d) left after the further directions, pooled, squared
+    and averaged, plus the neighbors term over the codes extended by those directions."""
+    C = np.asarray(detail.components, dtype=np.float32)
+    Zx = err @ C.T
+    rest = _pooled(np.subtract(err, Zx @ C, dtype=np.float32), spec)
+    out: FloatArray = np.square(rest, dtype=np.float32).mean(axis=1, dtype=np.float32)
+    if spec.neighbors is not None:
+        if Z is None or reference is None or detail.reference is None:
+            raise ValueError("a detail term with neighbors needs the codes and both reference codes")
+        codes = np.concatenate([np.asarray(Z, dtype=np.float32).reshape(len(Z), -1), Zx], axis=1)
+        refs = np.concatenate([reference, detail.reference], axis=1)
+        near = neighbor_distances(codes, refs, spec.neighbors.k) / np.float32(err.shape[1])
+        out = np.add(out, near, dtype=np.float32)
     return out
 
 
@@ -132,6 +175,41 @@ def load_reference(manifest: Manifest, folder: Path) -> FloatArray | None:
             version=manifest.version,
         )
     return np.ascontiguousarray(R)
+
+
+def load_detail(manifest: Manifest, folder: Path) -> Detail | None:
+    """The arrays of a score's detail term (sha256-checked), or None."""
+    spec = manifest.score.detail
+    if spec is None:
+        return None
+    C = _load_npy(manifest, folder, "detail", spec.file, (spec.components, manifest.input.size))
+    R = None
+    if spec.reference_file is not None and manifest.score.neighbors is not None:
+        rows = manifest.score.neighbors.reference_rows
+        R = _load_npy(manifest, folder, "reference", spec.reference_file, (rows, spec.components))
+    return Detail(components=C, reference=R)
+
+
+def _load_npy(manifest: Manifest, folder: Path, role: str, file: str, shape: tuple[int, int]) -> FloatArray:
+    entry = next(f for f in manifest.files if f.role == role and f.path == file)
+    path = verify_file(folder, entry, manifest)
+    try:
+        A = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(
+            f"file {entry.path!r} is not a .npy array",
+            field="files",
+            model=manifest.name,
+            version=manifest.version,
+        ) from exc
+    if A.dtype != np.float32 or A.shape != shape:
+        raise IntegrityError(
+            f"file {entry.path!r} holds {A.dtype} {list(A.shape)}, expected float32 {list(shape)}",
+            field="files",
+            model=manifest.name,
+            version=manifest.version,
+        )
+    return np.ascontiguousarray(A)
 
 
 def conformal_p_values(scores: FloatArray, calibration_sorted: FloatArray) -> FloatArray:
@@ -206,6 +284,7 @@ class ModelRuntime(ABC):
         self._label = f"model {manifest.name!r} version {manifest.version}"  # for error messages
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
         self._reference = load_reference(manifest, folder)
+        self._detail = load_detail(manifest, folder)
         span = manifest.input.value_range
         self._range = RangeCheck(span, self._label) if span is not None else None
         # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows
@@ -225,7 +304,7 @@ class ModelRuntime(ABC):
     def _reconstruct(self, X: FloatArray) -> Reconstruction:
         Z = self._encode(X)
         X_hat = self._decode(Z).reshape(X.shape)
-        scores = row_scores(X, X_hat, self.manifest.score, Z, self._reference)
+        scores = row_scores(X, X_hat, self.manifest.score, Z, self._reference, self._detail)
         return Reconstruction(X_hat=X_hat, scores=scores)
 
     def _scores(self, X: FloatArray) -> FloatArray:
