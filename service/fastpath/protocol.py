@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
@@ -46,15 +45,7 @@ from service.inference import Dataplane
 from service.settings import Settings
 
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
-
-
-@dataclass(frozen=True)
-class _Found:
-    app_id: int  # the app the parts were found in (a server keeps its app; a test may swap it)
-    parts: ServerParts
-
-
-_SERVERS: weakref.WeakKeyDictionary[ServerState, _Found] = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[ServerState, ConnectionTable] = weakref.WeakKeyDictionary()
 
 
 class _Pending:
@@ -103,30 +94,14 @@ def find_service(app: Any) -> tuple[Dataplane | None, bool, ProxyHeadersMiddlewa
     return None, False, proxy
 
 
-@dataclass(frozen=True)
-class ServerParts:
-    """What every connection of one uvicorn server shares: found once, by its first connection
-    (unwrapping the app and loading the settings per connection was a tenth of an aborted
-    upload's cost, in a burst of them)."""
-
-    table: ConnectionTable
-    settings: Settings
-    service: Dataplane | None
-    fast: bool
-    proxy: ProxyHeadersMiddleware | None
-
-
-def server_parts(state: ServerState, app: Any) -> ServerParts:
-    """The parts of the server whose state is `state` and whose app is `app`."""
-    parts = _SERVERS.get(state)
-    if parts is None or parts.app_id != id(app):
-        service, fast, proxy = find_service(app)
-        settings = service.settings if service is not None else load_settings()
-        table = parts.parts.table if parts is not None else ConnectionTable(settings)
-        if parts is None and service is not None:
+def table_of(state: ServerState, settings: Settings, service: Dataplane | None) -> ConnectionTable:
+    """The connection table of the server whose state is `state`, made by its first connection."""
+    table = _TABLES.get(state)
+    if table is None:
+        table = _TABLES[state] = ConnectionTable(settings)
+        if service is not None:
             table.report_to(service.metrics.collectors)
-        parts = _SERVERS[state] = _Found(id(app), ServerParts(table, settings, service, fast, proxy))
-    return parts.parts
+    return table
 
 
 class UvicornWire(HttpToolsProtocol):
@@ -239,10 +214,9 @@ class LatentServeProtocol(UvicornWire):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        parts = server_parts(server_state, self.app)
-        service, settings, self.proxy = parts.service, parts.settings, parts.proxy
-        self.table = parts.table
-        fast = parts.fast
+        service, fast, self.proxy = find_service(self.app)
+        settings = service.settings if service is not None else load_settings()
+        self.table = table_of(server_state, settings, service)
         self.guard = Guard(settings, self.table, self.loop, self)
         door = Door(service) if service is not None and fast and config.limit_concurrency is None else None
         self.body = BodyShortcut(self, door, self.table, settings.max_body_bytes)
