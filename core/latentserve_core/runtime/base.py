@@ -155,26 +155,7 @@ def load_reference(manifest: Manifest, folder: Path) -> FloatArray | None:
     nb = manifest.score.neighbors
     if nb is None:
         return None
-    entry = next(f for f in manifest.files if f.role == "reference" and f.path == nb.file)
-    path = verify_file(folder, entry, manifest)
-    try:
-        R = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise IntegrityError(
-            f"file {entry.path!r} is not a .npy array",
-            field="files",
-            model=manifest.name,
-            version=manifest.version,
-        ) from exc
-    if R.dtype != np.float32 or R.shape != (nb.reference_rows, manifest.latent_dim):
-        raise IntegrityError(
-            f"file {entry.path!r} holds {R.dtype} {list(R.shape)}, "
-            f"expected float32 [{nb.reference_rows}, {manifest.latent_dim}]",
-            field="files",
-            model=manifest.name,
-            version=manifest.version,
-        )
-    return np.ascontiguousarray(R)
+    return _load_npy(manifest, folder, "reference", nb.file, (nb.reference_rows, manifest.latent_dim))
 
 
 def load_detail(manifest: Manifest, folder: Path) -> Detail | None:
