@@ -17,6 +17,17 @@ if TYPE_CHECKING:
     from service.admission import Ticket
 
 
+def content_length(value: str | None) -> int | None:
+    """A Content-Length header's value as a number, or None when absent or not plain ASCII digits
+    (`'²'.isdigit()` is true, and `int('²')` fails)."""
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The request's Content-Length, when it is a plain number."""
+    return content_length(headers.get("content-length"))
+
+
 async def read_body(
     request: Request,
     limit: int,
@@ -38,9 +49,9 @@ async def read_body_chunks(
     """`read_body`, as the chunks received: for a reader that takes them one at a time (and can
     drop each once read) without the whole body's joined copy."""
     refuse = too_large if too_large is not None else functools.partial(body_too_large, limit)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise refuse(int(declared))
+    declared = declared_length(request.headers)
+    if declared is not None and declared > limit:
+        raise refuse(declared)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

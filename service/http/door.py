@@ -14,8 +14,9 @@ from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
+from service.codecs.body import declared_length
 from service.inference import Dataplane, ModelRef, Refused, Ticket, Verb
-from service.inference.dataplane import Reply, declared_length
+from service.inference.dataplane import Reply
 
 
 class Door:

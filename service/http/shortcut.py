@@ -28,6 +28,7 @@ from starlette.responses import Response
 from service import inference
 from service.admission import Ticket
 from service.codecs import JSON, NPY, error_response, media_type
+from service.codecs.body import content_length
 from service.errors import LatentServeError
 from service.http.connections import ConnectionTable, Member
 from service.http.door import Door
@@ -85,8 +86,7 @@ class Head:
 
     def declared(self) -> int | None:
         """Content-Length, or None when absent or not a number."""
-        header = self.header(b"content-length")
-        return int(header) if header is not None and header.isascii() and header.isdigit() else None
+        return content_length(self.header(b"content-length"))
 
 
 def _shortcut_route(door: Door, head: Head) -> tuple[Verb, ModelRef | None, str] | None:

@@ -25,6 +25,7 @@ from service import codecs
 from service.admission import BINARY_WEIGHT, JSON_WEIGHT, Admission
 from service.batching import Batcher, Outputs
 from service.codecs import CSV, JSON, MULTIPART, ImageFile
+from service.codecs.body import declared_length
 from service.errors import ClientClosed, LatentServeError, Overloaded, PayloadTooLarge
 from service.inference.intake import Intake
 from service.inference.limits import JSON_VALUE_BYTES, Limits
@@ -53,12 +54,6 @@ def run(job: Job) -> Outputs:
     for op in job.ops:
         outputs += compute(job.runtime, op, job.X)
     return outputs
-
-
-def declared_length(headers: Mapping[str, str]) -> int | None:
-    """The Content-Length, when it is a plain number."""
-    declared = headers.get("content-length")
-    return int(declared) if declared is not None and declared.isascii() and declared.isdigit() else None
 
 
 @dataclass
