@@ -48,11 +48,17 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     """Parse `NAME` or `NAME:VERSION`."""
     name, _, version = ref.partition(":")
     check_name(name, "name")
+    return name, parse_version(version)
+
+
+def parse_version(version: str | None) -> int | None:
+    """A version as written (a CLI ref, a URL): a positive integer in ASCII digits; None or "" for
+    the newest."""
     if not version:
-        return name, None
+        return None
     if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(f"version: expected a positive integer, got {version!r}", field="version")
-    return name, int(version)
+    return int(version)
 
 
 def read_manifest(models_dir: Path, name: str, version: int) -> Manifest:

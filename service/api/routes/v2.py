@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from latentserve_core.layout import parse_version
 from latentserve_core.runtime import ModelRuntime
 from service.api.deps import APIKey, RegistryDep, ServiceDep
 from service.errors import InvalidInput
@@ -58,7 +59,7 @@ def server_metadata(request: Request) -> V2ServerMetadata:
 def _model(registry: Registry, name: str, version: str | None) -> tuple[str, wire.Target, ModelRuntime]:
     """The model behind `name` (`{model}`, `.decoder`, `.sample`) at `version` (default: newest)."""
     model, target = wire.split_name(name, registry.records())
-    runtime = registry.get(model, wire.parse_version(version))
+    runtime = registry.get(model, parse_version(version))
     wire.check_target(runtime, target)
     return model, target, runtime
 

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 import orjson
 from starlette.responses import Response
 
+from latentserve_core.layout import parse_version
 from latentserve_core.manifest import Manifest
 from latentserve_core.runtime import ModelRuntime
 from latentserve_core.runtime.base import FloatArray, Op
@@ -60,7 +61,7 @@ class V2Protocol(Protocol):
         self, verb: Verb, parsed: Parsed, reader: Reader, labels: Labels
     ) -> tuple[ModelRuntime, Any, Array]:
         assert parsed.ref is not None
-        runtime = reader.registry.get(parsed.ref.name, wire.parse_version(parsed.ref.version))
+        runtime = reader.registry.get(parsed.ref.name, parse_version(parsed.ref.version))
         labels.model = runtime.manifest.name
         target: wire.Target = verb.target  # type: ignore[assignment]
         req, X = wire.read_request(parsed.kind, parsed.body, parsed.headers, runtime, target)

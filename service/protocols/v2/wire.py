@@ -103,15 +103,6 @@ def split_name(name: str, models: Container[str]) -> tuple[str, Target]:
     return name, "model"
 
 
-def parse_version(version: str | None) -> int | None:
-    """A version from the URL: a positive integer; None or "" for the newest that loaded."""
-    if not version:
-        return None
-    if not (version.isascii() and version.isdigit()) or int(version) < 1:
-        raise InvalidInput(f"version: expected a positive integer, got {version!r}", field="version")
-    return int(version)
-
-
 def ops_for(outputs: list[str]) -> tuple[Op, ...]:
     """The fewest model calls that produce the outputs of `{model}`: encode for `code`, then
     reconstruct for `reconstruction` (its scores come with it), else the scorer for the scores."""
