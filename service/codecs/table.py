@@ -110,7 +110,8 @@ def _finite_number(v: object) -> bool:
         return False
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether `text` reads as a float (a CSV cell, a header line's test)."""
     try:
         float(text)
     except ValueError:
@@ -138,7 +139,7 @@ def load_csv(body: bytes, field: str) -> NamedRows | npt.NDArray[np.float64]:
         raise InvalidInput("body: no rows; expected a CSV header line and rows", field="body")
     first = records[0][1]
     header: tuple[str, ...] | None = None
-    if not all(_is_number(c) for c in first):
+    if not all(is_number(c) for c in first):
         header = tuple(c.strip() for c in first)
         repeated = sorted({n for n in header if header.count(n) > 1})
         if repeated:
@@ -159,7 +160,7 @@ def load_csv(body: bytes, field: str) -> NamedRows | npt.NDArray[np.float64]:
         try:
             row = [float(c) for c in record]
         except ValueError:
-            j = next(j for j, c in enumerate(record) if not _is_number(c))
+            j = next(j for j, c in enumerate(record) if not is_number(c))
             raise BadCell("body", f"line {line}", names[j], record[j].strip()) from None
         if not all(math.isfinite(v) for v in row):
             j = next(j for j, v in enumerate(row) if not math.isfinite(v))

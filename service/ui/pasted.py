@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from service.codecs.table import is_number
 from service.errors import InvalidInput
 
 MAX_ROW_CHARS = 1 << 20  # pasted text longer than this is refused before it is parsed
@@ -43,7 +44,7 @@ def parse_rows(text: str, feature_names: list[str] | None = None) -> npt.NDArray
     lines = [line.strip() for line in stripped.splitlines() if line.strip()]
     sep = _separator(lines[0])  # one for every line, as in a CSV file
     first = _cells(lines[0], 1, sep)
-    header = None if len(lines) == 1 or all(_is_number(c) for c in first) else first
+    header = None if len(lines) == 1 or all(is_number(c) for c in first) else first
     if len(lines) == 1 and feature_names is not None and set(first) & set(feature_names):
         raise InvalidInput("row: a header line with no rows under it; paste the values below it", field="row")
     if header is not None:
@@ -74,14 +75,6 @@ def _check_count(n: int, header: bool) -> None:
             field="row",
             details={"limit": MAX_TRY_ROWS, "got": n},
         )
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _separator(line: str) -> str | None:
