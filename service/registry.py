@@ -200,8 +200,7 @@ class Registry:
                 )
 
     def _runtime_for(self, manifest: Manifest, folder: Path) -> ModelRuntime:
-        # ONNX first (it needs no trust), then the manifest's own
-        order = sorted(manifest.formats, key=lambda f: (f != "onnx", f != manifest.format))
+        order = manifest.serving_order
         for fmt in order:
             if fmt == "joblib" and not self._pickle_allowed(manifest.name):
                 if len(order) > 1:

@@ -177,5 +177,4 @@ class Detector(BaseEstimator):  # type: ignore[misc]
 
 def _load(manifest: Manifest, folder: Path) -> ModelRuntime:
     """The version as the registry serves it: ONNX when it has it, else its own format."""
-    fmt = "onnx" if "onnx" in manifest.formats else manifest.format
-    return RUNTIMES[fmt].load(manifest, folder)
+    return RUNTIMES[manifest.serving_order[0]].load(manifest, folder)

@@ -109,14 +109,13 @@ def resolve_version(models_dir: Path, ref: str) -> tuple[Manifest, Path]:
 
 def load_runtime(manifest: Manifest, folder: Path, *, allow_pickle: bool = False) -> ModelRuntime:
     """The runtime the service would serve: ONNX when the version has it, joblib only when allowed."""
-    if "onnx" in manifest.formats:
-        return RUNTIMES["onnx"].load(manifest, folder)
-    if not allow_pickle:
+    fmt = manifest.serving_order[0]
+    if fmt == "joblib" and not allow_pickle:
         raise EvaluationError(
             f"model {manifest.name!r} version {manifest.version} is a joblib (pickle) artifact only; "
             "pass --allow-pickle to load it (unpickling runs code from the file)"
         )
-    return RUNTIMES["joblib"].load(manifest, folder)
+    return RUNTIMES[fmt].load(manifest, folder)
 
 
 def _training_rows(manifest: Manifest, ds: Dataset) -> npt.NDArray[np.intp]:

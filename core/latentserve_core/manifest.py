@@ -314,6 +314,12 @@ class Manifest(_Strict):
                 out.append("joblib")
         return out
 
+    @property
+    def serving_order(self) -> list[ArtifactFormat]:
+        """`formats` in the order every reader tries them: ONNX first (loading it runs no code from
+        the file), then the manifest's own."""
+        return sorted(self.formats, key=lambda f: (f != "onnx", f != self.format))
+
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
 
