@@ -107,6 +107,7 @@ class ServiceMetrics:
         self.drift = Drift()  # /anomaly-score's scores against each version's calibration
         self.collectors.register(DriftCollector(registry, self.drift))
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._failures: dict[tuple[str, str, int, str | None], tuple[Any, Any]] = {}
 
     def observe(
         self, endpoint: str, model: str, status: int, seconds: float, rows: int, error: str | None = None
@@ -124,11 +125,16 @@ class ServiceMetrics:
         if error is None and status == 200:
             ok.inc()
         else:
-            self.requests.labels(endpoint, model, str(status)).inc()
+            failure = self._failures.get((endpoint, model, status, error))
+            if failure is None:  # as above; the label values are those the counters hold already
+                requests = self.requests.labels(endpoint, model, str(status))
+                errors = self.errors.labels(endpoint, model, error) if error is not None else None
+                failure = self._failures[endpoint, model, status, error] = (requests, errors)
+            failure[0].inc()
+            if failure[1] is not None:
+                failure[1].inc()
         if rows:
             rows_counter.inc(rows)
-        if error is not None:
-            self.errors.labels(endpoint, model, error).inc()
 
     def observe_batch(self, requests: int, _rows: int) -> None:
         """One stacked model call of the batcher (the rows it held are not recorded)."""

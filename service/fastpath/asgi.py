@@ -48,7 +48,8 @@ class InferenceFastPath:
 
     @staticmethod
     async def _try_it(scope: Scope, receive: Receive, send: Send) -> bool:
-        from service.ui.routes import TRY_PATH, try_page  # the UI imports the door: imported when used
+        from service.ui.routes import try_page  # the UI imports the door: imported when used
+        from service.ui.tryit import TRY_PATH
 
         match = TRY_PATH.fullmatch(scope["path"])
         if match is None:

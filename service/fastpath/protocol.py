@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from starlette.responses import Response
 from uvicorn.config import Config
@@ -39,13 +40,15 @@ from service.codecs import error_response
 from service.errors import BadRequest, LatentServeError, Overloaded
 from service.http.connections import ConnectionTable
 from service.http.door import Door
+from service.http.form import FormUpload
 from service.http.guard import Guard
 from service.http.shortcut import BodyShortcut, Head
-from service.inference import Dataplane
+from service.inference import Dataplane, Refused
 from service.settings import Settings
+from service.ui.tryit import UPLOAD, Upload
 
 SHUTDOWN_GRACE_S = 0.5  # an idle connection's time to deliver a request already sent, on shutdown
-_TABLES: weakref.WeakKeyDictionary[ServerState, ConnectionTable] = weakref.WeakKeyDictionary()
+_PARTS: weakref.WeakKeyDictionary[ServerState, ServerParts] = weakref.WeakKeyDictionary()
 
 
 class _Pending:
@@ -78,6 +81,32 @@ class _LingeringClose:
         return getattr(self.transport, name)
 
 
+class _AddressesByName:
+    """The transport as uvicorn's `connection_made` sees it: the addresses read by name (`peername`,
+    `sockname`: 1.7 us a connection under uvloop) instead of through the socket object uvloop builds
+    for `get_extra_info("socket")` (8.5 us), which nothing else here uses. uvicorn's flow control
+    keeps it for its pause and resume, which it passes on."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return default
+        info = self.transport.get_extra_info(name, default)
+        if name in ("peername", "sockname") and isinstance(info, (list, tuple)) and len(info) > 2:
+            return tuple(info[:2])  # IPv6's (host, port, flowinfo, scope_id), as uvicorn reads sockets
+        return info
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+
 def find_service(app: Any) -> tuple[Dataplane | None, bool, ProxyHeadersMiddleware | None]:
     """The app's Dataplane, whether the app runs the fast path, and uvicorn's proxy-headers
     wrapper when there is one, by unwrapping uvicorn's middleware."""
@@ -94,14 +123,30 @@ def find_service(app: Any) -> tuple[Dataplane | None, bool, ProxyHeadersMiddlewa
     return None, False, proxy
 
 
-def table_of(state: ServerState, settings: Settings, service: Dataplane | None) -> ConnectionTable:
-    """The connection table of the server whose state is `state`, made by its first connection."""
-    table = _TABLES.get(state)
-    if table is None:
-        table = _TABLES[state] = ConnectionTable(settings)
+@dataclass(frozen=True, slots=True)
+class ServerParts:
+    """What every connection of one uvicorn server shares, found by its first connection: the
+    connection table, the settings, the door (None: uvicorn's path for every request) and uvicorn's
+    proxy-headers wrapper."""
+
+    table: ConnectionTable
+    settings: Settings
+    door: Door | None
+    proxy: ProxyHeadersMiddleware | None
+
+
+def parts_of(state: ServerState, app: Any, config: Config) -> ServerParts:
+    """The parts of the server whose state is `state` (one per server; a connection costs a lookup)."""
+    parts = _PARTS.get(state)
+    if parts is None:
+        service, fast, proxy = find_service(app)
+        settings = service.settings if service is not None else load_settings()
+        table = ConnectionTable(settings)
         if service is not None:
             table.report_to(service.metrics.collectors)
-    return table
+        door = Door(service) if service is not None and fast and config.limit_concurrency is None else None
+        parts = _PARTS[state] = ServerParts(table, settings, door, proxy)
+    return parts
 
 
 class UvicornWire(HttpToolsProtocol):
@@ -112,11 +157,13 @@ class UvicornWire(HttpToolsProtocol):
     table: ConnectionTable
     guard: Guard
     body: BodyShortcut
+    form: FormUpload
     proxy: ProxyHeadersMiddleware | None
 
     def is_idle(self) -> bool:
         """No request in progress on this connection and no byte of the next one received."""
-        return self.guard.idle() and self.body.idle() and self._cycle_done() and not self.closing()
+        idle = self.guard.idle() and self.body.idle() and not self.form.reading
+        return idle and self._cycle_done() and not self.closing()
 
     def evict(self) -> None:
         self.guard.disarm()
@@ -154,7 +201,7 @@ class UvicornWire(HttpToolsProtocol):
         self.flow.pause_reading()
 
     def resume_turn(self) -> None:
-        if self.body.reading():  # otherwise the answer, the drain queue or uvicorn resumes it
+        if self.body.reading() or self.form.reading:  # else the answer, the drain queue or uvicorn does
             self.flow.resume_reading()
 
     def carry_on(self) -> None:
@@ -214,19 +261,19 @@ class LatentServeProtocol(UvicornWire):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        service, fast, self.proxy = find_service(self.app)
-        settings = service.settings if service is not None else load_settings()
-        self.table = table_of(server_state, settings, service)
-        self.guard = Guard(settings, self.table, self.loop, self)
-        door = Door(service) if service is not None and fast and config.limit_concurrency is None else None
-        self.body = BodyShortcut(self, door, self.table, settings.max_body_bytes)
+        parts = parts_of(server_state, self.app, config)
+        self.table, self.proxy, door = parts.table, parts.proxy, parts.door
+        self.guard = Guard(parts.settings, self.table, self.loop, self)
+        self.body = BodyShortcut(self, door, self.table, parts.settings.max_body_bytes)
+        self.form = FormUpload(door, self._start_form_cycle)  # Try-it's upload, read before its cycle
         self.draining = False  # shutdown began: answer what arrives with Connection: close
         self.refused_upgrade = False
         self.started_cycle: Any = None  # the ASGI request cycle uvicorn started last on this connection
 
     # ---- uvicorn's hooks, one override each ---------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, _AddressesByName(transport)))
+        self.transport = transport  # what uvicorn's cycles write to
         self.table.touch(self)
         self.guard.expect_head()
         if self.table.full() and not self.table.make_room(self):
@@ -237,6 +284,7 @@ class LatentServeProtocol(UvicornWire):
         self.table.forget(self)
         self.guard.stop()
         self.body.lost()
+        self.form.lost()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -246,7 +294,7 @@ class LatentServeProtocol(UvicornWire):
         overflow = None if self.transport.is_closing() else self.guard.head_overflow()
         if overflow is not None:
             self._refuse_now(overflow)
-        elif self.body.reading():
+        elif self.body.reading() or self.form.reading:
             self.table.reads.charge(self, len(data))  # READ_TURN_BYTES: one loop turn stays short
 
     def pause_writing(self) -> None:
@@ -276,17 +324,22 @@ class LatentServeProtocol(UvicornWire):
             self._refuse_now(refusal)
             return
         self.guard.expect_body()
-        if not self.body.begin(self._head()):
+        head = self._head()
+        if self.body.begin(head):
+            return
+        if self.body.busy() or not self.form.begin(head):
             self._start_cycle()
 
     def on_body(self, body: bytes) -> None:
-        if not self.body.on_body(body):
+        if not self.body.on_body(body) and not self.form.on_body(body):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self.guard.message_read()
-        if not self.body.on_message_complete():
-            super().on_message_complete()
+        if self.body.on_message_complete():
+            return
+        self.form.complete()  # a whole Try-it upload: its cycle starts now
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self.table.touch(self)
@@ -304,6 +357,8 @@ class LatentServeProtocol(UvicornWire):
 
     def shutdown(self) -> None:
         self.draining = True
+        if self.form.reading:
+            return  # its cycle, started once the upload is whole, answers with Connection: close
         if self.body.pending or self.body.verb is not None:
             self.body.close_after = True  # finish the pending answer, then close
         elif self._cycle_done():
@@ -361,6 +416,11 @@ class LatentServeProtocol(UvicornWire):
             if self.draining:
                 self.cycle.keep_alive = False
 
+    def _start_form_cycle(self, upload: Upload | Refused) -> None:
+        """The Try-it request's cycle, with its upload (read whole) or its refusal in the scope."""
+        cast(dict[str, Any], self.scope)[UPLOAD] = upload
+        self._start_cycle()
+
     def _disconnect_cycles(self) -> None:
         # a pipelined request started after an unread answer (or still queued) is not uvicorn's
         # `self.cycle`, which alone it marks disconnected: its answer would be written to a closed
@@ -371,6 +431,6 @@ class LatentServeProtocol(UvicornWire):
                 cycle.message_event.set()
 
     def _close_if_idle(self) -> None:
-        busy = self.body.pending or self.body.verb is not None or self.guard.head_bytes
+        busy = self.body.pending or self.body.verb is not None or self.guard.head_bytes or self.form.reading
         if not busy and self._cycle_done():
             self.transport.close()

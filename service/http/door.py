@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response
 
 from service.codecs.body import declared_length
+from service.errors import LatentServeError
 from service.inference import Dataplane, ModelRef, Refused, Ticket, Verb
 from service.inference.dataplane import Reply
 
@@ -43,7 +44,19 @@ class Door:
 
     def too_large(self, ticket: Ticket) -> Response:
         """The answer to a body that outgrew `ticket.body_limit` while read (413), counted."""
-        return self.refuse(ticket.verb, self.dataplane.limits.too_large(ticket.kind))
+        return self.refuse(ticket.verb, self.body_too_large(ticket))
+
+    def body_too_large(self, ticket: Ticket) -> LatentServeError:
+        """The 413 of a body that outgrew `ticket.body_limit` while read (not counted yet)."""
+        return self.dataplane.limits.too_large(ticket.kind)
+
+    def drop(self, ticket: Ticket, exc: LatentServeError) -> None:
+        """An admitted request whose client left mid-body (a 499 nobody reads): released, counted."""
+        self.dataplane.drop(ticket, exc)
+
+    def fail(self, ticket: Ticket, exc: Exception) -> Refused:
+        """An admitted request that ends in `exc` before its body is whole: counted, from its start."""
+        return self.dataplane.refuse(ticket.verb, exc, ticket.start)
 
     def refuse_oversized(self, verb: Verb, ref: ModelRef | None, headers: Mapping[str, str]) -> Response:
         """A body declared past MAX_BODY_BYTES (one the ASGI path would read): the admission step's

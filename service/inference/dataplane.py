@@ -155,6 +155,11 @@ class Dataplane:
         response = self.meter.failed(verb, Labels(), start, exc)
         return Refused(verb, error or LatentServeError("internal error"), response)
 
+    def drop(self, ticket: Ticket, exc: LatentServeError) -> None:
+        """An admitted request whose client left before its body was whole: released, counted."""
+        ticket.release()
+        self.meter.dropped(ticket.verb, ticket.start, exc)
+
     async def serve(self, request: Request, verb: Verb, ref: ModelRef | None = None) -> Response:
         """Both steps over an ASGI request: admit it, read its body within the ticket's limit (a
         multipart body's files too), infer, and answer."""

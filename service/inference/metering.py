@@ -23,6 +23,11 @@ class Meter:
         self.metrics.observe(verb.name, labels.model, 200, time.perf_counter() - start, labels.rows)
         return response
 
+    def dropped(self, verb: Verb, start: float, exc: LatentServeError) -> None:
+        """A request nobody is left to answer (its client closed mid-body), counted without an answer."""
+        elapsed = time.perf_counter() - start
+        self.metrics.observe(verb.name, "", exc.status_code, elapsed, 0, type(exc).__name__)
+
     def failed(self, verb: Verb, labels: Labels, start: float, exc: BaseException) -> Response:
         """The response to `exc` in the verb's error shape (a 500 for anything but our errors), counted."""
         elapsed = time.perf_counter() - start

@@ -10,7 +10,6 @@ with those credentials.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -24,8 +23,6 @@ from service.protocols.native import NATIVE
 from service.security import check_ui_key
 from service.ui import render, tryit
 from service.ui.pages import registry_views
-
-TRY_PATH = re.compile(r"/ui/models/([^/]+)/versions/([1-9][0-9]*)/try")  # what the ASGI shortcut serves
 
 
 async def require_ui_key(request: Request) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import collections
 import io
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -35,7 +36,7 @@ from service import codecs
 from service.batching import Outputs
 from service.codecs import ImageFile, Result
 from service.errors import ClientClosed, InternalError, InvalidInput, LatentServeError, UnsupportedMediaType
-from service.inference import Dataplane, ModelRef, Refused
+from service.inference import Dataplane, ModelRef, Refused, Ticket
 from service.protocols import Protocol, Reader, result_of
 from service.protocols.records import Array, Job, Labels, Parsed, Verb
 from service.security import check_ui_key
@@ -43,6 +44,17 @@ from service.ui.pasted import MAX_ROW_CHARS, parse_rows
 
 TOP_FEATURES = 5  # how many of a row's largest per-feature errors the page lists
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # what the form may send
+TRY_PATH = re.compile(r"/ui/models/([^/]+)/versions/([1-9][0-9]*)/try")  # the form's POST
+UPLOAD = "latentserve.try"  # the scope key of an upload admitted and read before the ASGI cycle
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A Try-it upload admitted and read whole by the connection (`service.http.form`) before its
+    ASGI cycle started: the handler scores it without reading, and releases the ticket."""
+
+    ticket: Ticket
+    chunks: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -166,13 +178,19 @@ TRY = Verb(
 async def tried(request: Request, service: Dataplane, name: str, version: int) -> Tried:
     """Admit the form, read it and score it through the door; a refusal or an error is in the
     answer, beside the pasted text. Raises ClientClosed for an aborted upload."""
-    ticket = service.ticket(TRY, request.headers, {}, ModelRef(name, str(version)))
+    given = request.scope.get(UPLOAD)  # admitted (and read, or refused) by the connection
+    ticket = given.ticket if isinstance(given, Upload) else given
+    if not isinstance(ticket, (Ticket, Refused)):
+        ticket = service.ticket(TRY, request.headers, {}, ModelRef(name, str(version)))
     if isinstance(ticket, Refused):
         return Tried(error=ticket.error)
     row_text = ""
     try:
         try:
-            chunks = await codecs.read_body_chunks(request, ticket.body_limit, ticket.hold)
+            if isinstance(given, Upload):
+                chunks = given.chunks
+            else:
+                chunks = await codecs.read_body_chunks(request, ticket.body_limit, ticket.hold)
         except ClientDisconnect:  # an aborted upload: nobody to answer, nothing to log
             raise ClientClosed("try: the client closed the connection before its upload was read") from None
         form = await _form(request, chunks, service.settings.max_body_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -979,3 +980,84 @@ def test_a_try_it_upload_costs_less_than_the_two_bodies_its_admission_holds(run:
         assert peak < 2 * size, f"peak {peak / size:.2f} bodies"
 
     run(test, max_body_bytes=64 << 20)
+
+
+TRY = "/ui/models/digits-pca/versions/1/try"
+
+
+def _aborts(service: Any) -> float:
+    """Try-it's (and /anomaly-score's) requests counted 499: closed by the client before answered."""
+    line = r'latentserve_requests_total\{endpoint="anomaly-score",model="",status="499"\} (\S+)'
+    found = re.search(line, _metrics(service))
+    return float(found[1]) if found else 0.0
+
+
+def test_an_aborted_try_it_upload_starts_no_asgi_cycle_and_is_counted(run: Any) -> None:
+    """Break 9: an aborted Try-it upload ran a whole ASGI cycle (uvicorn's task, the handler, its
+    499), and 2,000 of them held /health/live past 100 ms. The upload is now admitted on its headers
+    and read by the connection; one that stops mid-body starts no task, gives its memory back at
+    once and is counted as a 499."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        admission = conn.service.admission
+        before = _aborts(conn.service)
+        conn.send(_head(TRY, 1 << 20).replace(b"application/json", b"multipart/form-data; boundary=x"))
+        part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        conn.send(part + b"\0" * 4096)
+        await asyncio.sleep(0.01)
+        assert not state.tasks, "the upload started an ASGI cycle before it was whole"
+        assert admission.requests == 1 and admission.bytes >= 1 << 20, "not admitted on its headers"
+        conn.protocol.connection_lost(ConnectionResetError())
+        assert admission.requests == 0 and admission.bytes == 0
+        assert not state.tasks and conn.transport.data == b"", "an answer for nobody"
+        assert _aborts(conn.service) == before + 1
+
+    run(test)
+
+
+def test_a_try_it_upload_read_by_the_connection_is_scored_as_through_the_app(run: Any) -> None:
+    """The whole upload starts its cycle with the ticket and the body: the page is the one the ASGI
+    app renders for the same form (the same scores), with no second admission."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        row = ",".join(["1"] * 64)
+        form = f"row={row}".encode()
+        conn = Conn(config, state)
+        request = post(TRY, form, "application/x-www-form-urlencoded")
+        conn.send(request[:-10])
+        await asyncio.sleep(0.01)
+        assert not state.tasks and conn.service.admission.requests == 1
+        conn.send(request[-10:])
+        [(status, headers, got)] = await conn.responses(1)
+        ctype = {"content-type": "application/x-www-form-urlencoded"}
+        ref = await asgi.post(TRY, content=form, headers=ctype)
+        assert status == ref.status_code == 200 and headers["content-type"] == ref.headers["content-type"]
+        scores = re.findall(r'data-score="([^"]+)"', got.decode())
+        assert scores and scores == re.findall(r'data-score="([^"]+)"', ref.text)
+        assert conn.service.admission.requests == 0 and conn.service.admission.bytes == 0
+
+    run(test)
+
+
+def test_a_chunked_try_it_upload_past_the_body_limit_is_shown_as_413(run: Any) -> None:
+    """A Try-it upload without Content-Length that outgrows MAX_BODY_BYTES while read by the
+    connection: released, and the page shows the 413 (the ASGI app renders it); the rest of the
+    body is dropped before the close, not answered with a reset."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        head = f"POST {TRY} HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        conn.send((head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode())
+        piece = b"x" * 30_000
+        for _ in range(4):  # 120,000 bytes > 100,000
+            conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+        [(status, headers, got)] = await conn.responses(1)
+        assert status == 413 and headers["content-type"].startswith("text/html"), got[:300]
+        assert b"100000" in got  # the page names the limit
+        assert conn.service.admission.requests == 0 and conn.service.admission.bytes == 0
+        assert not conn.transport.closed, "closed with the body unread: the client gets a reset"
+        conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(piece), piece))
+        await _closed(conn)
+
+    run(test, max_body_bytes=100_000)
