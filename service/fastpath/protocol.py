@@ -30,8 +30,10 @@ from typing import Any, cast
 
 from starlette.responses import Response
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr
 from uvicorn.server import ServerState
 
 from service.admission import RETRY_AFTER_S
@@ -81,11 +83,12 @@ class _LingeringClose:
         return getattr(self.transport, name)
 
 
-class _AddressesByName:
-    """The transport as uvicorn's `connection_made` sees it: the addresses read by name (`peername`,
-    `sockname`: 1.7 us a connection under uvloop) instead of through the socket object uvloop builds
-    for `get_extra_info("socket")` (8.5 us), which nothing else here uses. uvicorn's flow control
-    keeps it for its pause and resume, which it passes on."""
+class _AddressesLater:
+    """The transport as uvicorn's `connection_made` sees it: without its addresses, which the
+    protocol reads when a request needs them (`LatentServeProtocol.addresses`). Reading them costs
+    uvloop a socket object, 8.5 us a connection and more for one the client already reset, which
+    an aborted upload never needs. uvicorn's flow control keeps this view for its pause and resume,
+    which it passes on."""
 
     __slots__ = ("transport",)
 
@@ -93,12 +96,9 @@ class _AddressesByName:
         self.transport = transport
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "socket":
+        if name in ("socket", "peername", "sockname"):
             return default
-        info = self.transport.get_extra_info(name, default)
-        if name in ("peername", "sockname") and isinstance(info, (list, tuple)) and len(info) > 2:
-            return tuple(info[:2])  # IPv6's (host, port, flowinfo, scope_id), as uvicorn reads sockets
-        return info
+        return self.transport.get_extra_info(name, default)
 
     def pause_reading(self) -> None:
         self.transport.pause_reading()
@@ -159,6 +159,7 @@ class UvicornWire(HttpToolsProtocol):
     body: BodyShortcut
     form: FormUpload
     proxy: ProxyHeadersMiddleware | None
+    addressed: bool  # self.server and self.client are read (`addresses`)
 
     def is_idle(self) -> bool:
         """No request in progress on this connection and no byte of the next one received."""
@@ -222,9 +223,17 @@ class UvicornWire(HttpToolsProtocol):
                 '%s - "%s %s HTTP/%s" %d', self.client_for_log(), "POST", target, version, status
             )
 
+    def addresses(self) -> None:
+        """The connection's server and client addresses, read once, where uvicorn reads them at
+        `connection_made` (see `_AddressesLater`)."""
+        if not self.addressed:
+            self.addressed = True
+            self.server, self.client = get_local_addr(self.transport), get_remote_addr(self.transport)
+
     def client_for_log(self) -> str:
         """host:port of the client as uvicorn's access log shows it: with proxy headers on and the
         peer trusted, the address X-Forwarded-For names (uvicorn's ProxyHeadersMiddleware rule)."""
+        self.addresses()
         client = self.client
         proxy = self.proxy
         if proxy is not None and client is not None and client[0] in proxy.trusted_hosts:
@@ -269,11 +278,14 @@ class LatentServeProtocol(UvicornWire):
         self.draining = False  # shutdown began: answer what arrives with Connection: close
         self.refused_upgrade = False
         self.started_cycle: Any = None  # the ASGI request cycle uvicorn started last on this connection
+        self.addressed = False
 
     # ---- uvicorn's hooks, one override each ---------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(cast(asyncio.Transport, _AddressesByName(transport)))
+        super().connection_made(cast(asyncio.Transport, _AddressesLater(transport)))
         self.transport = transport  # what uvicorn's cycles write to
+        if self.logger.isEnabledFor(TRACE_LOG_LEVEL):  # uvicorn's trace lines name the client
+            self.addresses()
         self.table.touch(self)
         self.guard.expect_head()
         if self.table.full() and not self.table.make_room(self):
@@ -410,6 +422,8 @@ class LatentServeProtocol(UvicornWire):
         """uvicorn's path: its ASGI cycle, queued behind a pending shortcut answer, closing through us."""
         if self.body.busy():  # queue it behind the pending or parked answer (uvicorn's pipeline)
             self.cycle = _Pending()  # type: ignore[assignment]
+        self.addresses()
+        self.scope["server"], self.scope["client"] = self.server, self.client
         super().on_headers_complete()
         if self.cycle is not None and not isinstance(self.cycle.transport, _LingeringClose):
             self.cycle.transport = _LingeringClose(self, self.cycle)  # type: ignore[assignment]

@@ -1061,3 +1061,47 @@ def test_a_chunked_try_it_upload_past_the_body_limit_is_shown_as_413(run: Any) -
         await _closed(conn)
 
     run(test, max_body_bytes=100_000)
+
+
+def test_the_addresses_are_read_when_a_request_needs_them(run: Any) -> None:
+    """uvicorn read each connection's addresses as it was made, through a socket object (8.5 us
+    under uvloop, more on a connection already reset); an aborted upload never needs them. They
+    are read once an ASGI cycle starts (its scope has them as uvicorn's would) or the access log
+    names the client, and not for a Try-it upload that stops mid-body."""
+
+    class Counting(Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked: list[str] = []
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            self.asked.append(name)
+            return super().get_extra_info(name, default)
+
+    seen: list[Any] = []
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        aborted = Counting()
+        conn = Conn(config, state)
+        conn.protocol.connection_lost(None)
+        conn.transport = aborted
+        conn.protocol = LatentServeProtocol(config, state, {}, asyncio.get_running_loop())
+        conn.protocol.connection_made(aborted)
+        conn.send(_head(TRY, 1 << 20).replace(b"application/json", b"multipart/form-data; boundary=x"))
+        conn.protocol.connection_lost(ConnectionResetError())
+        assert not {"socket", "peername", "sockname"} & set(aborted.asked)
+
+        app = config.loaded_app
+
+        async def recording(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"] == "/whoami":
+                seen.append((scope["client"], scope["server"]))
+            await app(scope, receive, send)
+
+        config.loaded_app = recording
+        served = Conn(config, state)
+        served.send(get("/whoami"))
+        [(status, _, _)] = await served.responses(1)
+        assert status == 404 and seen == [(("127.0.0.1", 50000), ("127.0.0.1", 8000))]
+
+    run(test)
