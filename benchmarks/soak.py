@@ -140,6 +140,12 @@ def _get(
         conn.close()
 
 
+def cpu_s(pid: int) -> float:
+    """The CPU seconds (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """The resident memory of the server and of its descendants (its JSON worker processes)."""
     children: dict[int, list[int]] = {}
@@ -814,10 +820,12 @@ def attack_tryit_aborts(models: Path, scale: float) -> Row:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
                         sock.close()  # a reset mid-body: the client is gone
 
+            cpu = cpu_s(proc.pid)
             run_threads(8, abort)
             row.recovery_s = recovery(port)
+            cpu = cpu_s(proc.pid) - cpu  # with the probes' and the recovery's few requests
             logged = log.stat().st_size - before
-            row.note = f"server log grew {logged} bytes"
+            row.note = f"server log grew {logged} bytes; server CPU {cpu / n * 1e6:.0f} us an abort"
         return _done(row, watch)
     finally:
         log.unlink(missing_ok=True)
