@@ -90,3 +90,5 @@ async def try_page(request: Request, name: str, version: int) -> Response:
         return Response(status_code=exc.status_code)
     except LatentServeError as exc:  # the key, or no such version: the API's error
         return NATIVE.error(exc)
+    finally:
+        tryit.release_upload(request.scope)  # read by the connection: its ticket, whatever happened

@@ -213,6 +213,14 @@ async def tried(request: Request, service: Dataplane, name: str, version: int) -
         ticket.release()
 
 
+def release_upload(scope: Any) -> None:
+    """Release the ticket of an upload the connection admitted for this request, if any (once
+    released, releasing again does nothing)."""
+    given = scope.get(UPLOAD)
+    if isinstance(given, Upload):
+        given.ticket.release()
+
+
 async def _form(request: Request, chunks: list[bytes], max_part: int) -> FormData:
     """The form, parsed by starlette from the chunks already read (and admitted)."""
     try:  # fields as large as the body limit: parse_rows' own limit names long text

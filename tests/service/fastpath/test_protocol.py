@@ -1105,3 +1105,18 @@ def test_the_addresses_are_read_when_a_request_needs_them(run: Any) -> None:
         assert status == 404 and seen == [(("127.0.0.1", 50000), ("127.0.0.1", 8000))]
 
     run(test)
+
+
+def test_a_try_it_upload_for_no_such_version_is_404_and_gives_its_memory_back(run: Any) -> None:
+    """An upload the connection admitted and read whole, for a version that does not exist: the
+    API's 404, and its ticket released (the admission's memory budget is whole again)."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        form = "application/x-www-form-urlencoded"
+        conn.send(post("/ui/models/digits-pca/versions/9/try", b"row=1,2", form))
+        [(status, _, got)] = await conn.responses(1)
+        assert status == 404 and b"digits-pca" in got, got[:300]
+        assert conn.service.admission.requests == 0 and conn.service.admission.bytes == 0
+
+    run(test)
