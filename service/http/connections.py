@@ -108,8 +108,9 @@ class ConnectionTable:
     def end_drain(self, conn: Member) -> None:
         """`conn`'s refused body is read (or it left): its slot goes to the longest waiting."""
         if conn not in self.drain_slots:
-            with contextlib.suppress(ValueError):
-                self.drain_queue.remove(conn)
+            if self.drain_queue:  # (remove raises on an empty queue: an exception per connection)
+                with contextlib.suppress(ValueError):
+                    self.drain_queue.remove(conn)
             return
         self.drain_slots.discard(conn)
         while self.drain_queue:

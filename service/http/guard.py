@@ -41,7 +41,10 @@ class Guarded(Protocol):
 class Guard:
     """One connection's header and body deadline, its write deadline and its header caps."""
 
-    __slots__ = ("conn", "head_bytes", "loop", "reading_head", "settings", "table", "timer", "write_timer")
+    __slots__ = (
+        "conn", "deadline", "head_bytes", "loop", "reading_head", "reason", "settings", "table", "timer",
+        "write_timer",
+    )  # fmt: skip
 
     def __init__(
         self, settings: Settings, table: ConnectionTable, loop: asyncio.AbstractEventLoop, conn: Guarded
@@ -52,7 +55,9 @@ class Guard:
         self.conn = conn
         self.reading_head = True  # a request line and headers are being read
         self.head_bytes = 0  # bytes received while they are
-        self.timer: asyncio.TimerHandle | None = None  # the header or body deadline
+        self.deadline: float | None = None  # the header or body deadline (loop time), and why
+        self.reason = ""
+        self.timer: asyncio.TimerHandle | None = None  # fires at or before the deadline
         self.write_timer: asyncio.TimerHandle | None = None
 
     # ---- the head: its deadline and its caps -------------------------------------------------------
@@ -112,18 +117,32 @@ class Guard:
         )
 
     # ---- the timers --------------------------------------------------------------------------------
+    # One timer a connection: moving the deadline later (each request's head, then its body) keeps
+    # the timer, which re-arms for the new deadline when it fires; only an earlier deadline replaces
+    # it. A timer armed and cancelled three times per request was 7% of an aborted upload's cost.
     def _arm(self, seconds: float, reason: str) -> None:
-        self.disarm()
-        self.timer = self.loop.call_later(seconds, self._timed_out, reason)
+        self.deadline, self.reason = self.loop.time() + seconds, reason
+        timer = self.timer
+        if timer is None or timer.when() > self.deadline:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(self.deadline, self._fire)
 
     def disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None  # the timer finds nothing to do when it fires (`stop` cancels it)
+
+    def _fire(self) -> None:
+        self.timer = None
+        if self.deadline is None:
+            return
+        if self.loop.time() < self.deadline:  # moved later meanwhile
+            self.timer = self.loop.call_at(self.deadline, self._fire)
+            return
+        self.deadline = None
+        self._timed_out(self.reason)
 
     def _timed_out(self, reason: str) -> None:
         """A request line, headers or body did not arrive in time: close, dropping what was read."""
-        self.timer = None
         if self.conn.closing():
             return
         if self.conn.read_paused():  # we stopped reading (a body waits its turn): not the client
@@ -151,4 +170,7 @@ class Guard:
     def stop(self) -> None:
         """The connection is gone: cancel every timer."""
         self.disarm()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.write_unblocked()

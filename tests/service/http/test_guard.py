@@ -103,3 +103,31 @@ def test_header_caps_are_431s_naming_the_settings() -> None:
         guard.stop()
 
     asyncio.run(main())
+
+
+def test_one_timer_follows_the_deadline_as_it_moves() -> None:
+    """The head's deadline, then the body's, on the one timer: a later deadline keeps the timer
+    (which waits on for it), an earlier one replaces it; either way the close comes at the deadline
+    in force, with its reason."""
+
+    async def main() -> None:
+        guard, conn, table = _guard(header_timeout_s=0.02, body_timeout_s=0.1)
+        guard.expect_head()
+        first = guard.timer
+        guard.head_read()
+        guard.expect_body()  # later than the head's: the same timer
+        assert guard.timer is first
+        await asyncio.sleep(0.05)  # past the head's deadline, before the body's
+        assert not conn.closed
+        await asyncio.sleep(0.1)
+        assert conn.closed and table.closed == {"body_timeout": 1}
+
+        guard, conn, table = _guard(header_timeout_s=0.02, body_timeout_s=0.1)
+        guard.expect_body()
+        guard.expect_head()  # earlier: a new timer at the earlier deadline
+        await asyncio.sleep(0.05)
+        assert conn.closed and table.closed == {"header_timeout": 1}
+        guard.stop()
+        assert guard.timer is None
+
+    asyncio.run(main())
