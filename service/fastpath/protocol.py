@@ -445,6 +445,8 @@ class LatentServeProtocol(UvicornWire):
                 cycle.message_event.set()
 
     def _close_if_idle(self) -> None:
-        busy = self.body.pending or self.body.verb is not None or self.guard.head_bytes or self.form.reading
+        body = self.body  # a refused body still being dropped closes once read: closing now resets it
+        busy = body.pending or body.verb is not None or body.lingering or self.guard.head_bytes
+        busy = busy or self.form.reading
         if not busy and self._cycle_done():
             self.transport.close()

@@ -50,6 +50,14 @@ class Door:
         """The 413 of a body that outgrew `ticket.body_limit` while read (not counted yet)."""
         return self.dataplane.limits.too_large(ticket.kind)
 
+    def key_refused(self, verb: Verb, headers: Mapping[str, str]) -> bool:
+        """The verb's protocol refuses these headers' API key (checked, not counted)."""
+        try:
+            verb.protocol.check_key(headers, self.dataplane.settings.api_key)
+        except LatentServeError:
+            return True
+        return False
+
     def drop(self, ticket: Ticket, exc: LatentServeError) -> None:
         """An admitted request whose client left mid-body (a 499 nobody reads): released, counted."""
         self.dataplane.drop(ticket, exc)

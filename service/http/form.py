@@ -12,7 +12,9 @@ that stops mid-body (reset, timeout) is released and counted as a 499 without th
 starts the cycle at once with the `Refused` in its scope (counted once), and the app shows it on the
 page as before: on the headers, the body then arrives in uvicorn's cycle; a body that outgrows its
 ticket (no Content-Length), from that chunk on. Either way the connection drops the unread rest
-after the answer (`LatentServeProtocol.close_after_body`).
+after the answer (`LatentServeProtocol.close_after_body`). A request without the API key is left
+to uvicorn's cycle as it was: the page answers it with a Basic challenge, not counted (as with
+LATENTSERVE_FAST_PATH=false).
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ class FormUpload:
         match = TRY_PATH.fullmatch(unquote(path) if "%" in path else path)  # as uvicorn's scope has it
         if match is None:
             return False
-        admitted = self.door.admit(TRY, ModelRef(match[1], match[2]), head.fields(), "")
+        fields = head.fields()
+        if self.door.key_refused(TRY, fields):  # the page answers it with a Basic challenge, uncounted
+            return False
+        admitted = self.door.admit(TRY, ModelRef(match[1], match[2]), fields, "")
         if isinstance(admitted, Refused):
             self.start_cycle(admitted)
             return True

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from service import codecs
 from service.errors import LatentServeError
-from service.metrics import ServiceMetrics
+from service.metrics import UNKNOWN_MODEL, ServiceMetrics
 from service.protocols.records import Labels, Verb
 
 
@@ -26,7 +26,7 @@ class Meter:
     def dropped(self, verb: Verb, start: float, exc: LatentServeError) -> None:
         """A request nobody is left to answer (its client closed mid-body), counted without an answer."""
         elapsed = time.perf_counter() - start
-        self.metrics.observe(verb.name, "", exc.status_code, elapsed, 0, type(exc).__name__)
+        self.metrics.observe(verb.name, UNKNOWN_MODEL, exc.status_code, elapsed, 0, type(exc).__name__)
 
     def failed(self, verb: Verb, labels: Labels, start: float, exc: BaseException) -> Response:
         """The response to `exc` in the verb's error shape (a 500 for anything but our errors), counted."""

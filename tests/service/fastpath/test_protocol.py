@@ -987,7 +987,7 @@ TRY = "/ui/models/digits-pca/versions/1/try"
 
 def _aborts(service: Any) -> float:
     """Try-it's (and /anomaly-score's) requests counted 499: closed by the client before answered."""
-    line = r'latentserve_requests_total\{endpoint="anomaly-score",model="",status="499"\} (\S+)'
+    line = r'latentserve_requests_total\{endpoint="anomaly-score",model="<unknown>",status="499"\} (\S+)'
     found = re.search(line, _metrics(service))
     return float(found[1]) if found else 0.0
 
@@ -1120,3 +1120,19 @@ def test_a_try_it_upload_for_no_such_version_is_404_and_gives_its_memory_back(ru
         assert conn.service.admission.requests == 0 and conn.service.admission.bytes == 0
 
     run(test)
+
+
+def test_a_try_it_upload_without_the_key_is_the_pages_challenge_and_uncounted(run: Any) -> None:
+    """The connection leaves a Try-it POST without the API key to the page, as the ASGI app answers
+    it: a 401 with the Basic challenge, not counted as an anomaly-score refusal (the red-team of the
+    upload read by the connection found it counted on this path alone)."""
+
+    async def test(config: Config, state: ServerState, asgi: httpx.AsyncClient) -> None:
+        conn = Conn(config, state)
+        conn.send(post(TRY, b"row=1,2", "application/x-www-form-urlencoded"))
+        [(status, headers, _)] = await conn.responses(1)
+        assert status == 401 and headers["www-authenticate"].startswith("Basic")
+        assert 'status="401"' not in _metrics(conn.service)
+        assert conn.service.admission.requests == 0
+
+    run(test, api_key="k")
