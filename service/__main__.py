@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.config import LOG_LEVELS
 
 from service.assembly import load_settings
 from service.fastpath import compat
@@ -44,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # uvicorn's names for the levels: "trace" is its own, below DEBUG, unknown to `logging` by name
+    logging.basicConfig(level=LOG_LEVELS[settings.log_level], format="%(levelname)s %(name)s: %(message)s")
     try:
         http = compat.http_protocol(settings.fast_path)
     except compat.UvicornInternalsError as exc:

@@ -282,10 +282,12 @@ class LatentServeProtocol(UvicornWire):
 
     # ---- uvicorn's hooks, one override each ---------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(cast(asyncio.Transport, _AddressesLater(transport)))
-        self.transport = transport  # what uvicorn's cycles write to
         if self.logger.isEnabledFor(TRACE_LOG_LEVEL):  # uvicorn's trace lines name the client
-            self.addresses()
+            super().connection_made(transport)
+            self.addressed = True
+        else:
+            super().connection_made(cast(asyncio.Transport, _AddressesLater(transport)))
+            self.transport = transport  # what uvicorn's cycles write to
         self.table.touch(self)
         self.guard.expect_head()
         if self.table.full() and not self.table.make_room(self):

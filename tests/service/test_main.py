@@ -26,6 +26,17 @@ def test_live_server_over_a_socket(models_dir: Path, digits, tmp_path: Path):
         assert r.status_code == 404 and r.json()["error"]["type"] == "ModelNotFound"
 
 
+def test_the_trace_log_level_serves_and_names_each_connections_client(models_dir: Path, tmp_path: Path):
+    """`--log-level trace` (a level the settings accept) made `logging.basicConfig` raise before
+    the server started; uvicorn's trace lines name the client of each connection."""
+    log = tmp_path / "service.log"
+    with service(models_dir, log, LATENTSERVE_LOG_LEVEL="trace") as base:
+        assert httpx.get(f"{base}/health/live").status_code == 200
+    text = log.read_text()
+    made = [line for line in text.splitlines() if "HTTP connection made" in line]
+    assert made and all("127.0.0.1:" in line for line in made), text[-2000:]
+
+
 def test_bad_arguments_exit_non_zero():
     r = subprocess.run(
         [sys.executable, "-m", "service", "--port", "-5"],
