@@ -9,7 +9,8 @@ end to end (`python -m service`, its liveness); this figure is the app's share, 
 machine. Trains the soak's two tiny models into a temporary registry unless `--models` names one.
 
 `--protocol` drives the connection instead: each upload's bytes fed to a fresh protocol over an
-in-memory transport, then a reset (`connection_lost`), its ASGI task left to finish; it prints the
+in-memory transport, then a reset (`connection_lost`), its ASGI task left to finish (`LatentServeProtocol`
+starts none for an upload aborted mid-body: `service.http.form`); it prints the
 CPU microseconds each costs through `service.fastpath.protocol.LatentServeProtocol` and, for
 comparison, through uvicorn's own `HttpToolsProtocol` with the same app (no sockets, no uvloop).
 """
