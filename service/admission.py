@@ -86,6 +86,12 @@ class Ticket:
         """Reserve `size` more body bytes (weighted), or release the ticket and raise Overloaded."""
         self.reserve(size * self.weight, "request bodies")
 
+    def cover(self, size: int) -> None:
+        """A body read so far to `size` bytes: grow the reservation when it passes what is held
+        (a body without Content-Length), or release the ticket and raise Overloaded."""
+        if size * self.weight > self.held:
+            self.grow(size - self.held // self.weight)
+
     def reserve(self, add: int, what: str = "request bodies and answers") -> None:
         """Reserve `add` more bytes as they are, or release the ticket and raise Overloaded."""
         a = self.admission

@@ -58,8 +58,8 @@ async def read_body_chunks(
         size += len(chunk)
         if size > limit:
             raise refuse(None)
-        if ticket is not None and size * ticket.weight > ticket.held:
-            ticket.grow(size - ticket.held // ticket.weight)
+        if ticket is not None:
+            ticket.cover(size)
         chunks.append(chunk)
     return chunks
 

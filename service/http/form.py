@@ -75,9 +75,8 @@ class FormUpload:
         try:
             if self.size > ticket.body_limit:
                 raise self._door().body_too_large(ticket)
-            hold = ticket.hold
-            if hold is not None and self.size * hold.weight > hold.held:  # no Content-Length
-                hold.grow(self.size - hold.held // hold.weight)
+            if ticket.hold is not None:
+                ticket.hold.cover(self.size)  # no Content-Length: the reservation grows
         except LatentServeError as exc:  # shown on the page; the rest of the body is not kept
             self._release()
             self.start_cycle(self._door().fail(ticket, exc))

@@ -202,11 +202,11 @@ class BodyShortcut:
             self.too_large()
             return True
         ticket = self.ticket
-        if ticket is not None and self.size > ticket.held // ticket.weight:  # no Content-Length
+        if ticket is not None:
             try:
-                ticket.grow(self.size - ticket.held // ticket.weight)
+                ticket.cover(self.size)  # no Content-Length: the reservation grows
             except LatentServeError as exc:
-                self.ticket = None  # grow released it
+                self.ticket = None  # cover released it
                 self._answer_and_drop(self._door().refuse(self.verb, exc), keep_alive=False)
                 return True
         self.chunks.append(body)

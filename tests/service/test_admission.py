@@ -51,3 +51,21 @@ def test_a_predicted_answer_is_reserved_too() -> None:
     assert a.bytes == 700 and a.requests == 1
     first.release()
     assert a.bytes == 0
+
+
+def test_a_body_read_past_what_is_held_grows_its_reservation() -> None:
+    """`cover`: the one rule the body readers (the shortcut, Try-it's upload, the ASGI reader) use
+    for a body without Content-Length: nothing while within what is held, then the difference."""
+    a = _admission(max_inflight_bytes=1000)
+    other = a.enter(100, weight=2)
+    t = a.enter(None, weight=3)
+    t.cover(0)
+    assert t.held == 0
+    t.cover(10)
+    assert t.held == 30 and a.bytes == 230
+    t.cover(10)  # the same size again: nothing more
+    assert t.held == 30
+    with pytest.raises(Overloaded, match="MAX_INFLIGHT_BYTES"):
+        t.cover(400)  # 1,200 weighted bytes would pass the budget: shed, released
+    assert a.bytes == 200 and a.requests == 1
+    other.release()
