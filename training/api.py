@@ -22,7 +22,7 @@ import numpy as np
 
 from latentserve_core.layout import model_names
 from latentserve_core.manifest import MAX_REFERENCE_ROWS, is_valid_name
-from training.base import check_detail
+from training.base import check_detail, check_weight
 from training.config import MODELS_DIR, PCA_KINDS, DataConfig, Default, FitConfig, PCAConfig, ScoreConfig
 from training.data import (
     Dataset,
@@ -163,6 +163,10 @@ def _fitter(cfg: FitConfig, data: DataConfig, name: str) -> Fitter:
         if cfg.kind not in PCA_KINDS:
             raise UsageError(f"--score-detail: --model {cfg.kind} has no detail term; the PCA family does")
         check_detail(cfg.score.detail, cfg.score.detail_weight)
+    if cfg.score.rotation is not None:
+        if cfg.kind not in PCA_KINDS:
+            raise UsageError(f"--score-rotation: --model {cfg.kind} has no rotation term; the PCA family has")
+        check_weight("--score-rotation", cfg.score.rotation)
     if cfg.score.balance and not k:
         raise UsageError("--score-balance weighs the neighbors term: give --score-neighbors K too")
     floor = cfg.pca.scale_floor

@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from latentserve_core.manifest import MAX_REFERENCE_ROWS, DetailSpec, NeighborsSpec, ScoreSpec
+from latentserve_core.manifest import MAX_REFERENCE_ROWS, DetailSpec, NeighborsSpec, RotationSpec, ScoreSpec
 from latentserve_core.runtime.base import Detail, neighbor_distances, row_scores
+from latentserve_core.runtime.rotation import RotationTerm
 from training.config import ScoreConfig
 from training.errors import UsageError
 
@@ -25,6 +26,7 @@ SCORE_BATCH = 4096  # rows scored at a time
 REFERENCE_FILE = "neighbors.npy"  # the reference codes of a neighbors score, in the version folder
 DETAIL_FILE = "detail.npy"  # a detail term's further directions (m, d)
 DETAIL_REFERENCE_FILE = "detail-neighbors.npy"  # the reference rows' codes along them (R, m)
+ROTATION_FILE = "rotation.onnx"  # a rotation term's network
 DETAIL_QUANTILE = 0.99  # _fit_detail divides each part of the score by this quantile on validation rows
 # _balance_neighbors: share of the two parts' total added to each before their ratio; when the kept
 # components explain every feature, the residual is float32 rounding (up to ~1e-7 of the total for
@@ -113,10 +115,22 @@ def check_neighbors(score: ScoreConfig, n_rows: int, validation: bool) -> None:
         raise UsageError("--score-balance weighs the neighbors term on validation rows: give fit(X, X_val)")
 
 
+def check_weight(flag: str, weight: float) -> None:
+    """A score part's weight: a finite number > 0, or a UsageError naming the flag."""
+    if not (np.isfinite(weight) and weight > 0):
+        raise UsageError(f"{flag} must be a weight > 0, got {weight}")
+
+
 def check_score_terms(score: ScoreConfig, n_rows: int, validation: bool) -> None:
-    """Refuse a neighbors or detail setting of `score` that a fit on n_rows training rows (and
-    validation rows, when `validation`) cannot apply; the message names the flag."""
+    """Refuse a neighbors, detail or rotation setting of `score` that a fit on n_rows training rows
+    (and validation rows, when `validation`) cannot apply; the message names the flag."""
     check_neighbors(score, n_rows, validation)
+    if score.rotation is not None:
+        check_weight("--score-rotation", score.rotation)
+        if not validation:
+            raise UsageError(
+                "--score-rotation divides each part by its quantile on validation rows: give fit(X, X_val)"
+            )
     if score.detail is None:
         return
     check_detail(score.detail, score.detail_weight)
@@ -207,11 +221,15 @@ class ReconstructionEstimator(ABC):
         X2 = self._flat(X)
         reference = getattr(self, "reference_codes_", None)
         detail = getattr(self, "detail_", None)
+        rotation: RotationTerm | None = None
+        if self.score_spec_.rotation is not None:
+            rotation = self.rotation_
         parts = []
         for i in range(0, len(X2), SCORE_BATCH):  # bounded memory for large or memory-mapped X
             rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
             Z = self._encode(rows)
-            parts.append(row_scores(rows, self._decode(Z), self.score_spec_, Z, reference, detail))
+            turned = rotation(rows) if rotation is not None else None
+            parts.append(row_scores(rows, self._decode(Z), self.score_spec_, Z, reference, detail, turned))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def _fit_detail(
@@ -261,6 +279,46 @@ class ReconstructionEstimator(ABC):
         q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
         weighted = unit.model_copy(update={"primary_weight": 1.0 / q_first, "weight": weight / q_term})
         self.score_spec_ = spec.model_copy(update={"detail": weighted})
+        return self
+
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """The rows' image shape (H, W, C), or None for feature and sequence rows."""
+        shape = self.input_shape_
+        layout = getattr(self, "layout", None) or ("features" if len(shape) == 1 else "image")
+        if layout != "image":
+            return None
+        if len(shape) == 2:
+            return (shape[0], shape[1], 1)
+        return (shape[0], shape[1], shape[2]) if len(shape) == 3 else None
+
+    def _fit_rotation(
+        self, X: F32, X_val: F32, weight: float, *, size: int, epochs: int, seed: int, device: str
+    ) -> ReconstructionEstimator:
+        """Add the rotation term (docs/score.md, step 7): a network trained on the training images
+        X to tell their four quarter turns apart (`training.nn.turns`), kept as `rotation_`. The
+        score so far and the term are then divided by their DETAIL_QUANTILE on the validation rows
+        X_val, the term times `weight`. Call it last. Returns self."""
+        from training.nn.turns import fit_turn_term  # torch only where the term is asked for
+
+        shape = self.image_shape()
+        if shape is None:
+            raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
+        check_weight("--score-rotation", weight)
+        spec = self.score_spec_.model_copy(update={"rotation": None})
+        self.score_spec_ = spec
+        X_val2 = np.asarray(self._flat(X_val), dtype=np.float32)
+        self.rotation_, pool = fit_turn_term(
+            self._flat(X), shape, size=size, epochs=epochs, seed=seed, device=device, X_check=X_val2
+        )
+        first = self.score_samples(X_val2).astype(np.float64)
+        term = self.rotation_(X_val2).astype(np.float64)
+        tiny = float(np.finfo(np.float32).tiny)
+        q_first = float(np.quantile(first, DETAIL_QUANTILE)) + tiny
+        q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
+        rotation = RotationSpec(
+            file=ROTATION_FILE, pool=pool, primary_weight=1.0 / q_first, weight=weight / q_term
+        )
+        self.score_spec_ = spec.model_copy(update={"rotation": rotation})
         return self
 
     def _fit_neighbors(self, X: F32, k: int, *, max_rows: int, seed: int) -> None:

@@ -214,6 +214,12 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     add("--score-detail", "score.detail", detail, "off", type=float, metavar="SHARE")
     detail_weight = "with --score-detail: its weight (each part divided by its 99%% validation quantile)"
     add("--score-detail-weight", "score.detail_weight", detail_weight, type=float, metavar="W")
+    rotation = "images: add the rotation term (a small CNN telling an image's quarter turns apart), weight W"
+    add("--score-rotation", "score.rotation", rotation, "off", type=float, metavar="W")
+    epochs = "with --score-rotation: epochs of its network (each: every training image's four turns)"
+    add("--score-rotation-epochs", "score.rotation_epochs", epochs, type=int, metavar="N")
+    size = "with --score-rotation: images are averaged by the largest whole factor keeping this side"
+    add("--score-rotation-size", "score.rotation_size", size, type=int, metavar="PIXELS")
     add("--preset", "preset", "named settings (see `presets`); explicit flags override them", "none")
 
 

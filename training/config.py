@@ -78,6 +78,9 @@ class ScoreConfig:
     balance: bool = False  # with neighbors: weight that term so both parts have one mean on validation rows
     detail: float | None = None  # add the detail term: further directions up to this variance share
     detail_weight: float = 0.5  # with detail: its weight, each part divided by its 99% validation quantile
+    rotation: float | None = None  # images: add the rotation term at this weight (parts / their 99% quantile)
+    rotation_epochs: int = 4  # with rotation: epochs of its network (an epoch: every training row's 4 turns)
+    rotation_size: int = 28  # with rotation: images averaged by the largest whole factor keeping this side
     quantile: float = 0.99  # the threshold: this quantile of the calibration rows' scores
 
 

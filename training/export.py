@@ -28,6 +28,7 @@ from latentserve_core.manifest import (
 )
 from latentserve_core.runtime import RUNTIMES
 from latentserve_core.runtime.base import Detail, row_scores
+from latentserve_core.runtime.rotation import RotationTerm
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
 from training.config import ScoreConfig
@@ -99,12 +100,30 @@ def write_linear_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
         est.score_spec_,
         reference,
         getattr(est, "detail_", None),
+        _rotation_model(est),
     )
     out: Written = []
     for role, model in graphs.items():
         save(model, folder / f"{role}.onnx")
         out.append((role, f"{role}.onnx", "onnx"))
     return out
+
+
+def _rotation_model(est: ReconstructionEstimator) -> bytes | None:
+    """The ONNX model of the estimator's rotation term, when its score has one."""
+    if est.score_spec_.rotation is None:
+        return None
+    term: RotationTerm = est.rotation_  # type: ignore[attr-defined]
+    return term.model
+
+
+def write_rotation(est: ReconstructionEstimator, folder: Path) -> Written:
+    """A rotation term's network, as the ONNX model its numpy scorer runs (flat rows -> the term)."""
+    model, spec = _rotation_model(est), est.score_spec_.rotation
+    if model is None or spec is None:
+        return []
+    (folder / spec.file).write_bytes(model)
+    return [("rotation", spec.file, "onnx")]
 
 
 def write_reference(est: ReconstructionEstimator, folder: Path) -> Written:
@@ -263,7 +282,7 @@ def verify(
     """
     ref_hat = est.reconstruct(X)
     ref_scores = est.score_samples(X)
-    plain = est.score_spec_.model_copy(update={"neighbors": None, "detail": None})
+    plain = est.score_spec_.model_copy(update={"neighbors": None, "detail": None, "rotation": None})
     input_scale = float(np.max(row_scores(X, np.zeros_like(X), plain))) if len(X) else 0.0
     diffs: dict[str, float] = {}
     for fmt in manifest.formats:
@@ -311,7 +330,7 @@ def export(
 def export_pca_family(est: ReconstructionEstimator, run: TrainingRun, models_dir: Path, name: str) -> Path:
     """Linear PCA models: ONNX graphs and the scikit-learn joblib; kernel PCA: joblib only."""
     if est.kind == "kernel-pca":
-        writers: list[Writer] = [write_joblib, write_reference, write_detail]
+        writers: list[Writer] = [write_joblib, write_reference, write_detail, write_rotation]
         return export(est, run, models_dir, name, writers, primary_format="joblib")
-    writers = [write_linear_onnx, write_joblib, write_reference, write_detail]
+    writers = [write_linear_onnx, write_joblib, write_reference, write_detail, write_rotation]
     return export(est, run, models_dir, name, writers, primary_format="onnx")

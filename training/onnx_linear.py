@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.compose
 from onnx import TensorProto, helper, numpy_helper
 
 from latentserve_core.manifest import ScoreSpec
@@ -229,6 +230,31 @@ def detail_nodes(
     return nodes, inits
 
 
+def rotation_nodes(
+    x2: str, before: str, scores: str, spec: ScoreSpec, rotation: bytes
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """scores = step 7 of docs/score.md: primary_weight * `before` + weight * the rotation term, the
+    term's own graph (flat rows `x2` -> the term) taken in whole under the prefix rot_."""
+    assert spec.rotation is not None
+    term = onnx.compose.add_prefix(onnx.load_from_string(rotation), "rot_")
+    graph = term.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ValueError("the rotation term's model must take one input and give one output")
+    inits = [
+        *graph.initializer,
+        _const("rot_primary_weight", np.asarray(spec.rotation.primary_weight, dtype=np.float32)),
+        _const("rot_weight", np.asarray(spec.rotation.weight, dtype=np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Identity", [x2], [graph.input[0].name]),
+        *graph.node,
+        helper.make_node("Mul", [before, "rot_primary_weight"], ["rot_before_w"]),
+        helper.make_node("Mul", [graph.output[0].name, "rot_weight"], ["rot_term_w"]),
+        helper.make_node("Add", ["rot_before_w", "rot_term_w"], [scores]),
+    ]
+    return nodes, inits
+
+
 def build_linear_graphs(
     center: np.ndarray,
     scale: np.ndarray,
@@ -237,9 +263,11 @@ def build_linear_graphs(
     spec: ScoreSpec,
     reference: np.ndarray | None = None,
     detail: Detail | None = None,
+    rotation: bytes | None = None,
 ) -> dict[str, onnx.ModelProto]:
     """Return encoder, decoder and scorer models for a linear codec (float32); a score with
-    neighbors needs the reference codes (R, k), one with detail its arrays."""
+    neighbors needs the reference codes (R, k), one with detail its arrays, one with a rotation
+    term its ONNX model."""
     k, d = components.shape
     inits = [
         _const("center", center.astype(np.float32)),
@@ -275,14 +303,20 @@ def build_linear_graphs(
             raise ValueError("a score with neighbors needs the reference codes")
         nb = spec.neighbors
         n_nodes, n_inits = neighbor_nodes("Zs", "nb_term", reference, nb.k, d, nb.weight)
-    first = "scores" if spec.detail is None else "score_first"
+    second = "scores" if spec.rotation is None else "score_second"  # steps 1-6
+    first = second if spec.detail is None else "score_first"  # steps 1-5
     s_nodes, s_inits = score_nodes("e_x2", "d_flat_hat", first, spec, d, "nb_term" if n_nodes else None)
     s_nodes, s_inits = n_nodes + s_nodes, n_inits + s_inits
     if spec.detail is not None:
         if detail is None:
             raise ValueError("a score with detail needs its directions")
-        t_nodes, t_inits = detail_nodes("Zs", first, "scores", spec, d, detail, reference)
+        t_nodes, t_inits = detail_nodes("Zs", first, second, spec, d, detail, reference)
         s_nodes, s_inits = s_nodes + t_nodes, s_inits + t_inits
+    if spec.rotation is not None:
+        if rotation is None:
+            raise ValueError("a score with a rotation term needs its model")
+        r_nodes, r_inits = rotation_nodes("e_x2", second, "scores", spec, rotation)
+        s_nodes, s_inits = s_nodes + r_nodes, s_inits + r_inits
     scorer = helper.make_graph(
         _encoder_nodes("e_", "X", "Zs") + _decoder_nodes("d_", "Zs", "X_hat") + s_nodes,
         "scorer",

@@ -18,6 +18,7 @@ from training.base import F32, ReconstructionEstimator, check_score_terms, floor
 from training.config import PCAConfig, ScoreConfig
 from training.device import resolve_device
 from training.errors import DataError, UsageError
+from training.nn.config import check_turn_settings
 
 F64 = npt.NDArray[np.float64]
 _DEFAULT = PCAConfig()  # the estimators' defaults are the config's
@@ -91,6 +92,11 @@ class PCAFamily(ReconstructionEstimator):
         (and X_val), before any training."""
         self._score_spec(self.input_shape_)
         check_score_terms(self.score, n_rows, X_val is not None and len(X_val) > 0)
+        if self.score.rotation is not None:
+            shape = self.image_shape()
+            if shape is None:
+                raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
+            check_turn_settings(shape, self.score.rotation_size, self.score.rotation_epochs)
 
     def _score_spec(self, row_shape: tuple[int, ...], scale: F64 | None = None) -> ScoreSpec:
         layout = self.layout or ("features" if len(row_shape) == 1 else "image")
@@ -105,8 +111,18 @@ class PCAFamily(ReconstructionEstimator):
             self._fit_neighbors(X, score.neighbors, max_rows=score.reference_rows, seed=self.seed)
         if score.balance and X_val is not None:  # X_val was checked by _check_score
             self._balance_neighbors(X_val)
-        if score.detail is not None and X_val is not None:  # last: it weighs the parts above
+        if score.detail is not None and X_val is not None:  # it weighs the parts above
             self._fit_detail(X, X_val, score.detail, score.detail_weight, seed=self.seed)
+        if score.rotation is not None and X_val is not None:  # last: it weighs all the parts above
+            self._fit_rotation(
+                X,
+                X_val,
+                score.rotation,
+                size=score.rotation_size,
+                epochs=score.rotation_epochs,
+                seed=self.seed,
+                device=getattr(self, "device", "auto"),
+            )
 
 
 class LinearCodec(PCAFamily):

@@ -48,16 +48,37 @@ PRESETS: dict[str, Preset] = {
             preset="one-class-pca",
         ),
     ),
-    "one-class-images": Preset(
-        "the image default: PCA keeping 60% of the training images' variance (k from their spectrum, "
-        "at least 4); score = (3x3-pooled squared error + mean squared distance of the code to its 5 "
-        "nearest training codes) / the image's variance, plus at half weight the same without the "
-        "division with the directions reaching 95% of the variance (each part divided by its 99% "
-        "quantile on the validation rows)",
+    "one-class-images-pca": Preset(
+        "one-class images without torch (the image default before the rotation term): PCA keeping 60% "
+        "of the training images' variance (k from their spectrum, at least 4); score = (3x3-pooled "
+        "squared error + mean squared distance of the code to its 5 nearest training codes) / the "
+        "image's variance, plus at half weight the same without the division with the directions "
+        "reaching 95% of the variance (each part divided by its 99% quantile on the validation rows)",
         FitConfig(
             "pca",
             pca=PCAConfig(n_components=0.6, min_components=4),
             score=ScoreConfig(pool=3, neighbors=5, relative=True, detail=0.95, detail_weight=0.5),
+            preset="one-class-images-pca",
+        ),
+    ),
+    "one-class-images": Preset(
+        "the image default: one-class-images-pca's two parts, plus at half weight the rotation term (a "
+        "small CNN trained for 4 epochs to tell the training images' four quarter turns apart, on images "
+        "averaged down to a side of at least 28 pixels; the term sums -log p of the right turn), the "
+        "score so far and the term each divided by its 99% quantile on the validation rows",
+        FitConfig(
+            "pca",
+            pca=PCAConfig(n_components=0.6, min_components=4),
+            score=ScoreConfig(
+                pool=3,
+                neighbors=5,
+                relative=True,
+                detail=0.95,
+                detail_weight=0.5,
+                rotation=0.5,
+                rotation_epochs=4,
+                rotation_size=28,
+            ),
             preset="one-class-images",
         ),
     ),

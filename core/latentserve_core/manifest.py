@@ -35,9 +35,19 @@ ArtifactFormat = Literal["onnx", "joblib"]
 # encoder: X -> Z; decoder: Z -> X_hat; scorer: X -> (X_hat, scores); estimator: a pickled
 # scikit-learn object with transform / inverse_transform; reference: the codes of training rows that
 # a score with `neighbors` measures distances to (an (R, latent_dim) float32 .npy); detail: the
-# further principal directions of a score's detail term (an (m, d) float32 .npy).
+# further principal directions of a score's detail term (an (m, d) float32 .npy); rotation: the
+# network of a score's rotation term (an ONNX model, flat rows (n, d) -> the term (n,)).
 FileRole = Literal[
-    "encoder", "decoder", "scorer", "estimator", "reference", "detail", "picture", "card", "report"
+    "encoder",
+    "decoder",
+    "scorer",
+    "estimator",
+    "reference",
+    "detail",
+    "rotation",
+    "picture",
+    "card",
+    "report",
 ]
 MAX_REFERENCE_ROWS = 16384  # the most reference codes a score may keep: its cost never grows past it
 
@@ -190,6 +200,22 @@ class DetailSpec(_Strict):
     weight: float = Field(gt=0, description="multiplies this term")
 
 
+class RotationSpec(_Strict):
+    """A learned score part added last (docs/score.md, step 7): a small network trained on the
+    training images to tell their four quarter turns apart; the term is the sum over the four turns
+    of -log p(the right turn), high for an image whose orientation the class does not explain.
+    score = primary_weight * (steps 1-6) + weight * this term.
+    """
+
+    file: str = Field(
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="the version's file (role rotation): an ONNX model, flat rows (n, d) -> the term (n,)",
+    )
+    pool: int = Field(ge=1, description="the image is averaged over pool x pool blocks before it is turned")
+    primary_weight: float = Field(gt=0, description="multiplies the score of steps 1-6")
+    weight: float = Field(gt=0, description="multiplies this term")
+
+
 class ScoreSpec(_Strict):
     """How a row's anomaly score is computed from input X and reconstruction X_hat (raw units),
     plus, with `neighbors`, its code's distance to the nearest training codes."""
@@ -219,6 +245,10 @@ class ScoreSpec(_Strict):
     )
     detail: DetailSpec | None = Field(
         default=None, description="add a second, plain score: the error after further principal directions"
+    )
+    rotation: RotationSpec | None = Field(
+        default=None,
+        description="add a learned part: how badly a network tells the image's quarter turns apart",
     )
 
     @model_validator(mode="after")
@@ -294,6 +324,11 @@ class Manifest(_Strict):
             for role, path in wanted:
                 if (role, path) not in listed:
                     raise ValueError(f"score.detail's file {path!r} is not listed in files with role {role}")
+        rotation = self.score.rotation
+        if rotation is not None and not any(
+            f.role == "rotation" and f.path == rotation.file and f.format == "onnx" for f in self.files
+        ):
+            raise ValueError(f"score.rotation.file {rotation.file!r} is not listed as an ONNX rotation file")
         return self
 
     def file(self, role: FileRole, format: ArtifactFormat | None = None) -> FileEntry | None:
@@ -305,10 +340,11 @@ class Manifest(_Strict):
 
     @property
     def formats(self) -> list[ArtifactFormat]:
-        """The artifact formats this version can be served from."""
+        """The artifact formats this version can be served from: ONNX with an encoder (a rotation
+        term's network is an ONNX file too, but serves nothing alone), joblib with an estimator."""
         out: list[ArtifactFormat] = []
         for entry in self.files:
-            if entry.format == "onnx" and "onnx" not in out:
+            if entry.format == "onnx" and entry.role == "encoder" and "onnx" not in out:
                 out.append("onnx")
             if entry.format == "joblib" and "joblib" not in out:
                 out.append("joblib")

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from latentserve_core.manifest import Manifest
@@ -120,6 +121,10 @@ def test_the_image_default_is_the_one_class_images_preset() -> None:
     assert image is PRESETS["one-class-images"].config
     assert image.kind == "pca" and image.preset == "one-class-images"
     assert default_config("features") is PRESETS["features"].config
+    # the default is the torch-free preset plus the rotation term
+    plain = PRESETS["one-class-images-pca"].config
+    assert image.pca == plain.pca and image.score.rotation == 0.5 and plain.score.rotation is None
+    assert replace(image.score, rotation=None) == plain.score
 
 
 def _digits_class(c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,14 +157,15 @@ def _share(s: np.ndarray, share: float) -> int:
 
 
 @pytest.mark.parametrize(("c", "floored"), [(1, True), (8, False)])
-def test_image_default_takes_k_from_the_spectrum_and_serves_the_numpy_score(
+def test_image_pca_preset_takes_k_from_the_spectrum_and_serves_the_numpy_score(
     tmp_path: Path, c: int, floored: bool
 ) -> None:
     """k = the fewest components reaching 60% of the training images' variance, at least 4, and
     the detail term's directions up to 95%, computed here by an SVD; the published ONNX and joblib
     runtimes serve the score docs/score.md defines, computed here in float64 from that SVD: the
     relative score plus half the plain one, each divided by its 99% quantile on the validation rows."""
-    folder = fit(default_config("image"), DataConfig("digits", classes=(c,)), name="img", models_dir=tmp_path)
+    config = PRESETS["one-class-images-pca"].config
+    folder = fit(config, DataConfig("digits", classes=(c,)), name="img", models_dir=tmp_path)
     m = Manifest.read(folder)
     X, X_val = _digits_class(c)
     mean = X.mean(axis=0)
@@ -168,7 +174,7 @@ def test_image_default_takes_k_from_the_spectrum_and_serves_the_numpy_score(
     assert (share < 4) == floored  # digits 1 needs fewer than 4 components for 60%: the floor bites
     k = max(share, 4)
     k2 = max(_share(s, 0.95), k + 1)
-    assert m.latent_dim == k and m.hyperparameters["preset"] == "one-class-images"
+    assert m.latent_dim == k and m.hyperparameters["preset"] == "one-class-images-pca"
     assert m.score.pool == 3 and m.score.relative and m.score.neighbors is not None
     assert m.score.neighbors.k == 5 and m.score.neighbors.reference_rows == len(X)
     assert m.score.detail is not None and m.score.detail.components == k2 - k
@@ -187,6 +193,37 @@ def test_image_default_takes_k_from_the_spectrum_and_serves_the_numpy_score(
     for rt in (OnnxRuntime.load(m, folder), JoblibRuntime.load(m, folder)):
         np.testing.assert_allclose(rt.compute("scores", rows)[0], expected, rtol=2e-3)
         np.testing.assert_allclose(rt.reconstruct(rows).scores, expected, rtol=2e-3)
+
+
+def test_the_image_default_adds_the_rotation_term_to_the_pca_presets_score(tmp_path: Path) -> None:
+    """The default publishes the same PCA, detail term and neighbors as one-class-images-pca on the
+    same rows, plus the rotation term: served score = primary_weight x that preset's score + weight x
+    the term, the term computed here by onnxruntime alone from rotation.onnx, both weights set by
+    the 99% quantiles on the validation rows (the term's at half weight)."""
+    data = DataConfig("digits", classes=(3,))
+    plain = Manifest.read(fit(PRESETS["one-class-images-pca"].config, data, name="p", models_dir=tmp_path))
+    folder = fit(default_config("image"), data, name="d", models_dir=tmp_path)
+    m = Manifest.read(folder)
+    assert m.score.rotation is not None and m.score.rotation.pool == 1  # 8 x 8 images: not pooled
+    assert m.score.model_copy(update={"rotation": None}) == plain.score and m.latent_dim == plain.latent_dim
+    session = ort.InferenceSession(str(folder / "rotation.onnx"), providers=["CPUExecutionProvider"])
+
+    def term(rows: np.ndarray) -> np.ndarray:
+        (out,) = session.run(None, {session.get_inputs()[0].name: rows.reshape(len(rows), -1)})
+        return np.asarray(out, dtype=np.float64)
+
+    before = OnnxRuntime.load(plain, tmp_path / "p" / "1")
+    _, X_val = _digits_class(3)
+    X_val = X_val.reshape(-1, 8, 8).astype(np.float32)
+    q_first = np.quantile(before.compute("scores", X_val)[0].astype(np.float64), 0.99)
+    assert m.score.rotation.primary_weight == pytest.approx(1 / q_first, rel=1e-4)
+    assert m.score.rotation.weight == pytest.approx(0.5 / np.quantile(term(X_val), 0.99), rel=1e-4)
+    rows = load_dataset("digits").X[:50]
+    expected = m.score.rotation.primary_weight * before.compute("scores", rows)[
+        0
+    ] + m.score.rotation.weight * term(rows)
+    for rt in (OnnxRuntime.load(m, folder), JoblibRuntime.load(m, folder)):
+        np.testing.assert_allclose(rt.compute("scores", rows)[0], expected, rtol=1e-4)
 
 
 def test_image_default_reads_an_npz_image_set_by_path(tmp_path: Path) -> None:

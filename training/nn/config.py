@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from training.errors import UsageError
+
 NN_KINDS = ("dense", "linear", "conv", "lstm", "denoising", "vae")
 BASE_KINDS = ("dense", "linear", "conv", "lstm")  # what a denoising AE may wrap
 ACTIVATIONS = ("selu", "relu", "leaky-relu", "tanh")
@@ -53,3 +55,27 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network (CUDA: mode reduce-overhead, i.e. CUDA graphs)
     quiet: bool = False  # no progress bar
     cpu_threads: int = 0  # CPU intra-op threads; 0: 1 for small networks (< 100k weights), else the default
+
+
+# ---- the rotation term of a score (docs/score.md, step 7; trained by training.nn.turns) ----
+TURN_ROWS = 8192  # the network trains on at most this many training images (a seeded subset): its budget
+MIN_SIDE = 4  # two 2x2 max pools need images of at least 4 x 4 after the pool
+
+
+def turn_pool(image_shape: tuple[int, int, int], size: int) -> int:
+    """The largest whole factor that keeps the image's shorter side at least `size` (at least 1)."""
+    return max(1, min(image_shape[0], image_shape[1]) // size)
+
+
+def check_turn_settings(image_shape: tuple[int, int, int], size: int, epochs: int) -> None:
+    """Refuse rotation settings that cannot apply to images of this shape; the message names the flag."""
+    if not 1 <= epochs <= 100:
+        raise UsageError(f"--score-rotation-epochs must be in [1, 100], got {epochs}")
+    if size < MIN_SIDE:
+        raise UsageError(f"--score-rotation-size must be >= {MIN_SIDE}, got {size}")
+    side = min(image_shape[0], image_shape[1]) // turn_pool(image_shape, size)
+    if side < MIN_SIDE:
+        raise UsageError(
+            f"--score-rotation needs images of at least {MIN_SIDE} x {MIN_SIDE} pixels, got "
+            f"{image_shape[0]} x {image_shape[1]}"
+        )

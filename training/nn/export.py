@@ -67,7 +67,7 @@ class _Decoder(_Encoder):
 
 class _Scorer(nn.Module):
     """X -> (X_hat, scores), scores as specified in docs/score.md (the torch implementation; no neighbors,
-    no detail)."""
+    no detail, no rotation term)."""
 
     score_scale: Tensor
 
@@ -79,6 +79,8 @@ class _Scorer(nn.Module):
             raise ExportError("the network scorer has no neighbors term; the PCA family's scorers do")
         if spec.detail is not None:
             raise ExportError("the network scorer has no detail term; the PCA family's scorers do")
+        if spec.rotation is not None:
+            raise ExportError("the network scorer has no rotation term; the PCA family's scorers do")
         self.net = net
         self.topk = spec.topk if spec.reduction == "topk" and spec.topk and spec.topk < net.d else None
         scale = torch.tensor(spec.scale if spec.scale is not None else [], dtype=torch.float32)

@@ -268,3 +268,65 @@ def build_network(
     """The module for `cfg.architecture` on rows of `row_shape`."""
     cls = ARCHITECTURES[cfg.architecture]
     return cls(cfg, row_shape, center, scale, sigmoid)
+
+
+class TurnNet(nn.Module):
+    """The rotation term's network (docs/score.md, step 7): images (n, C, H, W) -> 4 logits, one
+    per quarter turn. Three 3x3 convolutions (16, 32, 64 channels, ReLU, 2x2 max pools after the
+    first two), a global mean and a linear layer: small enough to train in seconds on a CPU."""
+
+    def __init__(self, channels: int, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+        super().__init__()
+        a, b, c = widths
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, a, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(a, b, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(b, c, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(c, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits: Tensor = self.head(self.features(x).mean(dim=(2, 3)))
+        return logits
+
+
+def turn(x: Tensor, k: int) -> Tensor:
+    """Images (n, C, H, W) turned k quarter turns, as torch.rot90(x, k, dims=(2, 3)), from flips and
+    transposes (ops the ONNX exporter knows)."""
+    k %= 4
+    if k == 1:
+        return x.flip(3).transpose(2, 3)
+    if k == 2:
+        return x.flip(2).flip(3)
+    if k == 3:
+        return x.transpose(2, 3).flip(3)
+    return x
+
+
+class TurnTerm(nn.Module):
+    """Flat rows (n, H*W*C), channels last as the data holds them -> the rotation term (n,): the sum
+    over the four quarter turns k of -log p(k | the image turned k times), the image first averaged
+    over pool x pool blocks. What the exported ONNX model computes."""
+
+    def __init__(self, net: TurnNet, image_shape: tuple[int, int, int], pool: int) -> None:
+        super().__init__()
+        self.net = net
+        self.image_shape = image_shape
+        self.pool = pool
+
+    def images(self, X: Tensor) -> Tensor:
+        """Rows (n, d) -> images (n, C, H', W'), pooled."""
+        H, W, C = self.image_shape
+        x = X.reshape(-1, H, W, C).permute(0, 3, 1, 2)
+        return nn.functional.avg_pool2d(x, self.pool) if self.pool > 1 else x
+
+    def forward(self, X: Tensor) -> Tensor:
+        x = self.images(X)
+        right = [torch.log_softmax(self.net(turn(x, k)), dim=1)[:, k] for k in range(4)]
+        term: Tensor = -(right[0] + right[1] + right[2] + right[3])
+        return term

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from latentserve_core.errors import IntegrityError, InvalidInput
 from latentserve_core.manifest import FileEntry, Manifest, ScoreSpec, sha256_of
 from latentserve_core.runtime.ranges import RangeCheck
+from latentserve_core.runtime.rotation import load_rotation
 
 FloatArray = npt.NDArray[np.float32]
 Op = Literal["encode", "decode", "reconstruct", "scores"]
@@ -49,8 +50,10 @@ def row_scores(
     Z: FloatArray | None = None,
     reference: FloatArray | None = None,
     detail: Detail | None = None,
+    rotation: FloatArray | None = None,
 ) -> FloatArray:
-    """Per-row anomaly score (n,), as specified in docs/score.md (the numpy implementation)."""
+    """Per-row anomaly score (n,), as specified in docs/score.md (the numpy implementation); a score
+    with a rotation term takes the term's values (n,), computed by its network."""
     err: FloatArray = X.reshape(len(X), -1) - X_hat.reshape(len(X_hat), -1)
     if spec.scale is not None:
         err = np.divide(err, np.asarray(spec.scale, dtype=np.float32), dtype=np.float32)
@@ -82,6 +85,12 @@ def row_scores(
         out = np.add(
             first, np.multiply(part, np.float32(spec.detail.weight), dtype=np.float32), dtype=np.float32
         )
+    if spec.rotation is not None:
+        if rotation is None:
+            raise ValueError("a score with a rotation term needs the term's values")
+        first = np.multiply(out, np.float32(spec.rotation.primary_weight), dtype=np.float32)
+        turned = np.multiply(rotation, np.float32(spec.rotation.weight), dtype=np.float32)
+        out = np.add(first, turned, dtype=np.float32)
     return out
 
 
@@ -266,6 +275,7 @@ class ModelRuntime(ABC):
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
         self._reference = load_reference(manifest, folder)
         self._detail = load_detail(manifest, folder)
+        self._rotation = load_rotation(manifest, folder)
         span = manifest.input.value_range
         self._range = RangeCheck(span, self._label) if span is not None else None
         # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows
@@ -285,7 +295,8 @@ class ModelRuntime(ABC):
     def _reconstruct(self, X: FloatArray) -> Reconstruction:
         Z = self._encode(X)
         X_hat = self._decode(Z).reshape(X.shape)
-        scores = row_scores(X, X_hat, self.manifest.score, Z, self._reference, self._detail)
+        turned = self._rotation(X) if self._rotation is not None else None
+        scores = row_scores(X, X_hat, self.manifest.score, Z, self._reference, self._detail, turned)
         return Reconstruction(X_hat=X_hat, scores=scores)
 
     def _scores(self, X: FloatArray) -> FloatArray:

@@ -12,13 +12,15 @@ from latentserve_core.manifest import Manifest
 from latentserve_core.runtime.base import FloatArray, ModelRuntime, Reconstruction, verify_file
 
 
-def make_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+def make_session(path: Path | bytes, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session of the model at `path` (or serialised in `path`'s bytes)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxRuntime(ModelRuntime):
