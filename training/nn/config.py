@@ -77,5 +77,5 @@ def check_turn_settings(image_shape: tuple[int, int, int], size: int, epochs: in
     if side < MIN_SIDE:
         raise UsageError(
             f"--score-rotation needs images of at least {MIN_SIDE} x {MIN_SIDE} pixels, got "
-            f"{image_shape[0]} x {image_shape[1]}"
+            f"{image_shape[0]} x {image_shape[1]}; train without the term: --preset one-class-images-pca"
         )

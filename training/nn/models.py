@@ -318,6 +318,7 @@ class TurnTerm(nn.Module):
         self.net = net
         self.image_shape = image_shape
         self.pool = pool
+        self.square = image_shape[0] // pool == image_shape[1] // pool
 
     def images(self, X: Tensor) -> Tensor:
         """Rows (n, d) -> images (n, C, H', W'), pooled."""
@@ -327,6 +328,10 @@ class TurnTerm(nn.Module):
 
     def forward(self, X: Tensor) -> Tensor:
         x = self.images(X)
-        right = [torch.log_softmax(self.net(turn(x, k)), dim=1)[:, k] for k in range(4)]
+        if self.square:  # the four turns have one shape: they go through the network as one batch
+            logp = torch.log_softmax(self.net(torch.cat([turn(x, k) for k in range(4)])), dim=1)
+            right = [logp.reshape(4, -1, 4)[k, :, k] for k in range(4)]
+        else:
+            right = [torch.log_softmax(self.net(turn(x, k)), dim=1)[:, k] for k in range(4)]
         term: Tensor = -(right[0] + right[1] + right[2] + right[3])
         return term
