@@ -21,7 +21,8 @@ from training.device import resolve_device
 from training.export import TrainingRun, export, verify
 from training.nn.config import NetConfig, TrainConfig
 from training.nn.estimator import AutoencoderEstimator
-from training.nn.export import ATOL, picture_writer, write_onnx
+from training.nn.export import picture_writer, write_onnx
+from training.nn.onnx_io import ATOL
 
 p = argparse.ArgumentParser(prog="scripts/gpu-check.sh")
 p.add_argument("--cpu", action="store_true", help="run on the CPU, 1 epoch on 1000 images")

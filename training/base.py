@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from latentserve_core.manifest import MAX_REFERENCE_ROWS, DetailSpec, NeighborsSpec, RotationSpec, ScoreSpec
+from latentserve_core.manifest import MAX_REFERENCE_ROWS, DetailSpec, NeighborsSpec, ScoreSpec
 from latentserve_core.runtime.base import Detail, neighbor_distances, row_scores
 from latentserve_core.runtime.rotation import RotationTerm
 from training.config import ScoreConfig
@@ -51,6 +51,16 @@ def floored_scale(std: npt.NDArray[np.float64], floor: float) -> npt.NDArray[np.
     if floor <= 0.0 or not varying.any():
         return scale
     return np.where(varying, np.maximum(std, np.quantile(std[varying], floor)), 1.0)
+
+
+def allowed_difference(reference: Any, *, atol: float, rtol: float) -> float:
+    """The largest max |got - reference| a parity check accepts: atol + rtol * max |reference|.
+
+    The relative part is float32-scale slack: values of magnitude m carry rounding of ~6e-8 * m, so
+    large codes or raw standardised features differ by more than a fixed atol after reordered sums.
+    """
+    ref = np.asarray(reference)
+    return atol + rtol * (float(np.max(np.abs(ref))) if ref.size else 0.0)
 
 
 def check_detail(share: float, weight: float) -> None:
@@ -223,7 +233,7 @@ class ReconstructionEstimator(ABC):
         detail = getattr(self, "detail_", None)
         rotation: RotationTerm | None = None
         if self.score_spec_.rotation is not None:
-            rotation = self.rotation_
+            rotation = self.rotation_  # type: ignore[attr-defined]  # set by PCAFamily._fit_rotation
         parts = []
         for i in range(0, len(X2), SCORE_BATCH):  # bounded memory for large or memory-mapped X
             rows = np.asarray(X2[i : i + SCORE_BATCH], dtype=np.float32)
@@ -279,46 +289,6 @@ class ReconstructionEstimator(ABC):
         q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
         weighted = unit.model_copy(update={"primary_weight": 1.0 / q_first, "weight": weight / q_term})
         self.score_spec_ = spec.model_copy(update={"detail": weighted})
-        return self
-
-    def image_shape(self) -> tuple[int, int, int] | None:
-        """The rows' image shape (H, W, C), or None for feature and sequence rows."""
-        shape = self.input_shape_
-        layout = getattr(self, "layout", None) or ("features" if len(shape) == 1 else "image")
-        if layout != "image":
-            return None
-        if len(shape) == 2:
-            return (shape[0], shape[1], 1)
-        return (shape[0], shape[1], shape[2]) if len(shape) == 3 else None
-
-    def _fit_rotation(
-        self, X: F32, X_val: F32, weight: float, *, size: int, epochs: int, seed: int, device: str
-    ) -> ReconstructionEstimator:
-        """Add the rotation term (docs/score.md, step 7): a network trained on the training images
-        X to tell their four quarter turns apart (`training.nn.turns`), kept as `rotation_`. The
-        score so far and the term are then divided by their DETAIL_QUANTILE on the validation rows
-        X_val, the term times `weight`. Call it last. Returns self."""
-        from training.nn.turns import fit_turn_term  # torch only where the term is asked for
-
-        shape = self.image_shape()
-        if shape is None:
-            raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
-        check_weight("--score-rotation", weight)
-        spec = self.score_spec_.model_copy(update={"rotation": None})
-        self.score_spec_ = spec
-        X_val2 = np.asarray(self._flat(X_val), dtype=np.float32)
-        self.rotation_, pool = fit_turn_term(
-            self._flat(X), shape, size=size, epochs=epochs, seed=seed, device=device, X_check=X_val2
-        )
-        first = self.score_samples(X_val2).astype(np.float64)
-        term = self.rotation_(X_val2).astype(np.float64)
-        tiny = float(np.finfo(np.float32).tiny)
-        q_first = float(np.quantile(first, DETAIL_QUANTILE)) + tiny
-        q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
-        rotation = RotationSpec(
-            file=ROTATION_FILE, pool=pool, primary_weight=1.0 / q_first, weight=weight / q_term
-        )
-        self.score_spec_ = spec.model_copy(update={"rotation": rotation})
         return self
 
     def _fit_neighbors(self, X: F32, k: int, *, max_rows: int, seed: int) -> None:

@@ -29,7 +29,7 @@ from latentserve_core.manifest import (
 from latentserve_core.runtime import RUNTIMES
 from latentserve_core.runtime.base import Detail, row_scores
 from latentserve_core.runtime.rotation import RotationTerm
-from training.base import F32, ReconstructionEstimator
+from training.base import F32, ReconstructionEstimator, allowed_difference
 from training.calibration import calibrate
 from training.config import ScoreConfig
 from training.data import Dataset, Splits
@@ -251,16 +251,6 @@ def _feature_names(ds: Dataset) -> list[str] | None:
     """The data's column names when there is one per value of a row (CSV / parquet headers)."""
     names = ds.feature_names
     return list(names) if names and len(names) == ds.X[0].size else None
-
-
-def allowed_difference(reference: Any, *, atol: float, rtol: float) -> float:
-    """The largest max |got - reference| a parity check accepts: atol + rtol * max |reference|.
-
-    The relative part is float32-scale slack: values of magnitude m carry rounding of ~6e-8 * m, so
-    large codes or raw standardised features differ by more than a fixed atol after reordered sums.
-    """
-    ref = np.asarray(reference)
-    return atol + rtol * (float(np.max(np.abs(ref))) if ref.size else 0.0)
 
 
 def verify(

@@ -13,8 +13,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from latentserve_core.manifest import ScoreSpec
-from training.base import F32, ReconstructionEstimator, check_score_terms, floored_scale, score_spec
+from latentserve_core.manifest import RotationSpec, ScoreSpec
+from training.base import (
+    DETAIL_QUANTILE,
+    F32,
+    ROTATION_FILE,
+    ReconstructionEstimator,
+    check_score_terms,
+    check_weight,
+    floored_scale,
+    score_spec,
+)
 from training.config import PCAConfig, ScoreConfig
 from training.device import resolve_device
 from training.errors import DataError, UsageError
@@ -123,6 +132,46 @@ class PCAFamily(ReconstructionEstimator):
                 seed=self.seed,
                 device=getattr(self, "device", "auto"),
             )
+
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """The rows' image shape (H, W, C), or None for feature and sequence rows."""
+        shape = self.input_shape_
+        layout = getattr(self, "layout", None) or ("features" if len(shape) == 1 else "image")
+        if layout != "image":
+            return None
+        if len(shape) == 2:
+            return (shape[0], shape[1], 1)
+        return (shape[0], shape[1], shape[2]) if len(shape) == 3 else None
+
+    def _fit_rotation(
+        self, X: F32, X_val: F32, weight: float, *, size: int, epochs: int, seed: int, device: str
+    ) -> PCAFamily:
+        """Add the rotation term (docs/score.md, step 7): a network trained on the training images
+        X to tell their four quarter turns apart (`training.nn.turns`), kept as `rotation_`. The
+        score so far and the term are then divided by their DETAIL_QUANTILE on the validation rows
+        X_val, the term times `weight`. Call it last. Returns self."""
+        from training.nn.turns import fit_turn_term  # torch only where the term is asked for
+
+        shape = self.image_shape()
+        if shape is None:
+            raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
+        check_weight("--score-rotation", weight)
+        spec = self.score_spec_.model_copy(update={"rotation": None})
+        self.score_spec_ = spec
+        X_val2 = np.asarray(self._flat(X_val), dtype=np.float32)
+        self.rotation_, pool = fit_turn_term(
+            self._flat(X), shape, size=size, epochs=epochs, seed=seed, device=device, X_check=X_val2
+        )
+        first = self.score_samples(X_val2).astype(np.float64)
+        term = self.rotation_(X_val2).astype(np.float64)
+        tiny = float(np.finfo(np.float32).tiny)
+        q_first = float(np.quantile(first, DETAIL_QUANTILE)) + tiny
+        q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
+        rotation = RotationSpec(
+            file=ROTATION_FILE, pool=pool, primary_weight=1.0 / q_first, weight=weight / q_term
+        )
+        self.score_spec_ = spec.model_copy(update={"rotation": rotation})
+        return self
 
 
 class LinearCodec(PCAFamily):

@@ -9,7 +9,6 @@ ATOL + RTOL * max |reference| (1e-4 plus float32-scale slack) raises and nothing
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +23,10 @@ from latentserve_core.runtime.onnx import make_session
 from training.base import F32, ReconstructionEstimator
 from training.calibration import calibrate
 from training.errors import ExportError
-from training.export import TrainingRun, Writer, Written, allowed_difference
+from training.export import TrainingRun, Writer, Written
 from training.nn.estimator import AutoencoderEstimator
 from training.nn.models import Autoencoder as Network
-
-OPSET = 17
-ATOL = 1e-4  # every network parity check allows ATOL + RTOL * max |reference|
-RTOL = 1e-6  # float32 resolves ~6e-8 of a value: large codes or raw standardised features need slack
-
-
-def parity_bound(reference: Any) -> float:
-    """The largest max |ONNX - PyTorch| a network parity check accepts: 1e-4 + 1e-6 * max |reference|."""
-    return allowed_difference(reference, atol=ATOL, rtol=RTOL)
-
-
-def check_close(what: str, got: Any, reference: Any) -> float:
-    """Return max |got - reference|; raise ExportError naming the bound when it exceeds parity_bound."""
-    got64, ref64 = np.asarray(got, np.float64), np.asarray(reference, np.float64)
-    diff = float(np.max(np.abs(got64 - ref64))) if ref64.size else 0.0
-    bound = parity_bound(ref64)
-    if not diff <= bound:  # NaN fails too
-        raise ExportError(
-            f"{what} differs from the PyTorch model by {diff:.3g} (allowed {bound:.3g} = {ATOL:g} + "
-            f"{RTOL:g} x max |reference| {float(np.max(np.abs(ref64))):.3g}); nothing was published"
-        )
-    return diff
+from training.nn.onnx_io import check_close, to_onnx
 
 
 class _Encoder(nn.Module):
@@ -117,22 +95,6 @@ class _Scorer(nn.Module):
         return X_hat, scores
 
 
-def _to_onnx(module: nn.Module, example: Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
-    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
-    with warnings.catch_warnings():
-        # the tracer's notes on LSTM shapes and python-bool conversions: the batch axis stays dynamic
-        warnings.filterwarnings("ignore", module=r"torch\.")
-        warnings.filterwarnings(
-            "ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning
-        )
-        names: dict[str, Any] = {"input_names": inputs, "output_names": outputs, "opset_version": OPSET}
-        try:
-            torch.onnx.export(module, (example,), str(path), dynamo=False, dynamic_axes=axes, **names)
-        except (TypeError, NotImplementedError):  # a torch without the legacy exporter
-            batch = {0: torch.export.Dim("batch")}
-            torch.onnx.export(module, (example,), str(path), dynamo=True, dynamic_shapes=(batch,), **names)
-
-
 def random_rows(est: AutoencoderEstimator, n: int, seed: int) -> F32:
     """Random inputs in the training range: uniform [0, 1] images, mean + std * N(0, 1) features."""
     rng = np.random.default_rng(seed)
@@ -151,9 +113,9 @@ def write_onnx(est: ReconstructionEstimator, folder: Path) -> Written:
     scorer = _Scorer(net, est.score_spec_)
     X = torch.from_numpy(random_rows(est, 3, seed=0))
     Z = torch.randn(3, est.latent_dim_)
-    _to_onnx(_Encoder(net), X, folder / "encoder.onnx", ["X"], ["Z"])
-    _to_onnx(_Decoder(net), Z, folder / "decoder.onnx", ["Z"], ["X_hat"])
-    _to_onnx(scorer, X, folder / "scorer.onnx", ["X"], ["X_hat", "scores"])
+    to_onnx(_Encoder(net), X, folder / "encoder.onnx", ["X"], ["Z"])
+    to_onnx(_Decoder(net), Z, folder / "decoder.onnx", ["Z"], ["X_hat"])
+    to_onnx(scorer, X, folder / "scorer.onnx", ["X"], ["X_hat", "scores"])
     est.parity_ = check_parity(est, folder)
     return [
         ("encoder", "encoder.onnx", "onnx"),

@@ -18,7 +18,8 @@ from training.data import Dataset
 from training.export import TrainingRun, export
 from training.nn.config import NetConfig, TrainConfig
 from training.nn.estimator import AutoencoderEstimator
-from training.nn.export import ATOL, RTOL, picture_writer, write_onnx
+from training.nn.export import picture_writer, write_onnx
+from training.nn.onnx_io import ATOL, RTOL
 
 log = logging.getLogger("latentserve.training")
 

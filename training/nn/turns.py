@@ -19,8 +19,8 @@ from latentserve_core.runtime.rotation import RotationTerm
 from training.base import F32
 from training.device import resolve_device
 from training.nn.config import TURN_ROWS, check_turn_settings, turn_pool
-from training.nn.export import _to_onnx, check_close
 from training.nn.models import TurnNet, TurnTerm, turn
+from training.nn.onnx_io import check_close, to_onnx
 
 TURN_BATCH = 128
 TURN_LR = 1e-3
@@ -75,7 +75,7 @@ def fit_turn_term(
     check = torch.from_numpy(np.ascontiguousarray(X_check[:256], dtype=np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rotation.onnx"
-        _to_onnx(term, check, path, ["X"], ["term"])
+        to_onnx(term, check, path, ["X"], ["term"])
         rotation = RotationTerm(path.read_bytes())
     with torch.no_grad():
         expected = term(check).numpy()

@@ -17,8 +17,9 @@ from training.data import Splits, load_dataset
 from training.export import TrainingRun, export
 from training.nn.config import NetConfig, TrainConfig
 from training.nn.estimator import AutoencoderEstimator
-from training.nn.export import ATOL, RTOL, picture_writer, write_onnx
+from training.nn.export import picture_writer, write_onnx
 from training.nn.fit import DEFAULT_NETWORKS
+from training.nn.onnx_io import ATOL, RTOL
 
 QUICK = TrainConfig(epochs=2, batch_size=64, quiet=True)
 

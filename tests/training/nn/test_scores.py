@@ -19,7 +19,7 @@ from training.errors import ExportError
 from training.nn import export as nn_export
 from training.nn.config import NetConfig, TrainConfig
 from training.nn.estimator import AutoencoderEstimator
-from training.nn.export import ATOL, RTOL, check_close, parity_bound
+from training.nn.onnx_io import ATOL, RTOL, check_close, parity_bound
 
 TINY = ["--epochs", "2", "--batch-size", "64", "--hidden", "16", "--quiet"]
 SCORES = {
