@@ -67,11 +67,8 @@ def test_no_server_errors_over_the_http_fast_path(models_dir: Path, tmp_path: Pa
 
     with service(models_dir, tmp_path / "service.log") as url:
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-        inference = lambda op: (
-            op.method.upper() == "POST"
-            and op.path.endswith(  # noqa: E731
-                ("/encode", "/decode", "/reconstruct", "/anomaly-score", "/sample", "/infer")
-            )
+        inference = lambda op: op.method.upper() == "POST" and op.path.endswith(  # noqa: E731
+            ("/encode", "/decode", "/reconstruct", "/anomaly-score", "/sample", "/infer")
         )
         checked = fuzz(schema, inference, base_url=url)
     # encode, decode, reconstruct, anomaly-score, sample, and /v2 infer with and without a version
