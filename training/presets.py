@@ -62,10 +62,10 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "one-class-images": Preset(
-        "the image default: one-class-images-pca's two parts, plus at half weight the rotation term (a "
+        "the image default: one-class-images-pca's two parts, plus at quarter weight the rotation term (a "
         "small CNN trained for 4 epochs to tell the training images' four quarter turns apart, on images "
-        "averaged down to a side of at least 28 pixels; the term sums -log p of the right turn), the "
-        "score so far and the term each divided by its 99% quantile on the validation rows",
+        "averaged down to a side of at least 14 pixels; the term is log(1 + the sum of -log p of the right "
+        "turn)), the score so far and the term each divided by its 99% quantile on the validation rows",
         FitConfig(
             "pca",
             pca=PCAConfig(n_components=0.6, min_components=4),
@@ -75,9 +75,9 @@ PRESETS: dict[str, Preset] = {
                 relative=True,
                 detail=0.95,
                 detail_weight=0.5,
-                rotation=0.5,
+                rotation=0.25,
                 rotation_epochs=4,
-                rotation_size=28,
+                rotation_size=14,
             ),
             preset="one-class-images",
         ),

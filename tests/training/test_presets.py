@@ -123,8 +123,9 @@ def test_the_image_default_is_the_one_class_images_preset() -> None:
     assert default_config("features") is PRESETS["features"].config
     # the default is the torch-free preset plus the rotation term
     plain = PRESETS["one-class-images-pca"].config
-    assert image.pca == plain.pca and image.score.rotation == 0.5 and plain.score.rotation is None
-    assert replace(image.score, rotation=None) == plain.score
+    assert image.pca == plain.pca and image.score.rotation == 0.25 and plain.score.rotation is None
+    settings = {"rotation_epochs": plain.score.rotation_epochs, "rotation_size": plain.score.rotation_size}
+    assert replace(image.score, rotation=None, **settings) == plain.score
 
 
 def _digits_class(c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,12 +200,12 @@ def test_the_image_default_adds_the_rotation_term_to_the_pca_presets_score(tmp_p
     """The default publishes the same PCA, detail term and neighbors as one-class-images-pca on the
     same rows, plus the rotation term: served score = primary_weight x that preset's score + weight x
     the term, the term computed here by onnxruntime alone from rotation.onnx, both weights set by
-    the 99% quantiles on the validation rows (the term's at half weight)."""
+    the 99% quantiles on the validation rows (the term's at quarter weight)."""
     data = DataConfig("digits", classes=(3,))
     plain = Manifest.read(fit(PRESETS["one-class-images-pca"].config, data, name="p", models_dir=tmp_path))
     folder = fit(default_config("image"), data, name="d", models_dir=tmp_path)
     m = Manifest.read(folder)
-    assert m.score.rotation is not None and m.score.rotation.pool == 1  # 8 x 8 images: not pooled
+    assert m.score.rotation is not None and m.score.rotation.pool == 1  # 8 x 8 images: not pooled (< 2 x 14)
     assert m.score.model_copy(update={"rotation": None}) == plain.score and m.latent_dim == plain.latent_dim
     session = ort.InferenceSession(str(folder / "rotation.onnx"), providers=["CPUExecutionProvider"])
 
@@ -217,7 +218,7 @@ def test_the_image_default_adds_the_rotation_term_to_the_pca_presets_score(tmp_p
     X_val = X_val.reshape(-1, 8, 8).astype(np.float32)
     q_first = np.quantile(before.compute("scores", X_val)[0].astype(np.float64), 0.99)
     assert m.score.rotation.primary_weight == pytest.approx(1 / q_first, rel=1e-4)
-    assert m.score.rotation.weight == pytest.approx(0.5 / np.quantile(term(X_val), 0.99), rel=1e-4)
+    assert m.score.rotation.weight == pytest.approx(0.25 / np.quantile(term(X_val), 0.99), rel=1e-4)
     rows = load_dataset("digits").X[:50]
     expected = m.score.rotation.primary_weight * before.compute("scores", rows)[
         0

@@ -24,7 +24,7 @@ from training.data import Dataset, split
 from training.errors import UsageError
 from training.export import TrainingRun, export_pca_family
 from training.nn.config import turn_pool
-from training.nn.models import turn
+from training.nn.models import TurnNet, TurnTerm, turn
 from training.pca import PCA, KernelPCA, PCAFamily
 
 WEIGHT = 0.5
@@ -122,17 +122,43 @@ def test_every_runtime_and_the_service_serve_the_trained_score(
 
 
 def test_the_published_term_is_the_networks_own(tmp_path: Path, ells: tuple[PCAFamily, TrainingRun]) -> None:
-    """rotation.onnx, run by onnxruntime alone, gives the sum over the four turns of -log p(right
-    turn) of the PyTorch network; the network's turns are torch.rot90's, on non-square images too."""
+    """rotation.onnx, run by onnxruntime alone, gives what the trained model's term gives."""
     est, run = ells
     folder = export_pca_family(est, run, tmp_path, "ells")
     session = ort.InferenceSession(str(folder / "rotation.onnx"), providers=["CPUExecutionProvider"])
     X = _images(10, seed=5)
     (got,) = session.run(None, {session.get_inputs()[0].name: X.reshape(10, -1)})
     np.testing.assert_allclose(got, est.rotation_(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "pool"), [((6, 6, 1), 1), ((8, 12, 3), 2)], ids=["square", "oblong"])
+def test_the_term_is_log1p_of_the_surprise_of_the_right_turn(shape: tuple[int, int, int], pool: int) -> None:
+    """TurnTerm (what rotation.onnx computes) = log(1 + sum over k of -log softmax(net(image turned
+    k times))[k]), the image laid out channels last and averaged over pool x pool blocks; its turns
+    are torch.rot90's; square images' four turns in one batch give what four passes give."""
+    torch.manual_seed(0)
+    net = TurnNet(shape[2]).eval()
+    X = torch.rand(5, int(np.prod(shape)))
+    H, W, C = shape
+    images = torch.nn.functional.avg_pool2d(X.reshape(5, H, W, C).permute(0, 3, 1, 2), pool)
+    with torch.no_grad():
+        surprise = sum(
+            -torch.log_softmax(net(torch.rot90(images, k, dims=(2, 3))), dim=1)[:, k] for k in range(4)
+        )
+        got = TurnTerm(net, shape, pool)(X)
+    torch.testing.assert_close(got, torch.log1p(surprise), rtol=1e-5, atol=1e-6)
     x = torch.randn(2, 3, 5, 7)
     for k in range(4):
         assert torch.equal(turn(x, k), torch.rot90(x, k, dims=(2, 3)))
+
+
+def test_the_network_is_seeded(ells: tuple[PCAFamily, TrainingRun]) -> None:
+    """Two fits with one seed publish the same network, whatever torch's random state was before."""
+    est, run = ells
+    torch.manual_seed(12345)  # the global state a fit must not depend on
+    again = copy.deepcopy(est).fit(run.splits.X_train, run.splits.X_val)
+    X = _images(10, seed=6)
+    np.testing.assert_array_equal(again.rotation_(X), est.rotation_(X))
 
 
 def test_non_square_colour_images_and_the_pool(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ class TrainConfig:
 
 # ---- the rotation term of a score (docs/score.md, step 7; trained by training.nn.turns) ----
 TURN_ROWS = 8192  # the network trains on at most this many training images (a seeded subset): its budget
+TURN_MIN_STEPS = 256  # the network takes at least this many optimiser steps: more epochs on few images
 MIN_SIDE = 4  # two 2x2 max pools need images of at least 4 x 4 after the pool
 
 

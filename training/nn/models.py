@@ -309,9 +309,10 @@ def turn(x: Tensor, k: int) -> Tensor:
 
 
 class TurnTerm(nn.Module):
-    """Flat rows (n, H*W*C), channels last as the data holds them -> the rotation term (n,): the sum
-    over the four quarter turns k of -log p(k | the image turned k times), the image first averaged
-    over pool x pool blocks. What the exported ONNX model computes."""
+    """Flat rows (n, H*W*C), channels last as the data holds them -> the rotation term (n,):
+    log(1 + the sum over the four quarter turns k of -log p(k | the image turned k times)), the
+    image first averaged over pool x pool blocks. What the exported ONNX model computes. (The log
+    keeps a few images whose turn the network gets badly wrong from dominating the score.)"""
 
     def __init__(self, net: TurnNet, image_shape: tuple[int, int, int], pool: int) -> None:
         super().__init__()
@@ -333,5 +334,6 @@ class TurnTerm(nn.Module):
             right = [logp.reshape(4, -1, 4)[k, :, k] for k in range(4)]
         else:
             right = [torch.log_softmax(self.net(turn(x, k)), dim=1)[:, k] for k in range(4)]
-        term: Tensor = -(right[0] + right[1] + right[2] + right[3])
+        surprise = -(right[0] + right[1] + right[2] + right[3])
+        term: Tensor = torch.log1p(surprise)
         return term

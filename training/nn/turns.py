@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from latentserve_core.runtime.rotation import RotationTerm
 from training.base import F32
 from training.device import resolve_device
-from training.nn.config import TURN_ROWS, check_turn_settings, turn_pool
+from training.nn.config import TURN_MIN_STEPS, TURN_ROWS, check_turn_settings, turn_pool
 from training.nn.models import TurnNet, TurnTerm, turn
 from training.nn.onnx_io import check_close, to_onnx
 
@@ -28,14 +28,14 @@ TURN_LR = 1e-3
 
 def _train(term: TurnTerm, X: F32, epochs: int, seed: int, device: torch.device) -> None:
     """Fit term.net in place on flat rows X; ends on the CPU in eval mode."""
-    torch.manual_seed(seed)
     net = term.net.to(device)
     with torch.no_grad():
         images = term.images(torch.from_numpy(np.ascontiguousarray(X)).to(device))
     opt = torch.optim.Adam(net.parameters(), lr=TURN_LR)
     shuffle = torch.Generator(device="cpu").manual_seed(seed)
     net.train()
-    for _ in range(epochs):
+    steps_per_epoch = -(-4 * len(images) // TURN_BATCH)
+    for _ in range(max(epochs, -(-TURN_MIN_STEPS // steps_per_epoch))):  # few images: more epochs
         order = torch.randperm(4 * len(images), generator=shuffle).to(device)
         for i in range(0, len(order), TURN_BATCH):
             pick = order[i : i + TURN_BATCH]
@@ -70,6 +70,7 @@ def fit_turn_term(
     pool = turn_pool(image_shape, size)
     if len(X) > TURN_ROWS:
         X = X[np.sort(np.random.default_rng(seed).choice(len(X), TURN_ROWS, replace=False))]
+    torch.manual_seed(seed)  # the network's initial weights, then its batches' order: both seeded
     term = TurnTerm(TurnNet(image_shape[2]), image_shape, pool)
     _train(term, np.asarray(X, dtype=np.float32), epochs, seed, torch.device(resolve_device(device)))
     check = torch.from_numpy(np.ascontiguousarray(X_check[:256], dtype=np.float32))
