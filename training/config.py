@@ -80,7 +80,7 @@ class ScoreConfig:
     detail_weight: float = 0.5  # with detail: its weight, each part divided by its 99% validation quantile
     rotation: float | None = None  # images: add the rotation term at this weight (parts / their 99% quantile)
     rotation_epochs: int = 4  # with rotation: epochs of its network (an epoch: every training row's 4 turns)
-    rotation_size: int = 28  # with rotation: images averaged by the largest whole factor keeping this side
+    rotation_size: int = 14  # with rotation: images averaged by the largest whole factor keeping this side
     quantile: float = 0.99  # the threshold: this quantile of the calibration rows' scores
 
 

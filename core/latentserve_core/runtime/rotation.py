@@ -1,7 +1,7 @@
 """The rotation term of a score (docs/score.md, step 7), run through onnxruntime.
 
-Its network is stored as an ONNX model taking flat rows (n, d) to the term (n,): the sum over the
-image's four quarter turns of -log p(the right turn). The numpy scorer (the joblib runtime, and
+Its network is stored as an ONNX model taking flat rows (n, d) to the term (n,): log(1 + the sum
+over the image's four quarter turns of -log p(the right turn)). The numpy scorer (the joblib runtime, and
 `training`'s in-memory model) calls it here; the ONNX scorer holds the same graph inside.
 """
 
@@ -27,7 +27,8 @@ class RotationTerm:
         self._threads = threads
         self._session: Any = None
 
-    def _run(self) -> Any:
+    def session(self) -> Any:
+        """The onnxruntime session, made on first use (and again after unpickling)."""
         if self._session is None:
             from latentserve_core.runtime.onnx import make_session
 
@@ -35,7 +36,7 @@ class RotationTerm:
         return self._session
 
     def __call__(self, X: FloatArray) -> FloatArray:
-        session = self._run()
+        session = self.session()
         rows = np.ascontiguousarray(X, dtype=np.float32).reshape(len(X), -1)
         (term,) = session.run(None, {session.get_inputs()[0].name: rows})
         return np.asarray(term, dtype=np.float32).reshape(len(X))
@@ -54,7 +55,7 @@ def load_rotation(manifest: Manifest, folder: Path, threads: int = 1) -> Rotatio
     entry = next(f for f in manifest.files if f.role == "rotation" and f.path == spec.file)
     term = RotationTerm(verify_file(folder, entry, manifest).read_bytes(), threads)
     try:
-        term._run()
+        term.session()
     except Exception as exc:  # onnxruntime raises several private types
         raise IntegrityError(
             f"file {entry.path!r} is not a loadable ONNX model: {exc}",
