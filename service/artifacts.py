@@ -30,13 +30,11 @@ from typing import Literal
 
 from starlette.responses import Response
 
-from latentserve_core.manifest import FileEntry, FileRole
+from latentserve_core.manifest import SCORER_ROLES, FileEntry, FileRole
 from service.errors import ArtifactTampered, ModelNotFound, ModelUnavailable
 from service.registry import Registry, VersionRecord
 
 SERVED_ROLES: tuple[FileRole, ...] = ("picture", "card", "report")  # display files (read_artifact)
-# read_model_file: what an ONNX runtime loads (a detail term's directions included)
-SCORER_ROLES: tuple[FileRole, ...] = ("encoder", "decoder", "scorer", "reference", "detail")
 MEDIA_TYPES = {
     "png": "image/png",
     "md": "text/markdown; charset=utf-8",
@@ -83,7 +81,8 @@ def read_artifact(registry: Registry, name: str, version: int, file: str) -> Art
 
 
 def model_files(record: VersionRecord) -> list[FileEntry]:
-    """The ONNX graphs and reference codes of a version: what an offline scorer loads."""
+    """The ONNX graphs, reference codes and score terms' files of a version: what an offline scorer
+    loads (SCORER_ROLES)."""
     if record.manifest is None:
         return []
     return [f for f in record.manifest.files if f.role in SCORER_ROLES and f.format in ("onnx", "npy")]

@@ -49,6 +49,8 @@ FileRole = Literal[
     "card",
     "report",
 ]
+# the files an ONNX runtime loads (the service's own, or an offline scorer such as Spark's)
+SCORER_ROLES: tuple[FileRole, ...] = ("encoder", "decoder", "scorer", "reference", "detail", "rotation")
 MAX_REFERENCE_ROWS = 16384  # the most reference codes a score may keep: its cost never grows past it
 
 

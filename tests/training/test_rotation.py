@@ -121,6 +121,23 @@ def test_every_runtime_and_the_service_serve_the_trained_score(
         assert r.json()["is_anomaly"][20:].count(True) > r.json()["is_anomaly"][:20].count(True)
 
 
+def test_offline_scorers_get_the_term(tmp_path: Path, ells: tuple[PCAFamily, TrainingRun]) -> None:
+    """The Spark scorer's bundle, read from the version folder, carries rotation.onnx and scores as
+    the trained model; the service hands the file to a scorer that downloads its bundle (the
+    artifacts route `from_service` reads)."""
+    from latentserve_client.spark._bundle import from_folder, runtime
+
+    est, run = ells
+    folder = export_pca_family(est, run, tmp_path, "ells")
+    rows = _images(12, seed=8)
+    bundle = from_folder(folder)
+    assert "rotation.onnx" in bundle.files
+    np.testing.assert_allclose(runtime(bundle).compute("scores", rows)[0], est.score_samples(rows), rtol=1e-5)
+    with serve(tmp_path) as client:
+        answer = client.get("/models/ells/versions/1/artifacts/rotation.onnx")
+        assert answer.status_code == 200 and answer.content == (folder / "rotation.onnx").read_bytes()
+
+
 def test_the_published_term_is_the_networks_own(tmp_path: Path, ells: tuple[PCAFamily, TrainingRun]) -> None:
     """rotation.onnx, run by onnxruntime alone, gives what the trained model's term gives."""
     est, run = ells

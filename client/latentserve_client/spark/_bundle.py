@@ -14,11 +14,9 @@ import httpx
 
 from latentserve_core.errors import IntegrityError, InvalidInput, RegistryError
 from latentserve_core.layout import parse_ref, read_manifest, versions_of
-from latentserve_core.manifest import MANIFEST_FILE, FileEntry, Manifest
+from latentserve_core.manifest import MANIFEST_FILE, SCORER_ROLES, FileEntry, Manifest
 from latentserve_core.runtime import ModelRuntime, OnnxRuntime
 from latentserve_core.runtime.base import verify_file
-
-SCORER_ROLES = ("encoder", "decoder", "scorer", "reference", "detail")  # what an ONNX runtime loads
 
 
 @dataclass(frozen=True)
