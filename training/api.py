@@ -254,6 +254,7 @@ def pca_estimator(
             seed=seed,
             score=score,
             layout=layout,
+            device=device,
         )
     if kind == "incremental-pca":
         return IncrementalPCA(
@@ -265,6 +266,7 @@ def pca_estimator(
             seed=seed,
             score=score,
             layout=layout,
+            device=device,
         )
     return KernelPCA(
         int(k),
@@ -276,6 +278,7 @@ def pca_estimator(
         seed=seed,
         score=score,
         layout=layout,
+        device=device,
     )
 
 

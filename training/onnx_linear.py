@@ -236,8 +236,11 @@ def rotation_nodes(
     """scores = step 7 of docs/score.md: primary_weight * `before` + weight * the rotation term, the
     term's own graph (flat rows `x2` -> the term) taken in whole under the prefix rot_."""
     assert spec.rotation is not None
-    term = onnx.compose.add_prefix(onnx.load_from_string(rotation), "rot_")
-    graph = term.graph
+    term = onnx.load_from_string(rotation)
+    opsets = {(o.domain or "", o.version) for o in term.opset_import}
+    if opsets != {("", OPSET)} or len(term.functions):
+        raise ValueError(f"the rotation term's model must use opset {OPSET} only, no functions; got {opsets}")
+    graph = onnx.compose.add_prefix(term, "rot_").graph
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise ValueError("the rotation term's model must take one input and give one output")
     inits = [

@@ -8,6 +8,7 @@ with any standardisation folded in; `training.onnx_linear` turns these into ONNX
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -30,6 +31,7 @@ from training.errors import DataError, UsageError
 from training.nn.config import check_turn_settings
 
 F64 = npt.NDArray[np.float64]
+TERM_FLOOR = 1e-6  # the rotation term's 99% quantile is divided by at least this (the term is in nats)
 _DEFAULT = PCAConfig()  # the estimators' defaults are the config's
 _SCORE = ScoreConfig()
 
@@ -95,6 +97,7 @@ class PCAFamily(ReconstructionEstimator):
     score: ScoreConfig
     layout: str | None
     seed: int
+    device: str  # where a rotation term's network trains (auto | cpu | cuda); PCA's own solver too
 
     def _check_score(self, n_rows: int, X_val: F32 | None) -> None:
         """Refuse a score setting that cannot apply to n_rows training rows of shape input_shape_
@@ -106,6 +109,11 @@ class PCAFamily(ReconstructionEstimator):
             if shape is None:
                 raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
             check_turn_settings(shape, self.score.rotation_size, self.score.rotation_epochs)
+            if importlib.util.find_spec("torch") is None:
+                raise UsageError(
+                    "--score-rotation trains a network: install torch (scripts/setup.sh train), or train "
+                    "without the term: --preset one-class-images-pca"
+                )
 
     def _score_spec(self, row_shape: tuple[int, ...], scale: F64 | None = None) -> ScoreSpec:
         layout = self.layout or ("features" if len(row_shape) == 1 else "image")
@@ -130,7 +138,7 @@ class PCAFamily(ReconstructionEstimator):
                 size=score.rotation_size,
                 epochs=score.rotation_epochs,
                 seed=self.seed,
-                device=getattr(self, "device", "auto"),
+                device=self.device,
             )
 
     def image_shape(self) -> tuple[int, int, int] | None:
@@ -166,7 +174,7 @@ class PCAFamily(ReconstructionEstimator):
         term = self.rotation_(X_val2).astype(np.float64)
         tiny = float(np.finfo(np.float32).tiny)
         q_first = float(np.quantile(first, DETAIL_QUANTILE)) + tiny
-        q_term = float(np.quantile(term, DETAIL_QUANTILE)) + tiny
+        q_term = max(float(np.quantile(term, DETAIL_QUANTILE)), TERM_FLOOR)  # the weight stays <= 1e6 x W
         rotation = RotationSpec(
             file=ROTATION_FILE, pool=pool, primary_weight=1.0 / q_first, weight=weight / q_term
         )
@@ -350,6 +358,7 @@ class SklearnPCA(LinearCodec):
         seed: int = 0,
         score: ScoreConfig = _SCORE,
         layout: str | None = None,
+        device: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.solver = solver
@@ -358,6 +367,7 @@ class SklearnPCA(LinearCodec):
         self.seed = seed
         self.score = score
         self.layout = layout
+        self.device = device
 
     def fit(self, X: F32, X_val: F32 | None = None) -> SklearnPCA:
         from sklearn.decomposition import PCA as SkPCA
@@ -400,6 +410,7 @@ class IncrementalPCA(LinearCodec):
         score: ScoreConfig = _SCORE,
         layout: str | None = None,
         seed: int = 0,
+        device: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.min_components = min_components
@@ -409,6 +420,7 @@ class IncrementalPCA(LinearCodec):
         self.score = score
         self.layout = layout
         self.seed = seed
+        self.device = device
 
     def fit(self, X: F32, X_val: F32 | None = None) -> IncrementalPCA:
         from sklearn.decomposition import IncrementalPCA as SkIPCA
@@ -480,6 +492,7 @@ class KernelPCA(PCAFamily):
         seed: int = 0,
         score: ScoreConfig = _SCORE,
         layout: str | None = None,
+        device: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.kernel = kernel
@@ -490,6 +503,7 @@ class KernelPCA(PCAFamily):
         self.seed = seed
         self.score = score
         self.layout = layout
+        self.device = device
 
     def fit(self, X: F32, X_val: F32 | None = None) -> KernelPCA:
         from sklearn.decomposition import KernelPCA as SkKPCA

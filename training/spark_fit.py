@@ -80,6 +80,8 @@ def fit_spark(cfg: FitConfig, df: Any, models_dir: Path, name: str, data: DataCo
     rows = df.select(*[F.col(c).cast("float") for c in features]).withColumn(SPLIT_COLUMN, split)
 
     score_spec((d,), "features", cfg.score)  # a bad score setting fails before the pass
+    if cfg.score.rotation is not None:
+        raise UsageError("--score-rotation needs image rows; a Spark fit trains on feature columns")
     n, mean, m2, counts = moments(rows, features)
     samples = [_sample(rows, part, counts[part], features, cfg.seed) for part in (0, 1, 2)]
     if len(samples[1]) == 0 or len(samples[2]) == 0:

@@ -204,8 +204,8 @@ class DetailSpec(_Strict):
 
 class RotationSpec(_Strict):
     """A learned score part added last (docs/score.md, step 7): a small network trained on the
-    training images to tell their four quarter turns apart; the term is the sum over the four turns
-    of -log p(the right turn), high for an image whose orientation the class does not explain.
+    training images to tell their four quarter turns apart; the term is log(1 + the sum over the four
+    turns of -log p(the right turn)), high for an image whose orientation the class does not explain.
     score = primary_weight * (steps 1-6) + weight * this term.
     """
 

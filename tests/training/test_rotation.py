@@ -263,3 +263,40 @@ def test_the_term_needs_images_large_enough_and_image_rows() -> None:
         PCA(2, device="cpu", score=ScoreConfig(rotation=0.5), layout="features").fit(rows, rows[:10])
     with pytest.raises(UsageError, match="give fit\\(X, X_val\\)"):
         PCA(2, device="cpu", score=ScoreConfig(rotation=0.5), layout="image").fit(_images(60))
+
+
+def test_without_torch_the_term_is_refused_before_any_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    est = PCA(2, device="cpu", score=ScoreConfig(rotation=0.5), layout="image")
+    with pytest.raises(UsageError, match=r"install torch .*--preset one-class-images-pca"):
+        est.fit(_images(60), _images(20, seed=1))
+    assert not hasattr(est, "components_")  # refused before the PCA was fitted
+
+
+@pytest.mark.parametrize("kind", ["pca", "sklearn-pca", "incremental-pca", "kernel-pca"])
+def test_every_pca_kind_trains_the_term_where_device_says(kind: str) -> None:
+    from training.api import pca_estimator
+    from training.config import PCAConfig
+
+    est = pca_estimator(
+        kind, PCAConfig(), standardize=False, seed=0, device="cpu", score=_score(), layout="image"
+    )
+    assert est.device == "cpu" and est.get_params()["device"] == "cpu"
+
+
+def test_the_scorer_takes_only_a_plain_opset_17_term(ells: tuple[PCAFamily, TrainingRun]) -> None:
+    import onnx
+
+    from training.onnx_linear import rotation_nodes
+
+    est, _ = ells
+    model = onnx.load_from_string(est.rotation_.model)
+    rotation_nodes("x", "before", "scores", est.score_spec_, model.SerializeToString())  # as exported: taken
+    model.opset_import[0].version = 18
+    with pytest.raises(ValueError, match="must use opset 17 only"):
+        rotation_nodes("x", "before", "scores", est.score_spec_, model.SerializeToString())
