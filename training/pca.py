@@ -92,7 +92,9 @@ class PCAFamily(ReconstructionEstimator):
     `score.balance` weighs that term on the validation rows X_val.
     """
 
-    score_params: ClassVar[tuple[str, ...]] = ("score", "layout")  # the manifest's `score` records them
+    # the manifest's `score` records them; `device` (where a rotation term trains) only in the
+    # subclasses whose own solver ignores it, PCA's own solver runs there too
+    score_params: ClassVar[tuple[str, ...]] = ("score", "layout", "device")
 
     score: ScoreConfig
     layout: str | None
@@ -397,7 +399,7 @@ class IncrementalPCA(LinearCodec):
     streams through it, `batch_size` rows at a time (two passes when standardising)."""
 
     kind = "incremental-pca"
-    score_params = ("score", "layout", "seed")  # seed: picks a neighbors term's reference rows only
+    score_params = ("score", "layout", "seed", "device")  # seed: picks a neighbors term's reference rows only
 
     def __init__(
         self,
