@@ -107,10 +107,7 @@ class PCAFamily(ReconstructionEstimator):
         self._score_spec(self.input_shape_)
         check_score_terms(self.score, n_rows, X_val is not None and len(X_val) > 0)
         if self.score.rotation is not None:
-            shape = self.image_shape()
-            if shape is None:
-                raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
-            check_turn_settings(shape, self.score.rotation_size, self.score.rotation_epochs)
+            check_turn_settings(self._turn_shape(), self.score.rotation_size, self.score.rotation_epochs)
             if importlib.util.find_spec("torch") is None:
                 raise UsageError(
                     "--score-rotation trains a network: install torch (scripts/setup.sh train), or train "
@@ -143,6 +140,13 @@ class PCAFamily(ReconstructionEstimator):
                 device=self.device,
             )
 
+    def _turn_shape(self) -> tuple[int, int, int]:
+        """The image shape a rotation term turns, or a UsageError for feature and sequence rows."""
+        shape = self.image_shape()
+        if shape is None:
+            raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
+        return shape
+
     def image_shape(self) -> tuple[int, int, int] | None:
         """The rows' image shape (H, W, C), or None for feature and sequence rows."""
         shape = self.input_shape_
@@ -162,9 +166,7 @@ class PCAFamily(ReconstructionEstimator):
         X_val, the term times `weight`. Call it last. Returns self."""
         from training.nn.turns import fit_turn_term  # torch only where the term is asked for
 
-        shape = self.image_shape()
-        if shape is None:
-            raise UsageError(f"--score-rotation needs image rows, got rows of shape {self.input_shape_}")
+        shape = self._turn_shape()
         check_weight("--score-rotation", weight)
         spec = self.score_spec_.model_copy(update={"rotation": None})
         self.score_spec_ = spec

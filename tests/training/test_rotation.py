@@ -114,6 +114,8 @@ def test_every_runtime_and_the_service_serve_the_trained_score(
     for rt in (OnnxRuntime.load(manifest, folder), JoblibRuntime.load(manifest, folder)):
         np.testing.assert_allclose(rt.compute("scores", rows)[0], expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(rt.reconstruct(rows).scores, expected, rtol=1e-5, atol=1e-6)
+        # the fused scorer holds the term: the ONNX runtime never opens rotation.onnx's own session
+        assert rt._rotation is not None and (rt._rotation._session is None) == (rt.format == "onnx")
     with serve(tmp_path) as client:
         r = client.post("/anomaly-score", json={"model": "ells", "inputs": rows.tolist()})
         assert r.status_code == 200, r.text

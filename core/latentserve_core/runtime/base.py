@@ -266,7 +266,9 @@ class ModelRuntime(ABC):
 
     format: str = ""
 
-    def __init__(self, manifest: Manifest, folder: Path) -> None:
+    def __init__(self, manifest: Manifest, folder: Path, *, numpy_scores: bool = True) -> None:
+        """numpy_scores: whether this runtime scores through `row_scores` (False: a fused ONNX
+        scorer computes every part, and a rotation term's own session is never opened)."""
         self.manifest = manifest
         self.row_shape: tuple[int, ...] = tuple(manifest.input.shape)
         self.row_size = manifest.input.size
@@ -275,7 +277,7 @@ class ModelRuntime(ABC):
         self._seconds_per_row: dict[str, float] = {}  # by op, see predicted_seconds
         self._reference = load_reference(manifest, folder)
         self._detail = load_detail(manifest, folder)
-        self._rotation = load_rotation(manifest, folder)
+        self._rotation = load_rotation(manifest, folder, open_session=numpy_scores)
         span = manifest.input.value_range
         self._range = RangeCheck(span, self._label) if span is not None else None
         # a neighbors score holds (rows x reference) distances: calls are cut into blocks of rows

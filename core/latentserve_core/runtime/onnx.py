@@ -37,7 +37,7 @@ class OnnxRuntime(ModelRuntime):
         decoder: ort.InferenceSession,
         scorer: ort.InferenceSession | None,
     ) -> None:
-        super().__init__(manifest, folder)
+        super().__init__(manifest, folder, numpy_scores=scorer is None)
         self._enc = encoder
         self._dec = decoder
         self._scorer = scorer

@@ -45,8 +45,12 @@ class RotationTerm:
         return {"model": self.model, "_threads": self._threads, "_session": None}
 
 
-def load_rotation(manifest: Manifest, folder: Path, threads: int = 1) -> RotationTerm | None:
-    """The network of a score's rotation term (sha256-checked, and loadable), or None."""
+def load_rotation(
+    manifest: Manifest, folder: Path, *, threads: int = 1, open_session: bool = True
+) -> RotationTerm | None:
+    """The network of a score's rotation term (sha256-checked, and with `open_session` loaded
+    into onnxruntime now, so that a file that does not load is refused here), or None. A runtime
+    whose fused scorer holds the term's graph never runs it: it passes open_session=False."""
     spec = manifest.score.rotation
     if spec is None:
         return None
@@ -54,6 +58,8 @@ def load_rotation(manifest: Manifest, folder: Path, threads: int = 1) -> Rotatio
 
     entry = next(f for f in manifest.files if f.role == "rotation" and f.path == spec.file)
     term = RotationTerm(verify_file(folder, entry, manifest).read_bytes(), threads)
+    if not open_session:
+        return term
     try:
         term.session()
     except Exception as exc:  # onnxruntime raises several private types
